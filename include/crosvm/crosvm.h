@@ -1,0 +1,203 @@
+/*
+ * libcrosvm: an embeddable virtual machine monitor for Linux KVM.
+ *
+ * This header is the library's whole public interface, a stable C ABI. It
+ * compiles as C99 and as C++.
+ *
+ * Conventions
+ *   - Objects are opaque handles with create/destroy pairs.
+ *   - Functions return 0 (CROSVM_OK) or a negative crosvm_error code; after a
+ *     failure, crosvm_error_message() on the same thread says why in words.
+ *   - Out-parameters come first; callbacks take `void *userdata` last.
+ *   - Structs passed in start with `uint32_t struct_size`; initialise them with
+ *     their *_INIT macro. They only ever grow at the end, and the library
+ *     reads only the first struct_size bytes, so old callers keep working.
+ *   - No C++ exception ever leaves the library.
+ *
+ * Process-wide effects
+ *   - To stop a vCPU thread that is inside KVM_RUN, the library sends it the
+ *     real-time signal SIGRTMIN (+0). The first crosvm_vm_start() installs a
+ *     handler that does nothing for it; starting fails with
+ *     CROSVM_ERROR_STATE if the process already handles that signal. The
+ *     signal is only ever sent to the library's own vCPU threads.
+ *   - Per running VM the library starts one thread per vCPU and one event
+ *     loop thread. Callbacks run on these threads; a callback must not call
+ *     crosvm_vm_wait(), crosvm_vm_stop() or crosvm_vm_destroy() on its VM.
+ *   - A serial port that reads stdin duplicates fd 0 and sets O_NONBLOCK on
+ *     it while the VM runs (restored when the VM stops).
+ *   - Nothing else is global: several VMs in one process are independent.
+ */
+#ifndef CROSVM_CROSVM_H
+#define CROSVM_CROSVM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CROSVM_EXPORT __attribute__((visibility("default")))
+
+/* Bumped, with the library's SONAME, only when the ABI breaks. */
+#define CROSVM_ABI_VERSION 1
+
+/* ---- Errors ------------------------------------------------------------ */
+
+typedef enum crosvm_error {
+  CROSVM_OK = 0,
+  CROSVM_ERROR_INVALID_ARGUMENT = -1, /* a NULL handle, a bad option value */
+  CROSVM_ERROR_KVM_UNAVAILABLE = -2,  /* no /dev/kvm, or no permission to open it */
+  CROSVM_ERROR_KVM_CAPABILITY = -3,   /* this host's KVM lacks something needed */
+  CROSVM_ERROR_KERNEL = -4,           /* missing, empty, truncated or not a kernel */
+  CROSVM_ERROR_INITRD = -5,           /* missing, empty or does not fit */
+  CROSVM_ERROR_MEMORY = -6,           /* 0, too large, or cannot be mapped */
+  CROSVM_ERROR_VCPU = -7,             /* 0 vCPUs or more than KVM allows */
+  CROSVM_ERROR_IO = -8,               /* a host file or socket failed */
+  CROSVM_ERROR_STATE = -9,            /* not possible in the VM's current state */
+  CROSVM_ERROR_TIMEOUT = -10,         /* crosvm_vm_wait() timed out */
+  CROSVM_ERROR_DEVICE = -11,          /* a device could not be set up */
+  CROSVM_ERROR_PROTOCOL = -12,        /* a malformed message */
+  CROSVM_ERROR_INTERNAL = -99         /* a bug in libcrosvm */
+} crosvm_error;
+
+/* Why the last call on this thread failed; "" if none did. The text stays
+ * valid until the next libcrosvm call on this thread. */
+CROSVM_EXPORT const char *crosvm_error_message(void);
+/* A constant name such as "CROSVM_ERROR_KERNEL" for an error code. */
+CROSVM_EXPORT const char *crosvm_error_name(int code);
+
+/* The ABI version of the loaded library (compare with CROSVM_ABI_VERSION). */
+CROSVM_EXPORT uint32_t crosvm_abi_version(void);
+/* The library's release, e.g. "0.1.0". */
+CROSVM_EXPORT const char *crosvm_version(void);
+
+/* ---- Configuration (the VM builder) ------------------------------------ */
+
+typedef struct crosvm_config crosvm_config;
+
+CROSVM_EXPORT int crosvm_config_create(crosvm_config **out_config);
+CROSVM_EXPORT void crosvm_config_destroy(crosvm_config *config);
+
+/* Guest RAM in MiB (default 256). RAM beyond 3 GiB is placed above 4 GiB. */
+CROSVM_EXPORT int crosvm_config_set_memory_mib(crosvm_config *config, uint64_t mib);
+/* Number of vCPUs (default 1). */
+CROSVM_EXPORT int crosvm_config_set_vcpu_count(crosvm_config *config, uint32_t count);
+/* A bzImage (boot protocol 2.12+) or an ELF vmlinux, entered in 64-bit mode. */
+CROSVM_EXPORT int crosvm_config_set_kernel(crosvm_config *config, const char *path);
+/* Boot the built-in demo guest instead of a kernel file: it prints a greeting
+ * on serial port 1 and powers off. Runs on any KVM. */
+CROSVM_EXPORT int crosvm_config_set_demo_kernel(crosvm_config *config);
+CROSVM_EXPORT int crosvm_config_set_initrd(crosvm_config *config, const char *path);
+/* Appends space-separated parameters to the kernel command line. The line
+ * starts with the library's defaults ("panic=-1", then console= and earlycon=
+ * for serial ports that ask for them), so a later parameter overrides. */
+CROSVM_EXPORT int crosvm_config_append_params(crosvm_config *config, const char *params);
+
+/* Serial ports: 8250 UARTs at COM1..COM4 (guest ttyS0..ttyS3). */
+typedef enum crosvm_serial_type {
+  CROSVM_SERIAL_SINK = 0,    /* output is discarded */
+  CROSVM_SERIAL_STDOUT = 1,  /* the process's stdout */
+  CROSVM_SERIAL_FILE = 2,    /* appended to `path`, created if missing */
+  CROSVM_SERIAL_CALLBACK = 3 /* `callback` gets every byte */
+} crosvm_serial_type;
+
+#define CROSVM_SERIAL_CONSOLE 0x1u  /* add console=ttyS<number-1> */
+#define CROSVM_SERIAL_EARLYCON 0x2u /* add earlycon=uart8250,io,<port> */
+#define CROSVM_SERIAL_STDIN 0x4u    /* the process's stdin is this port's input */
+
+/* Called on a vCPU thread with what the guest wrote; keep it short. */
+typedef void (*crosvm_output_callback)(const uint8_t *data, size_t length, void *userdata);
+
+typedef struct crosvm_serial_options {
+  uint32_t struct_size;
+  uint32_t number;                 /* 1..4 */
+  uint32_t type;                   /* a crosvm_serial_type */
+  uint32_t flags;                  /* CROSVM_SERIAL_* */
+  const char *path;                /* CROSVM_SERIAL_FILE */
+  crosvm_output_callback callback; /* CROSVM_SERIAL_CALLBACK */
+  void *userdata;
+} crosvm_serial_options;
+
+#define CROSVM_SERIAL_OPTIONS_INIT \
+  { sizeof(crosvm_serial_options), 1, CROSVM_SERIAL_STDOUT, 0, NULL, NULL, NULL }
+
+/* Adds (or replaces) serial port `options->number`. Without any call, a VM
+ * has no serial port. */
+CROSVM_EXPORT int crosvm_config_add_serial(crosvm_config *config,
+                                           const crosvm_serial_options *options);
+
+typedef enum crosvm_log_level {
+  CROSVM_LOG_ERROR = 0,
+  CROSVM_LOG_WARNING = 1,
+  CROSVM_LOG_INFO = 2,
+  CROSVM_LOG_DEBUG = 3
+} crosvm_log_level;
+
+/* Called from any library thread, one whole message per call, no newline. */
+typedef void (*crosvm_log_callback)(int level, const char *message, void *userdata);
+
+/* Where the VM's log goes (default: stderr, info and above). A NULL callback
+ * keeps stderr and only changes the level. */
+CROSVM_EXPORT int crosvm_config_set_log(crosvm_config *config, int max_level,
+                                        crosvm_log_callback callback, void *userdata);
+
+/* ---- Virtual machines -------------------------------------------------- */
+
+typedef struct crosvm_vm crosvm_vm;
+
+typedef enum crosvm_exit_reason {
+  CROSVM_EXIT_NONE = 0,     /* not stopped yet */
+  CROSVM_EXIT_POWEROFF = 1, /* the guest powered off */
+  CROSVM_EXIT_RESET = 2,    /* the guest reset (reboot) */
+  CROSVM_EXIT_CRASH = 3,    /* triple fault or an unrunnable vCPU (registers logged) */
+  CROSVM_EXIT_PANIC = 4,    /* the guest kernel reported a panic */
+  CROSVM_EXIT_STOPPED = 5,  /* the host stopped it */
+  CROSVM_EXIT_ERROR = 6     /* the VMM failed; see crosvm_vm_exit_message() */
+} crosvm_exit_reason;
+
+/* Builds the VM from `config` (which may then be destroyed or reused): opens
+ * KVM, maps guest memory, creates vCPUs and devices, loads the kernel. Fails
+ * with a specific code and message for every bad input. Nothing runs yet. */
+CROSVM_EXPORT int crosvm_vm_create(crosvm_vm **out_vm, const crosvm_config *config);
+
+/* Starts the vCPUs and the event loop and returns at once. */
+CROSVM_EXPORT int crosvm_vm_start(crosvm_vm *vm);
+
+/* Waits until the VM stops, at most `timeout_ms` (negative: forever), and
+ * stores why (CROSVM_ERROR_TIMEOUT if it is still running). */
+CROSVM_EXPORT int crosvm_vm_wait(crosvm_exit_reason *out_reason, crosvm_vm *vm,
+                                 int64_t timeout_ms);
+
+/* crosvm_vm_start() then crosvm_vm_wait() without a timeout. */
+CROSVM_EXPORT int crosvm_vm_run(crosvm_exit_reason *out_reason, crosvm_vm *vm);
+
+/* Stops the VM in order (vCPUs out of KVM_RUN and joined, device work
+ * finished) and waits for it. The exit reason becomes CROSVM_EXIT_STOPPED
+ * unless the guest had already ended it. */
+CROSVM_EXPORT int crosvm_vm_stop(crosvm_vm *vm);
+
+/* Holds every vCPU outside KVM_RUN / lets them run again. */
+CROSVM_EXPORT int crosvm_vm_pause(crosvm_vm *vm);
+CROSVM_EXPORT int crosvm_vm_resume(crosvm_vm *vm);
+
+/* Why the VM stopped so far (CROSVM_EXIT_NONE while it runs). */
+CROSVM_EXPORT crosvm_exit_reason crosvm_vm_exit_reason(const crosvm_vm *vm);
+/* A sentence about the exit ("the guest reset (i8042 reset)"); "" before.
+ * Valid until the next call on this thread. */
+CROSVM_EXPORT const char *crosvm_vm_exit_message(const crosvm_vm *vm);
+
+/* Queues `length` bytes as input of serial port `number`; stores how many
+ * were taken (fewer when the port's input buffer is full). */
+CROSVM_EXPORT int crosvm_vm_serial_write(size_t *out_written, crosvm_vm *vm, uint32_t number,
+                                         const void *data, size_t length);
+
+/* Stops the VM if it runs, then frees it. Safe at any state; not from one of
+ * the VM's own callbacks (the VM is then kept and an error is logged). */
+CROSVM_EXPORT void crosvm_vm_destroy(crosvm_vm *vm);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CROSVM_CROSVM_H */

@@ -1,0 +1,52 @@
+#include "base/file_io.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace crosvm {
+
+bool write_all(int fd, std::span<const uint8_t> data) {
+  while (!data.empty()) {
+    ssize_t written = ::write(fd, data.data(), data.size());
+    if (written > 0) {
+      data = data.subspan(static_cast<size_t>(written));
+      continue;
+    }
+    if (written < 0 && errno == EINTR) continue;
+    if (written < 0 && errno == EAGAIN) {
+      pollfd wait_for{fd, POLLOUT, 0};
+      ::poll(&wait_for, 1, -1);
+      continue;
+    }
+    return false;
+  }
+  return true;
+}
+
+Result<UniqueFd> open_file(const std::string& path, int flags, const char* what) {
+  if (path.empty()) return make_error(ErrorCode::kInvalidArgument, "no {} path given", what);
+  UniqueFd fd(::open(path.c_str(), flags | O_CLOEXEC));
+  if (!fd) return make_errno_error(ErrorCode::kIo, errno, "cannot open {} '{}'", what, path);
+  return fd;
+}
+
+Result<MappedFile> MappedFile::open(const std::string& path, const char* what) {
+  UniqueFd fd = CROSVM_TRY(open_file(path, O_RDONLY, what));
+  struct stat info {};
+  if (::fstat(fd.get(), &info) != 0) {
+    return make_errno_error(ErrorCode::kIo, errno, "cannot stat {} '{}'", what, path);
+  }
+  if (!S_ISREG(info.st_mode)) {
+    return make_error(ErrorCode::kIo, "{} '{}' is not a regular file", what, path);
+  }
+  auto mapping = MemoryMapping::map_file_readonly(fd.get(), static_cast<size_t>(info.st_size));
+  if (!mapping) {
+    return make_error(ErrorCode::kIo, "cannot read {} '{}': {}", what, path,
+                      mapping.error().message);
+  }
+  return MappedFile(std::move(mapping).value());
+}
+
+}  // namespace crosvm

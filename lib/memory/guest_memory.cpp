@@ -1,0 +1,106 @@
+#include "memory/guest_memory.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "kvm/kvm.h"
+
+namespace crosvm {
+namespace {
+
+constexpr uint64_t kPageSize = 4096;
+
+Result<void> validate_layout(std::span<const GuestRegion> regions) {
+  if (regions.empty()) return make_error(ErrorCode::kMemory, "guest memory has no regions");
+  uint64_t previous_end = 0;
+  for (size_t i = 0; i < regions.size(); ++i) {
+    const GuestRegion& region = regions[i];
+    if (region.size == 0 || region.size % kPageSize != 0 || region.guest_address % kPageSize != 0) {
+      return make_error(ErrorCode::kMemory, "guest memory region {} is not page-aligned", i);
+    }
+    if (region.guest_address + region.size < region.guest_address) {
+      return make_error(ErrorCode::kMemory, "guest memory region {} wraps around", i);
+    }
+    if (i > 0 && region.guest_address < previous_end) {
+      return make_error(ErrorCode::kMemory, "guest memory regions overlap or are unsorted");
+    }
+    previous_end = region.guest_address + region.size;
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<GuestMemory> GuestMemory::create(std::span<const GuestRegion> regions) {
+  CROSVM_TRY(validate_layout(regions));
+  uint64_t total = 0;
+  std::vector<uint64_t> offsets;
+  for (const GuestRegion& region : regions) {
+    offsets.push_back(total);
+    total += region.size;
+  }
+
+  UniqueFd memfd(::memfd_create("crosvm_guest", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  if (!memfd) return make_errno_error(ErrorCode::kMemory, errno, "memfd_create");
+  if (::ftruncate(memfd.get(), static_cast<off_t>(total)) != 0) {
+    return make_errno_error(ErrorCode::kMemory, errno, "cannot size guest memory to {} MiB",
+                            total >> 20);
+  }
+  // Growing or shrinking the file under a running guest would fault the VMM.
+  ::fcntl(memfd.get(), F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK);
+
+  auto mapping = MemoryMapping::map_shared(memfd.get(), total, 0, MAP_NORESERVE);
+  if (!mapping) {
+    return make_error(ErrorCode::kMemory, "cannot map {} MiB of guest memory: {}", total >> 20,
+                      mapping.error().message);
+  }
+  // Guest RAM stays out of the VMM's core dumps.
+  ::madvise(mapping->data(), total, MADV_DONTDUMP);
+  return GuestMemory(std::move(memfd), std::move(mapping).value(),
+                     std::vector<GuestRegion>(regions.begin(), regions.end()), std::move(offsets));
+}
+
+Result<void> GuestMemory::register_with(const kvm::VmFd& vm) const {
+  for (size_t i = 0; i < regions_.size(); ++i) {
+    CROSVM_TRY(vm.set_user_memory_region(static_cast<uint32_t>(i), regions_[i].guest_address,
+                                         regions_[i].size, mapping_.data() + offsets_[i]));
+  }
+  return {};
+}
+
+Result<std::span<uint8_t>> GuestMemory::slice(uint64_t address, uint64_t length) const {
+  // The last region starting at or below `address`.
+  auto after = std::upper_bound(
+      regions_.begin(), regions_.end(), address,
+      [](uint64_t value, const GuestRegion& region) { return value < region.guest_address; });
+  if (after != regions_.begin()) {
+    size_t index = static_cast<size_t>(after - regions_.begin()) - 1;
+    const GuestRegion& region = regions_[index];
+    uint64_t offset = address - region.guest_address;
+    if (offset < region.size && length <= region.size - offset) {
+      return std::span<uint8_t>(mapping_.data() + offsets_[index] + offset, length);
+    }
+    if (offset == region.size && length == 0) {
+      return std::span<uint8_t>(mapping_.data() + offsets_[index] + offset, 0);
+    }
+  }
+  return make_error(ErrorCode::kMemory, "guest range [{:#x}, +{:#x}) is not inside guest RAM",
+                    address, length);
+}
+
+Result<void> GuestMemory::write(uint64_t address, std::span<const uint8_t> data) const {
+  std::span<uint8_t> target = CROSVM_TRY(slice(address, data.size()));
+  if (!data.empty()) std::memcpy(target.data(), data.data(), data.size());
+  return {};
+}
+
+Result<void> GuestMemory::read(uint64_t address, std::span<uint8_t> out) const {
+  std::span<uint8_t> source = CROSVM_TRY(slice(address, out.size()));
+  if (!out.empty()) std::memcpy(out.data(), source.data(), out.size());
+  return {};
+}
+
+}  // namespace crosvm
