@@ -1,0 +1,332 @@
+// The extern "C" layer: argument checks, Result -> error code + thread-local
+// message, and a catch-all so no exception crosses the ABI.
+#include "crosvm/crosvm.h"
+
+#include <algorithm>
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <string>
+
+#include "capi/versioned.h"
+#include "vm/vm.h"
+
+struct crosvm_config {
+  crosvm::VmConfig config;
+};
+
+struct crosvm_vm {
+  std::unique_ptr<crosvm::Vm> vm;
+};
+
+namespace {
+
+using crosvm::Error;
+using crosvm::ErrorCode;
+
+thread_local std::string last_error;
+
+int fail(ErrorCode code, std::string message) {
+  last_error = std::move(message);
+  return static_cast<int>(code);
+}
+
+int fail(const Error& error) { return fail(error.code, error.message); }
+
+int succeed() {
+  last_error.clear();
+  return CROSVM_OK;
+}
+
+// Runs `body`, turning any escaping exception into CROSVM_ERROR_INTERNAL.
+template <typename Body>
+int guarded(Body&& body) noexcept {
+  try {
+    return body();
+  } catch (const std::bad_alloc&) {
+    return fail(ErrorCode::kInternal, "out of memory");
+  } catch (const std::exception& error) {
+    return fail(ErrorCode::kInternal, std::string("internal error: ") + error.what());
+  } catch (...) {
+    return fail(ErrorCode::kInternal, "internal error");
+  }
+}
+
+int null_argument(const char* name) {
+  return fail(ErrorCode::kInvalidArgument, std::string(name) + " is NULL");
+}
+
+crosvm::LogLevel clamp_level(int level) {
+  return static_cast<crosvm::LogLevel>(std::clamp(level, 0, 3));
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* crosvm_error_message(void) { return last_error.c_str(); }
+
+const char* crosvm_error_name(int code) {
+  switch (code) {
+    case CROSVM_OK: return "CROSVM_OK";
+    case CROSVM_ERROR_INVALID_ARGUMENT: return "CROSVM_ERROR_INVALID_ARGUMENT";
+    case CROSVM_ERROR_KVM_UNAVAILABLE: return "CROSVM_ERROR_KVM_UNAVAILABLE";
+    case CROSVM_ERROR_KVM_CAPABILITY: return "CROSVM_ERROR_KVM_CAPABILITY";
+    case CROSVM_ERROR_KERNEL: return "CROSVM_ERROR_KERNEL";
+    case CROSVM_ERROR_INITRD: return "CROSVM_ERROR_INITRD";
+    case CROSVM_ERROR_MEMORY: return "CROSVM_ERROR_MEMORY";
+    case CROSVM_ERROR_VCPU: return "CROSVM_ERROR_VCPU";
+    case CROSVM_ERROR_IO: return "CROSVM_ERROR_IO";
+    case CROSVM_ERROR_STATE: return "CROSVM_ERROR_STATE";
+    case CROSVM_ERROR_TIMEOUT: return "CROSVM_ERROR_TIMEOUT";
+    case CROSVM_ERROR_DEVICE: return "CROSVM_ERROR_DEVICE";
+    case CROSVM_ERROR_PROTOCOL: return "CROSVM_ERROR_PROTOCOL";
+    case CROSVM_ERROR_INTERNAL: return "CROSVM_ERROR_INTERNAL";
+    default: return "CROSVM_ERROR_UNKNOWN";
+  }
+}
+
+uint32_t crosvm_abi_version(void) { return CROSVM_ABI_VERSION; }
+
+const char* crosvm_version(void) { return CROSVM_VERSION_STRING; }
+
+int crosvm_config_create(crosvm_config** out_config) {
+  return guarded([&] {
+    if (out_config == nullptr) return null_argument("out_config");
+    *out_config = new crosvm_config();
+    return succeed();
+  });
+}
+
+void crosvm_config_destroy(crosvm_config* config) { delete config; }
+
+int crosvm_config_set_memory_mib(crosvm_config* config, uint64_t mib) {
+  return guarded([&] {
+    if (config == nullptr) return null_argument("config");
+    if (mib == 0) return fail(ErrorCode::kMemory, "guest memory size is 0");
+    config->config.memory_mib = mib;
+    return succeed();
+  });
+}
+
+int crosvm_config_set_vcpu_count(crosvm_config* config, uint32_t count) {
+  return guarded([&] {
+    if (config == nullptr) return null_argument("config");
+    if (count == 0) return fail(ErrorCode::kVcpu, "a VM needs at least one vCPU");
+    config->config.vcpu_count = count;
+    return succeed();
+  });
+}
+
+int crosvm_config_set_kernel(crosvm_config* config, const char* path) {
+  return guarded([&] {
+    if (config == nullptr) return null_argument("config");
+    if (path == nullptr || *path == '\0') return fail(ErrorCode::kKernel, "no kernel path given");
+    config->config.kernel_path = path;
+    config->config.demo_kernel = false;
+    return succeed();
+  });
+}
+
+int crosvm_config_set_demo_kernel(crosvm_config* config) {
+  return guarded([&] {
+    if (config == nullptr) return null_argument("config");
+    config->config.kernel_path.clear();
+    config->config.demo_kernel = true;
+    return succeed();
+  });
+}
+
+int crosvm_config_set_initrd(crosvm_config* config, const char* path) {
+  return guarded([&] {
+    if (config == nullptr) return null_argument("config");
+    config->config.initrd_path = path != nullptr ? path : "";
+    return succeed();
+  });
+}
+
+int crosvm_config_append_params(crosvm_config* config, const char* params) {
+  return guarded([&] {
+    if (config == nullptr) return null_argument("config");
+    if (params == nullptr) return null_argument("params");
+    config->config.params.emplace_back(params);
+    return succeed();
+  });
+}
+
+int crosvm_config_add_serial(crosvm_config* config, const crosvm_serial_options* options) {
+  return guarded([&] {
+    if (config == nullptr) return null_argument("config");
+    if (options == nullptr) return null_argument("options");
+    const crosvm_serial_options in = crosvm::read_versioned(*options, crosvm_serial_options CROSVM_SERIAL_OPTIONS_INIT);
+    if (in.number < 1 || in.number > 4) {
+      return fail(ErrorCode::kInvalidArgument, "serial port " + std::to_string(in.number) +
+                                                   " does not exist (1 to 4)");
+    }
+    crosvm::SerialConfig serial;
+    serial.number = in.number;
+    switch (in.type) {
+      case CROSVM_SERIAL_SINK: serial.output = crosvm::SerialOutput::kSink; break;
+      case CROSVM_SERIAL_STDOUT: serial.output = crosvm::SerialOutput::kStdout; break;
+      case CROSVM_SERIAL_FILE:
+        if (in.path == nullptr || *in.path == '\0') {
+          return fail(ErrorCode::kInvalidArgument, "a file serial port needs a path");
+        }
+        serial.output = crosvm::SerialOutput::kFile;
+        serial.path = in.path;
+        break;
+      case CROSVM_SERIAL_CALLBACK:
+        if (in.callback == nullptr) {
+          return fail(ErrorCode::kInvalidArgument, "a callback serial port needs a callback");
+        }
+        serial.output = crosvm::SerialOutput::kCallback;
+        serial.callback = [callback = in.callback, userdata = in.userdata](std::span<const uint8_t> bytes) {
+          callback(bytes.data(), bytes.size(), userdata);
+        };
+        break;
+      default:
+        return fail(ErrorCode::kInvalidArgument, "unknown serial type " + std::to_string(in.type));
+    }
+    if ((in.flags & ~(CROSVM_SERIAL_CONSOLE | CROSVM_SERIAL_EARLYCON | CROSVM_SERIAL_STDIN)) != 0) {
+      return fail(ErrorCode::kInvalidArgument, "unknown serial flags");
+    }
+    serial.console = (in.flags & CROSVM_SERIAL_CONSOLE) != 0;
+    serial.earlycon = (in.flags & CROSVM_SERIAL_EARLYCON) != 0;
+    serial.read_stdin = (in.flags & CROSVM_SERIAL_STDIN) != 0;
+
+    auto& serials = config->config.serials;
+    std::erase_if(serials, [&](const crosvm::SerialConfig& existing) { return existing.number == serial.number; });
+    serials.push_back(std::move(serial));
+    return succeed();
+  });
+}
+
+int crosvm_config_set_log(crosvm_config* config, int max_level, crosvm_log_callback callback,
+                          void* userdata) {
+  return guarded([&] {
+    if (config == nullptr) return null_argument("config");
+    const crosvm::LogLevel level = clamp_level(max_level);
+    if (callback == nullptr) {
+      crosvm::Logger standard;
+      config->config.logger = crosvm::Logger(
+          [standard](crosvm::LogLevel message_level, std::string_view message) {
+            standard.log(message_level, message);
+          },
+          level);
+    } else {
+      config->config.logger = crosvm::Logger(
+          [callback, userdata](crosvm::LogLevel message_level, std::string_view message) {
+            const std::string text(message);
+            callback(static_cast<int>(message_level), text.c_str(), userdata);
+          },
+          level);
+    }
+    return succeed();
+  });
+}
+
+int crosvm_vm_create(crosvm_vm** out_vm, const crosvm_config* config) {
+  return guarded([&] {
+    if (out_vm == nullptr) return null_argument("out_vm");
+    *out_vm = nullptr;
+    if (config == nullptr) return null_argument("config");
+    auto vm = crosvm::Vm::create(config->config);
+    if (!vm) return fail(vm.error());
+    *out_vm = new crosvm_vm{std::move(vm).value()};
+    return succeed();
+  });
+}
+
+int crosvm_vm_start(crosvm_vm* vm) {
+  return guarded([&] {
+    if (vm == nullptr) return null_argument("vm");
+    auto started = vm->vm->start();
+    return started ? succeed() : fail(started.error());
+  });
+}
+
+int crosvm_vm_wait(crosvm_exit_reason* out_reason, crosvm_vm* vm, int64_t timeout_ms) {
+  return guarded([&] {
+    if (vm == nullptr) return null_argument("vm");
+    std::optional<std::chrono::milliseconds> timeout;
+    if (timeout_ms >= 0) timeout = std::chrono::milliseconds(timeout_ms);
+    auto reason = vm->vm->wait(timeout);
+    if (!reason) return fail(reason.error());
+    if (out_reason != nullptr) *out_reason = static_cast<crosvm_exit_reason>(*reason);
+    return succeed();
+  });
+}
+
+int crosvm_vm_run(crosvm_exit_reason* out_reason, crosvm_vm* vm) {
+  const int started = crosvm_vm_start(vm);
+  if (started != CROSVM_OK) return started;
+  return crosvm_vm_wait(out_reason, vm, -1);
+}
+
+int crosvm_vm_stop(crosvm_vm* vm) {
+  return guarded([&] {
+    if (vm == nullptr) return null_argument("vm");
+    auto stopped = vm->vm->stop();
+    return stopped ? succeed() : fail(stopped.error());
+  });
+}
+
+int crosvm_vm_pause(crosvm_vm* vm) {
+  return guarded([&] {
+    if (vm == nullptr) return null_argument("vm");
+    auto paused = vm->vm->pause();
+    return paused ? succeed() : fail(paused.error());
+  });
+}
+
+int crosvm_vm_resume(crosvm_vm* vm) {
+  return guarded([&] {
+    if (vm == nullptr) return null_argument("vm");
+    auto resumed = vm->vm->resume();
+    return resumed ? succeed() : fail(resumed.error());
+  });
+}
+
+crosvm_exit_reason crosvm_vm_exit_reason(const crosvm_vm* vm) {
+  if (vm == nullptr) return CROSVM_EXIT_NONE;
+  return static_cast<crosvm_exit_reason>(vm->vm->exit_reason());
+}
+
+const char* crosvm_vm_exit_message(const crosvm_vm* vm) {
+  if (vm == nullptr) return "";
+  thread_local std::string message;
+  try {
+    message = vm->vm->exit_message();
+  } catch (...) {
+    message.clear();
+  }
+  return message.c_str();
+}
+
+int crosvm_vm_serial_write(size_t* out_written, crosvm_vm* vm, uint32_t number, const void* data,
+                           size_t length) {
+  return guarded([&] {
+    if (vm == nullptr) return null_argument("vm");
+    if (data == nullptr && length != 0) return null_argument("data");
+    auto written = vm->vm->write_serial_input(
+        number, std::span(static_cast<const uint8_t*>(data), length));
+    if (!written) return fail(written.error());
+    if (out_written != nullptr) *out_written = *written;
+    return succeed();
+  });
+}
+
+void crosvm_vm_destroy(crosvm_vm* vm) {
+  if (vm == nullptr) return;
+  try {
+    if (vm->vm->is_own_thread()) {
+      vm->vm->logger().error("crosvm_vm_destroy() called from the VM's own callback; the VM is kept");
+      return;
+    }
+    delete vm;
+  } catch (...) {
+    // Nothing may escape; a VM that cannot be torn down is leaked.
+  }
+}
+
+}  // extern "C"

@@ -1,0 +1,251 @@
+// Assembling a VM, in one straight line:
+// open /dev/kvm -> create the VM -> guest memory -> irqchip -> vCPUs ->
+// devices on the buses -> kernel and initrd -> boot information and registers.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include "arch/x86_64/acpi/tables.h"
+#include "arch/x86_64/boot_setup.h"
+#include "arch/x86_64/cpu_state.h"
+#include "arch/x86_64/cpuid.h"
+#include "arch/x86_64/kernel_loader.h"
+#include "base/file_io.h"
+#include "devices/legacy/cmos.h"
+#include "devices/legacy/i8042.h"
+#include "devices/legacy/power_management.h"
+#include "devices/legacy/pvpanic.h"
+#include "tinyguest/demo_image.h"
+#include "vm/vm.h"
+
+namespace crosvm {
+namespace {
+
+constexpr uint64_t kMaxMemoryMib = UINT64_MAX >> 20;
+
+Result<void> validate(const VmConfig& config) {
+  if (config.memory_mib == 0) return make_error(ErrorCode::kMemory, "guest memory size is 0");
+  if (config.memory_mib > kMaxMemoryMib) {
+    return make_error(ErrorCode::kMemory, "guest memory of {} MiB is beyond any address space",
+                      config.memory_mib);
+  }
+  if (config.vcpu_count == 0) return make_error(ErrorCode::kVcpu, "a VM needs at least one vCPU");
+  if (config.kernel_path.empty() && !config.demo_kernel) {
+    return make_error(ErrorCode::kKernel, "no kernel given");
+  }
+  bool used[4] = {};
+  size_t stdin_readers = 0;
+  for (const SerialConfig& serial : config.serials) {
+    if (serial.number < 1 || serial.number > 4) {
+      return make_error(ErrorCode::kInvalidArgument, "serial port {} does not exist (1 to 4)",
+                        serial.number);
+    }
+    if (used[serial.number - 1]) {
+      return make_error(ErrorCode::kInvalidArgument, "serial port {} is configured twice",
+                        serial.number);
+    }
+    used[serial.number - 1] = true;
+    if (serial.output == SerialOutput::kFile && serial.path.empty()) {
+      return make_error(ErrorCode::kInvalidArgument, "serial port {} writes to a file but has no path",
+                        serial.number);
+    }
+    if (serial.output == SerialOutput::kCallback && !serial.callback) {
+      return make_error(ErrorCode::kInvalidArgument, "serial port {} has no output callback",
+                        serial.number);
+    }
+    stdin_readers += serial.read_stdin ? 1 : 0;
+  }
+  if (stdin_readers > 1) {
+    return make_error(ErrorCode::kInvalidArgument, "only one serial port can read stdin");
+  }
+  return {};
+}
+
+Result<void> check_capabilities(const kvm::Kvm& kvm) {
+  CROSVM_TRY(kvm.require_extension(KVM_CAP_USER_MEMORY, "user memory regions"));
+  CROSVM_TRY(kvm.require_extension(KVM_CAP_IRQCHIP, "an in-kernel interrupt controller"));
+  CROSVM_TRY(kvm.require_extension(KVM_CAP_PIT2, "an in-kernel PIT"));
+  CROSVM_TRY(kvm.require_extension(KVM_CAP_SET_TSS_ADDR, "KVM_SET_TSS_ADDR"));
+  CROSVM_TRY(kvm.require_extension(KVM_CAP_EXT_CPUID, "KVM_GET_SUPPORTED_CPUID"));
+  CROSVM_TRY(kvm.require_extension(KVM_CAP_IRQFD, "irqfd"));
+  CROSVM_TRY(kvm.require_extension(KVM_CAP_IOEVENTFD, "ioeventfd"));
+  CROSVM_TRY(kvm.require_extension(KVM_CAP_IMMEDIATE_EXIT, "immediate_exit"));
+  return {};
+}
+
+// A file's bytes, or the built-in demo guest's.
+struct KernelSource {
+  std::optional<MappedFile> file;
+  std::span<const uint8_t> bytes;
+};
+
+Result<KernelSource> open_kernel(const VmConfig& config) {
+  KernelSource source;
+  if (config.demo_kernel) {
+    source.bytes = demo_kernel_image();
+    return source;
+  }
+  source.file = CROSVM_TRY(MappedFile::open(config.kernel_path, "kernel"));
+  source.bytes = source.file->bytes();
+  if (auto format = x86_64::detect_kernel_format(source.bytes); !format) {
+    return make_error(ErrorCode::kKernel, "kernel '{}': {}", config.kernel_path, format.error().message);
+  }
+  return source;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Vm>> Vm::create(VmConfig config) {
+  CROSVM_TRY(validate(config));
+  // Files first: a wrong path is the likeliest mistake and the cheapest check.
+  KernelSource kernel = CROSVM_TRY(open_kernel(config));
+  std::optional<MappedFile> initrd;
+  if (!config.initrd_path.empty()) {
+    auto file = MappedFile::open(config.initrd_path, "initrd");
+    if (!file) return Error{ErrorCode::kInitrd, file.error().message};
+    if (file->bytes().empty()) {
+      return make_error(ErrorCode::kInitrd, "initrd '{}' is empty", config.initrd_path);
+    }
+    initrd = std::move(file).value();
+  }
+
+  kvm::Kvm kvm = CROSVM_TRY(kvm::Kvm::open(config.kvm_path));
+  CROSVM_TRY(check_capabilities(kvm));
+  const uint32_t max_vcpus = std::min(kvm.max_vcpus(), x86_64::kMaxVcpus);
+  if (config.vcpu_count > max_vcpus) {
+    return make_error(ErrorCode::kVcpu,
+                      "{} vCPUs requested; at most {} are possible (this host's KVM allows {}, "
+                      "xAPIC IDs {})",
+                      config.vcpu_count, max_vcpus, kvm.max_vcpus(), x86_64::kMaxVcpus);
+  }
+  x86_64::MemoryLayout layout =
+      CROSVM_TRY(x86_64::plan_memory(config.memory_mib << 20, x86_64::host_physical_address_bits()));
+
+  kvm::VmFd vm_fd = CROSVM_TRY(kvm.create_vm());
+  GuestMemory memory = CROSVM_TRY(GuestMemory::create(layout.ram));
+  CROSVM_TRY(memory.register_with(vm_fd));
+
+  // The TSS and identity-map pages sit in the MMIO hole, clear of RAM and devices.
+  CROSVM_TRY(vm_fd.set_tss_address(x86_64::kTssAddress));
+  CROSVM_TRY(vm_fd.set_identity_map_address(x86_64::kIdentityMapAddress));
+  CROSVM_TRY(vm_fd.create_irqchip());
+  CROSVM_TRY(vm_fd.create_pit2());
+
+  const size_t run_size = CROSVM_TRY(kvm.vcpu_mmap_size());
+  const std::vector<kvm_cpuid_entry2> supported = CROSVM_TRY(kvm.supported_cpuid());
+  std::vector<kvm::VcpuFd> vcpus;
+  for (uint32_t id = 0; id < config.vcpu_count; ++id) {
+    kvm::VcpuFd vcpu = CROSVM_TRY(vm_fd.create_vcpu(id, run_size));
+    CROSVM_TRY(vcpu.set_cpuid(x86_64::cpuid_for_vcpu(supported, id, config.vcpu_count)));
+    CROSVM_TRY(x86_64::configure_vcpu_common(vcpu));
+    vcpus.push_back(std::move(vcpu));
+  }
+
+  auto vm = std::unique_ptr<Vm>(new Vm(std::move(config),
+                                       Machine{std::move(kvm), std::move(vm_fd), std::move(memory),
+                                               std::move(layout), std::move(vcpus)}));
+  CROSVM_TRY(vm->attach_legacy_devices());
+  CROSVM_TRY(vm->load_guest(kernel.bytes, initrd ? initrd->bytes() : std::span<const uint8_t>()));
+  return vm;
+}
+
+Result<std::shared_ptr<EventFdIrqLine>> Vm::create_irq_line(uint32_t gsi) {
+  EventFd event = CROSVM_TRY(EventFd::create());
+  CROSVM_TRY(vm_fd_.register_irqfd(event.fd(), gsi));
+  auto line = std::make_shared<EventFdIrqLine>(std::move(event), gsi);
+  irq_lines_.push_back(line);
+  return line;
+}
+
+Result<void> Vm::attach_legacy_devices() {
+  for (const SerialConfig& serial : config_.serials) CROSVM_TRY(attach_serial(serial));
+  CROSVM_TRY(pio_bus_.insert(std::make_shared<I8042>(*this), I8042::kBasePort, I8042::kLength));
+  CROSVM_TRY(pio_bus_.insert(std::make_shared<Cmos>(layout_.low_ram_end, layout_.high_ram_end),
+                             Cmos::kBasePort, Cmos::kLength));
+  CROSVM_TRY(pio_bus_.insert(std::make_shared<PowerManagement>(*this), PowerManagement::kBasePort,
+                             PowerManagement::kLength));
+  CROSVM_TRY(pio_bus_.insert(std::make_shared<ResetControl>(*this), ResetControl::kPort, 1));
+  CROSVM_TRY(pio_bus_.insert(std::make_shared<PvPanic>(*this), PvPanic::kPort, 1));
+  return {};
+}
+
+acpi::MachineDescription Vm::describe_machine() const {
+  acpi::MachineDescription machine;
+  machine.vcpu_count = vcpu_count();
+  for (const SerialConfig& serial : config_.serials) {
+    machine.serial_ports.push_back(
+        {serial.number, Serial::kPorts[serial.number - 1], Serial::kIrqs[serial.number - 1]});
+  }
+  machine.pci_mmio32_base = x86_64::kPciMmioStart;
+  machine.pci_mmio32_size = x86_64::kPciMmioSize;
+  machine.pci_mmio64_base = layout_.pci_mmio64_base;
+  machine.pci_mmio64_size = layout_.pci_mmio64_size;
+  machine.ecam_base = x86_64::kEcamAddress;
+  machine.ecam_last_bus = 0;
+  machine.pm1a_event_port = PowerManagement::kEventBlockPort;
+  machine.pm1a_control_port = PowerManagement::kControlBlockPort;
+  machine.sleep_type_s5 = PowerManagement::kSleepTypeS5;
+  machine.reset_port = ResetControl::kPort;
+  machine.reset_value = ResetControl::kResetValue;
+  machine.pvpanic_port = PvPanic::kPort;
+  return machine;
+}
+
+Result<void> Vm::attach_serial(const SerialConfig& config) {
+  const size_t index = config.number - 1;
+  Serial::OutputSink sink;
+  switch (config.output) {
+    case SerialOutput::kSink: break;
+    case SerialOutput::kStdout:
+      sink = [](std::span<const uint8_t> bytes) { write_all(STDOUT_FILENO, bytes); };
+      break;
+    case SerialOutput::kFile: {
+      auto file = std::make_shared<UniqueFd>(
+          CROSVM_TRY(open_file(config.path, O_WRONLY | O_CREAT | O_APPEND, "serial output file")));
+      sink = [file](std::span<const uint8_t> bytes) { write_all(file->get(), bytes); };
+      break;
+    }
+    case SerialOutput::kCallback: sink = config.callback; break;
+  }
+  auto irq = CROSVM_TRY(create_irq_line(Serial::kIrqs[index]));
+  static constexpr std::string_view kNames[] = {"serial 1", "serial 2", "serial 3", "serial 4"};
+  auto serial = std::make_shared<Serial>(kNames[index], std::move(irq), std::move(sink));
+  CROSVM_TRY(pio_bus_.insert(serial, Serial::kPorts[index], Serial::kRegisterCount));
+  if (config.read_stdin) {
+    serial_inputs_.push_back(CROSVM_TRY(SerialInput::create(loop_, STDIN_FILENO, serial)));
+  }
+  serials_[index] = std::move(serial);
+  return {};
+}
+
+Result<void> Vm::load_guest(std::span<const uint8_t> kernel_image, std::span<const uint8_t> initrd_image) {
+  auto loaded = x86_64::load_kernel(memory_, layout_.low_ram_end, kernel_image);
+  if (!loaded) {
+    const std::string what = config_.demo_kernel ? "the demo guest" : fmt::format("kernel '{}'", config_.kernel_path);
+    return Error{loaded.error().code, fmt::format("{}: {}", what, loaded.error().message)};
+  }
+  const x86_64::LoadedKernel& kernel = *loaded;
+
+  x86_64::BootInfo boot{};
+  boot.kernel = &kernel;
+  boot.layout = &layout_;
+  const std::string cmdline = config_.kernel_cmdline();
+  boot.cmdline = cmdline;
+  if (!initrd_image.empty()) {
+    const uint64_t address = CROSVM_TRY(x86_64::place_initrd(kernel, layout_.low_ram_end, initrd_image.size()));
+    CROSVM_TRY(memory_.write(address, initrd_image));
+    boot.initrd = x86_64::InitrdLocation{address, initrd_image.size()};
+  }
+  const acpi::AcpiTables tables = CROSVM_TRY(
+      acpi::build_tables(describe_machine(), x86_64::kAcpiTablesAddress, x86_64::kHighMemoryStart));
+  CROSVM_TRY(acpi::write_tables(memory_, tables));
+  boot.rsdp_address = tables.rsdp_address;
+  CROSVM_TRY(x86_64::write_boot_info(memory_, boot));
+  CROSVM_TRY(x86_64::write_boot_tables(memory_));
+  CROSVM_TRY(x86_64::configure_boot_vcpu(vcpus_[0], kernel.entry_point));
+  logger_.debug("kernel entry {:#x}, command line: {}", kernel.entry_point, cmdline);
+  return {};
+}
+
+}  // namespace crosvm
