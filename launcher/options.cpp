@@ -1,0 +1,202 @@
+#include "options.h"
+
+#include <charconv>
+#include <functional>
+#include <map>
+
+namespace launcher {
+namespace {
+
+template <typename T>
+std::optional<T> parse_number(const std::string& text) {
+  T value{};
+  const char* end = text.data() + text.size();
+  auto [stop, error] = std::from_chars(text.data(), end, value);
+  if (text.empty() || error != std::errc() || stop != end) return std::nullopt;
+  return value;
+}
+
+std::optional<bool> parse_bool(const std::string& text) {
+  if (text == "true" || text == "1" || text == "yes" || text == "on") return true;
+  if (text == "false" || text == "0" || text == "no" || text == "off") return false;
+  return std::nullopt;
+}
+
+std::optional<int> parse_log_level(const std::string& text) {
+  static const std::map<std::string, int> kLevels = {
+      {"error", 0}, {"warn", 1}, {"warning", 1}, {"info", 2}, {"debug", 3}, {"trace", 3}};
+  auto found = kLevels.find(text);
+  if (found == kLevels.end()) return std::nullopt;
+  return found->second;
+}
+
+// --mem accepts "N" and crosvm's newer "size=N".
+std::optional<uint64_t> parse_memory(const std::string& text) {
+  if (text.rfind("size=", 0) == 0) return parse_number<uint64_t>(text.substr(5));
+  return parse_number<uint64_t>(text);
+}
+
+// --cpus accepts "N" and crosvm's newer "num-cores=N".
+std::optional<uint32_t> parse_cpus(const std::string& text) {
+  if (text.rfind("num-cores=", 0) == 0) return parse_number<uint32_t>(text.substr(10));
+  return parse_number<uint32_t>(text);
+}
+
+std::variant<SerialOption, std::string> parse_serial(const std::string& text) {
+  SerialOption serial;
+  for (const auto& [key, value] : split_key_values(text)) {
+    if (key == "type") {
+      if (value != "stdout" && value != "file" && value != "sink") {
+        return "--serial: type must be stdout, file or sink, not '" + value + "'";
+      }
+      serial.type = value;
+    } else if (key == "num") {
+      auto number = parse_number<uint32_t>(value);
+      if (!number || *number < 1 || *number > 4) return "--serial: num must be 1 to 4";
+      serial.number = *number;
+    } else if (key == "path") {
+      serial.path = value;
+    } else if (key == "hardware") {
+      if (value != "serial") return "--serial: only hardware=serial is supported";
+    } else if (key == "console" || key == "earlycon" || key == "stdin") {
+      auto flag = parse_bool(value);
+      if (!flag) return "--serial: " + key + " must be true or false";
+      (key == "console" ? serial.console : key == "earlycon" ? serial.earlycon : serial.stdin_input) = *flag;
+    } else {
+      return "--serial: unknown key '" + key + "'";
+    }
+  }
+  if (serial.type == "file" && serial.path.empty()) return "--serial: type=file needs path=";
+  return serial;
+}
+
+}  // namespace
+
+const char* const kRunUsage =
+    "usage: crosvm-launch run [OPTIONS] [KERNEL]\n"
+    "\n"
+    "Boots KERNEL (a bzImage or an ELF vmlinux). Without KERNEL, or with --demo,\n"
+    "boots the built-in demo guest, which greets on the console and powers off.\n"
+    "\n"
+    "options:\n"
+    "  -m, --mem MiB          guest memory (default 256); also size=MiB\n"
+    "  -c, --cpus N           number of vCPUs (default 1); also num-cores=N\n"
+    "  -p, --params STR       kernel command-line parameters (repeatable)\n"
+    "  -i, --initrd PATH      initial ramdisk\n"
+    "      --serial LIST      a serial port: type=stdout|file|sink,num=1..4,path=P,\n"
+    "                         console=BOOL,earlycon=BOOL,stdin=BOOL (repeatable;\n"
+    "                         default: type=stdout,num=1,console=true,stdin=true)\n"
+    "      --demo             boot the built-in demo guest\n"
+    "      --log-level LEVEL  error, warn, info (default) or debug\n"
+    "  -h, --help             this text\n"
+    "\n"
+    "exit status: 0 the guest powered off or was stopped, 32 it reset,\n"
+    "33 it crashed, 34 its kernel panicked, 1 bad arguments or set-up errors.\n";
+
+std::vector<std::pair<std::string, std::string>> split_key_values(const std::string& text) {
+  std::vector<std::pair<std::string, std::string>> pairs;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t comma = text.find(',', start);
+    if (comma == std::string::npos) comma = text.size();
+    const std::string item = text.substr(start, comma - start);
+    if (!item.empty()) {
+      const size_t equals = item.find('=');
+      if (equals == std::string::npos) {
+        pairs.emplace_back(item, "true");
+      } else {
+        pairs.emplace_back(item.substr(0, equals), item.substr(equals + 1));
+      }
+    }
+    start = comma + 1;
+  }
+  return pairs;
+}
+
+std::variant<RunOptions, std::string> parse_run_options(const std::vector<std::string>& args) {
+  RunOptions options;
+  std::vector<std::string> positional;
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string arg = args[i];
+    if (arg == "--") {
+      positional.insert(positional.end(), args.begin() + static_cast<ptrdiff_t>(i) + 1, args.end());
+      break;
+    }
+    if (arg.empty() || arg[0] != '-' || arg == "-") {
+      positional.push_back(arg);
+      continue;
+    }
+    std::optional<std::string> inline_value;
+    if (arg.rfind("--", 0) == 0) {
+      if (const size_t equals = arg.find('='); equals != std::string::npos) {
+        inline_value = arg.substr(equals + 1);
+        arg = arg.substr(0, equals);
+      }
+    } else if (arg.size() > 2) {  // -m512
+      inline_value = arg.substr(2);
+      arg = arg.substr(0, 2);
+    }
+    auto value = [&]() -> std::optional<std::string> {
+      if (inline_value) return inline_value;
+      if (i + 1 < args.size()) return args[++i];
+      return std::nullopt;
+    };
+    auto flag = [&](bool& target) -> std::optional<std::string> {
+      if (inline_value) return arg + " takes no value";
+      target = true;
+      return std::nullopt;
+    };
+
+    std::optional<std::string> error;
+    if (arg == "-h" || arg == "--help") {
+      error = flag(options.help);
+    } else if (arg == "--demo") {
+      error = flag(options.demo);
+    } else if (arg == "-m" || arg == "--mem") {
+      auto text = value();
+      auto mib = text ? parse_memory(*text) : std::nullopt;
+      if (!mib) return arg + " needs a memory size in MiB" + (text ? ", not '" + *text + "'" : "");
+      options.memory_mib = *mib;
+    } else if (arg == "-c" || arg == "--cpus") {
+      auto text = value();
+      auto cpus = text ? parse_cpus(*text) : std::nullopt;
+      if (!cpus) return arg + " needs a number of vCPUs" + (text ? ", not '" + *text + "'" : "");
+      options.cpus = *cpus;
+    } else if (arg == "-p" || arg == "--params") {
+      auto text = value();
+      if (!text) return arg + " needs kernel parameters";
+      options.params.push_back(*text);
+    } else if (arg == "-i" || arg == "--initrd") {
+      auto text = value();
+      if (!text || text->empty()) return arg + " needs a path";
+      options.initrd = *text;
+    } else if (arg == "--serial") {
+      auto text = value();
+      if (!text) return "--serial needs a parameter list";
+      auto serial = parse_serial(*text);
+      if (auto* message = std::get_if<std::string>(&serial)) return *message;
+      options.serials.push_back(std::get<SerialOption>(serial));
+    } else if (arg == "--log-level") {
+      auto text = value();
+      auto level = text ? parse_log_level(*text) : std::nullopt;
+      if (!level) return "--log-level needs error, warn, info or debug";
+      options.log_level = *level;
+    } else {
+      return "unknown option '" + arg + "' (see crosvm-launch run --help)";
+    }
+    if (error) return *error;
+  }
+  if (positional.size() > 1) return "more than one kernel given: '" + positional[1] + "'";
+  if (!positional.empty()) options.kernel = positional[0];
+  if (options.kernel.empty()) options.demo = true;
+  if (options.demo && !options.kernel.empty()) return "--demo and a kernel cannot be combined";
+  if (options.serials.empty()) {
+    SerialOption console;
+    console.console = true;
+    console.stdin_input = true;
+    options.serials.push_back(console);
+  }
+  return options;
+}
+
+}  // namespace launcher
