@@ -1,0 +1,159 @@
+// Tiny guest programs run on whatever KVM the machine has (an instruction
+// emulator will do) and check the VMM from inside a guest.
+#include <catch2/catch.hpp>
+
+#include <ctime>
+#include <thread>
+
+#include "guest_vm.h"
+
+using guest_tests::GuestVm;
+using namespace std::chrono_literals;
+
+TEST_CASE("a guest's UART output reaches the host and poweroff ends the VM", "[guest]") {
+  GuestVm vm("hello");
+  vm.start();
+  CHECK(vm.wait_for_exit() == CROSVM_EXIT_POWEROFF);
+  CHECK(vm.output() == "hello from a tiny guest\n");
+  CHECK(std::string(crosvm_vm_exit_message(vm.handle())).find("powered off") != std::string::npos);
+}
+
+TEST_CASE("the built-in demo guest greets, reports its RAM and powers off", "[guest]") {
+  GuestVm vm("", 96);
+  vm.start();
+  CHECK(vm.wait_for_exit() == CROSVM_EXIT_POWEROFF);
+  CHECK(vm.output().find("Hello from the libcrosvm demo guest!") != std::string::npos);
+  CHECK(vm.output().find("have 96 MiB of RAM") != std::string::npos);
+}
+
+TEST_CASE("an unclaimed port reads all-ones and swallows writes", "[guest]") {
+  GuestVm vm("unclaimed_port");
+  vm.start();
+  CHECK(vm.wait_for_exit() == CROSVM_EXIT_POWEROFF);
+  CHECK(vm.output() ==
+        "byte 0x00000000000000ff word 0x000000000000ffff long 0x00000000ffffffff\n"
+        "still running\n");
+  CHECK(vm.log().find("0x1234") == std::string::npos);  // nothing logged per access
+}
+
+TEST_CASE("an unmapped MMIO address reads all-ones and swallows writes", "[guest]") {
+  GuestVm vm("unmapped_mmio");
+  vm.start();
+  CHECK(vm.wait_for_exit() == CROSVM_EXIT_POWEROFF);
+  CHECK(vm.output() == "mmio 0x00000000ffffffff byte 0x00000000000000ff\nstill running\n");
+}
+
+TEST_CASE("the i8042 reset command ends the VM with the reset reason", "[guest]") {
+  GuestVm vm("i8042_reset");
+  vm.start();
+  CHECK(vm.wait_for_exit() == CROSVM_EXIT_RESET);
+  CHECK(vm.output() == "resetting\n");
+  CHECK(std::string(crosvm_vm_exit_message(vm.handle())).find("i8042") != std::string::npos);
+}
+
+TEST_CASE("a triple fault is a crash, with the registers logged", "[guest]") {
+  GuestVm vm("triple_fault");
+  vm.start();
+  CHECK(vm.wait_for_exit() == CROSVM_EXIT_CRASH);
+  CHECK(vm.output() == "faulting\n");
+  CHECK(vm.log().find("crashed") != std::string::npos);
+  CHECK(vm.log().find("rip=") != std::string::npos);
+}
+
+TEST_CASE("host input reaches the guest through the UART", "[guest]") {
+  GuestVm vm("serial_echo");
+  vm.start();
+  REQUIRE(vm.wait_for_output("ready\n"));
+  vm.send("hi there\n");
+  CHECK(vm.wait_for_exit() == CROSVM_EXIT_POWEROFF);
+  CHECK(vm.output() == "ready\necho: hi there\n");
+}
+
+TEST_CASE("the CMOS clock tells the guest the host's date and its memory", "[guest]") {
+  const std::time_t before = std::time(nullptr);
+  GuestVm vm("cmos_clock", 64);
+  vm.start();
+  CHECK(vm.wait_for_exit() == CROSVM_EXIT_POWEROFF);
+  const std::time_t after = std::time(nullptr);
+  auto format = [](std::time_t when) {
+    char text[32];
+    std::tm parts{};
+    gmtime_r(&when, &parts);
+    std::strftime(text, sizeof(text), "rtc %Y-%m-%d %H:%M", &parts);
+    return std::string(text);
+  };
+  const std::string output = vm.output();
+  INFO(output);
+  CHECK((output.find(format(before)) != std::string::npos || output.find(format(after)) != std::string::npos));
+  CHECK(output.find("above 16M 49152 KiB") != std::string::npos);
+}
+
+TEST_CASE("a running VM can be paused, resumed and stopped", "[guest][lifecycle]") {
+  GuestVm vm("serial_echo");
+  vm.start();
+  REQUIRE(vm.wait_for_output("ready\n"));
+  crosvm_exit_reason reason = CROSVM_EXIT_NONE;
+  CHECK(crosvm_vm_wait(&reason, vm.handle(), 10) == CROSVM_ERROR_TIMEOUT);
+  CHECK(crosvm_vm_pause(vm.handle()) == CROSVM_OK);
+  CHECK(crosvm_vm_resume(vm.handle()) == CROSVM_OK);
+  CHECK(crosvm_vm_stop(vm.handle()) == CROSVM_OK);
+  CHECK(crosvm_vm_exit_reason(vm.handle()) == CROSVM_EXIT_STOPPED);
+  CHECK(crosvm_vm_pause(vm.handle()) == CROSVM_ERROR_STATE);
+}
+
+TEST_CASE("a VM can be destroyed while its guest runs", "[guest][lifecycle]") {
+  auto vm = std::make_unique<GuestVm>("serial_echo");
+  vm->start();
+  REQUIRE(vm->wait_for_output("ready\n"));
+  vm.reset();  // must stop the vCPUs and join them, not hang or crash
+  SUCCEED();
+}
+
+TEST_CASE("two VMs run at once in one process", "[guest][lifecycle]") {
+  GuestVm first("serial_echo");
+  GuestVm second("hello");
+  first.start();
+  second.start();
+  CHECK(second.wait_for_exit() == CROSVM_EXIT_POWEROFF);
+  REQUIRE(first.wait_for_output("ready\n"));
+  first.send("still here\n");
+  CHECK(first.wait_for_exit() == CROSVM_EXIT_POWEROFF);
+  CHECK(first.output() == "ready\necho: still here\n");
+  CHECK(second.output() == "hello from a tiny guest\n");
+}
+
+TEST_CASE("a VM that was never started can be stopped and destroyed", "[guest][lifecycle]") {
+  GuestVm vm("hello");
+  CHECK(crosvm_vm_stop(vm.handle()) == CROSVM_OK);
+  CHECK(crosvm_vm_start(vm.handle()) == CROSVM_ERROR_STATE);
+}
+
+TEST_CASE("a pvpanic report ends the VM with the panic reason", "[guest]") {
+  GuestVm vm("pvpanic");
+  vm.start();
+  CHECK(vm.wait_for_exit() == CROSVM_EXIT_PANIC);
+  CHECK(vm.output() == "capabilities 0x0000000000000003\npanicking\n");
+}
+
+TEST_CASE("the guest finds valid ACPI tables where Linux looks for them", "[guest][acpi]") {
+  GuestVm vm("acpi_tables");
+  vm.start();
+  CHECK(vm.wait_for_exit() == CROSVM_EXIT_POWEROFF);
+  CHECK(vm.output() == "RSDP ok\nXSDT ok\nFACP ok\nDSDT ok\nAPIC ok\ncpus 1\nMCFG ok\n");
+}
+
+TEST_CASE("a VM with several vCPUs lists them all and still powers off", "[guest][acpi]") {
+  GuestVm vm("acpi_tables", 64, 4);
+  vm.start();
+  // The application processors wait for the guest's INIT/SIPI, which this
+  // guest never sends: power-off must still end the VM and join them.
+  CHECK(vm.wait_for_exit() == CROSVM_EXIT_POWEROFF);
+  CHECK(vm.output().find("cpus 4\n") != std::string::npos);
+}
+
+TEST_CASE("a guest above 4 GiB sees its memory split around the hole", "[guest]") {
+  GuestVm vm("", 5120);
+  vm.start();
+  CHECK(vm.wait_for_exit() == CROSVM_EXIT_POWEROFF);
+  CHECK(vm.output().find("have 5120 MiB of RAM") != std::string::npos);
+}

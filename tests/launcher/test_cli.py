@@ -1,0 +1,179 @@
+"""crosvm-launch as a user at a shell meets it: its exit codes, its one-line
+errors for bad input, its serial options and signals."""
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+
+import pytest
+
+from conftest import needs_kvm
+
+TIMEOUT = 120  # a hang guard, not a timing check
+
+
+def run(launcher, *args, stdin=subprocess.DEVNULL):
+    return subprocess.run([launcher, *args], stdin=stdin, capture_output=True, text=True,
+                          timeout=TIMEOUT)
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode == 1, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("crosvm-launch: error: "), lines[0]
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@needs_kvm
+def test_no_kernel_boots_the_demo_guest_and_exits_0(launcher):
+    result = run(launcher, "run")
+    assert result.returncode == 0, result.stderr
+    assert "Hello from the libcrosvm demo guest!" in result.stdout
+    assert "have 256 MiB of RAM" in result.stdout
+
+
+@needs_kvm
+def test_demo_flag_takes_memory_option(launcher):
+    result = run(launcher, "run", "--demo", "-m", "128")
+    assert result.returncode == 0, result.stderr
+    assert "have 128 MiB of RAM" in result.stdout
+
+
+@needs_kvm
+def test_reset_exits_32(launcher, guest_program):
+    result = run(launcher, "run", guest_program("i8042_reset"))
+    assert result.returncode == 32, result.stderr
+
+
+@needs_kvm
+def test_triple_fault_exits_33_and_logs_registers(launcher, guest_program):
+    result = run(launcher, "run", guest_program("triple_fault"))
+    assert result.returncode == 33, result.stderr
+    assert "triple fault" in result.stderr
+    assert "rip=" in result.stderr
+
+
+@needs_kvm
+def test_stdin_reaches_the_guest_console(launcher, guest_program):
+    result = subprocess.run([launcher, "run", guest_program("serial_echo")], input="from stdin\n",
+                            capture_output=True, text=True, timeout=TIMEOUT)
+    assert result.returncode == 0, result.stderr
+    assert "echo: from stdin" in result.stdout
+
+
+@needs_kvm
+def test_serial_to_a_file(launcher, tmp_path):
+    output = tmp_path / "console.log"
+    result = run(launcher, "run", "--demo", "--serial", f"type=file,path={output},num=1")
+    assert result.returncode == 0, result.stderr
+    assert "demo guest" in output.read_text()
+    assert "demo guest" not in result.stdout
+
+
+@needs_kvm
+def test_sigterm_stops_the_vm_in_order(launcher, guest_program):
+    process = subprocess.Popen([launcher, "run", guest_program("serial_echo")],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline() == "ready\n"
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=TIMEOUT)
+    finally:
+        process.kill()
+    assert process.returncode == 0, stderr
+    assert "stopping the VM" in stderr
+
+
+def test_missing_kernel(launcher):
+    assert_one_line_error(run(launcher, "run", "/nonexistent/bzImage"),
+                          "/nonexistent/bzImage", "No such file")
+
+
+def test_empty_kernel(launcher, tmp_path):
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    assert_one_line_error(run(launcher, "run", str(empty)), "empty")
+
+
+def test_non_kernel_file(launcher, tmp_path):
+    script = tmp_path / "script.sh"
+    script.write_text("#!/bin/sh\necho not a kernel\n" * 100)
+    assert_one_line_error(run(launcher, "run", str(script)), "not a Linux kernel")
+
+
+def test_truncated_kernel(launcher, tmp_path):
+    kernels = sorted(pathlib.Path("/boot").glob("vmlinuz-*"))
+    if not kernels or not os.access(kernels[-1], os.R_OK):
+        pytest.skip("no readable kernel in /boot to truncate")
+    truncated = tmp_path / "truncated"
+    truncated.write_bytes(kernels[-1].read_bytes()[:64 * 1024])
+    assert_one_line_error(run(launcher, "run", str(truncated)), "truncated")
+
+
+def test_directory_as_kernel(launcher, tmp_path):
+    assert_one_line_error(run(launcher, "run", str(tmp_path)), "not a regular file")
+
+
+@needs_kvm
+def test_missing_initrd(launcher, guest_program):
+    assert_one_line_error(run(launcher, "run", "-i", "/nonexistent/initrd", guest_program("hello")),
+                          "initrd", "/nonexistent/initrd")
+
+
+def test_zero_memory(launcher):
+    assert_one_line_error(run(launcher, "run", "--demo", "-m", "0"), "memory size is 0")
+
+
+@needs_kvm
+def test_memory_beyond_the_address_space(launcher):
+    assert_one_line_error(run(launcher, "run", "--demo", "-m", "999999999999"), "does not fit")
+
+
+def test_zero_vcpus(launcher):
+    assert_one_line_error(run(launcher, "run", "--demo", "-c", "0"), "vCPU")
+
+
+@needs_kvm
+def test_more_vcpus_than_kvm_allows(launcher):
+    assert_one_line_error(run(launcher, "run", "--demo", "-c", "100000"), "at most")
+
+
+def test_bad_option(launcher):
+    assert_one_line_error(run(launcher, "run", "--frobnicate"), "--frobnicate")
+
+
+def test_bad_number(launcher):
+    assert_one_line_error(run(launcher, "run", "-m", "12x"), "'12x'")
+
+
+def test_unknown_command(launcher):
+    assert_one_line_error(run(launcher, "explode"), "explode")
+
+
+def test_no_dev_kvm(launcher):
+    unshare = shutil.which("unshare")
+    if os.geteuid() != 0 or unshare is None:
+        pytest.skip("needs root and unshare to hide /dev/kvm")
+    # A private mount namespace whose /dev is an empty tmpfs: no /dev/kvm.
+    result = subprocess.run(
+        [unshare, "--mount", "sh", "-c", f"mount -t tmpfs none /dev && exec {launcher} run --demo"],
+        capture_output=True, text=True, timeout=TIMEOUT)
+    if "mount:" in result.stderr:
+        pytest.skip(f"cannot make a mount namespace here: {result.stderr.strip()}")
+    assert_one_line_error(result, "/dev/kvm does not exist")
+
+
+def test_version(launcher):
+    result = run(launcher, "version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("crosvm-launch ")
+
+
+def test_help(launcher):
+    result = run(launcher, "run", "--help")
+    assert result.returncode == 0
+    assert "--mem" in result.stdout

@@ -1,0 +1,83 @@
+#include <catch2/catch.hpp>
+
+#include "options.h"
+
+using launcher::parse_run_options;
+using launcher::RunOptions;
+
+namespace {
+
+RunOptions parse_ok(const std::vector<std::string>& args) {
+  auto parsed = parse_run_options(args);
+  if (auto* error = std::get_if<std::string>(&parsed)) FAIL(*error);
+  return std::get<RunOptions>(parsed);
+}
+
+std::string parse_error(const std::vector<std::string>& args) {
+  auto parsed = parse_run_options(args);
+  REQUIRE(std::holds_alternative<std::string>(parsed));
+  return std::get<std::string>(parsed);
+}
+
+}  // namespace
+
+TEST_CASE("crosvm's defaults: 256 MiB, 1 vCPU, serial 1 as the console", "[launcher]") {
+  const RunOptions options = parse_ok({"bzImage"});
+  CHECK(options.memory_mib == 256);
+  CHECK(options.cpus == 1);
+  CHECK(options.kernel == "bzImage");
+  CHECK_FALSE(options.demo);
+  REQUIRE(options.serials.size() == 1);
+  CHECK(options.serials[0].number == 1);
+  CHECK(options.serials[0].type == "stdout");
+  CHECK(options.serials[0].console);
+  CHECK(options.serials[0].stdin_input);
+}
+
+TEST_CASE("short, long and inline option forms all work", "[launcher]") {
+  const RunOptions options =
+      parse_ok({"-m", "512", "--cpus=2", "-p", "console=ttyS0", "--params", "quiet", "-i",
+                "initrd.img", "--mem=size=1024", "-c4", "bzImage"});
+  CHECK(options.memory_mib == 1024);
+  CHECK(options.cpus == 4);
+  CHECK(options.params == std::vector<std::string>{"console=ttyS0", "quiet"});
+  CHECK(options.initrd == "initrd.img");
+}
+
+TEST_CASE("no kernel means the demo guest", "[launcher]") {
+  CHECK(parse_ok({}).demo);
+  CHECK(parse_ok({"--demo"}).demo);
+  CHECK(parse_error({"--demo", "bzImage"}).find("cannot be combined") != std::string::npos);
+}
+
+TEST_CASE("serial ports take crosvm's key=value lists", "[launcher]") {
+  const RunOptions options = parse_ok(
+      {"--serial", "type=file,num=2,path=/tmp/out,console", "--serial", "type=sink,num=1", "k"});
+  REQUIRE(options.serials.size() == 2);
+  CHECK(options.serials[0].number == 2);
+  CHECK(options.serials[0].type == "file");
+  CHECK(options.serials[0].path == "/tmp/out");
+  CHECK(options.serials[0].console);
+  CHECK_FALSE(options.serials[0].stdin_input);
+  CHECK(options.serials[1].type == "sink");
+}
+
+TEST_CASE("bad arguments get one line naming the problem", "[launcher]") {
+  CHECK(parse_error({"-m", "lots", "k"}).find("'lots'") != std::string::npos);
+  CHECK(parse_error({"-m"}).find("--mem") == std::string::npos);  // names the flag used
+  CHECK(parse_error({"--cpus", "-1", "k"}).find("vCPUs") != std::string::npos);
+  CHECK(parse_error({"--bogus"}).find("unknown option '--bogus'") != std::string::npos);
+  CHECK(parse_error({"a", "b"}).find("more than one kernel") != std::string::npos);
+  CHECK(parse_error({"--serial", "num=9"}).find("1 to 4") != std::string::npos);
+  CHECK(parse_error({"--serial", "type=file"}).find("path") != std::string::npos);
+  CHECK(parse_error({"--serial", "colour=red"}).find("unknown key") != std::string::npos);
+  CHECK(parse_error({"-i"}).find("path") != std::string::npos);
+}
+
+TEST_CASE("key=value lists split on commas; a bare key means true", "[launcher]") {
+  const auto pairs = launcher::split_key_values("a=1,,b,c=x=y");
+  REQUIRE(pairs.size() == 3);
+  CHECK(pairs[0] == std::pair<std::string, std::string>{"a", "1"});
+  CHECK(pairs[1] == std::pair<std::string, std::string>{"b", "true"});
+  CHECK(pairs[2] == std::pair<std::string, std::string>{"c", "x=y"});
+}
