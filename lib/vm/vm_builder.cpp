@@ -134,10 +134,14 @@ Result<std::unique_ptr<Vm>> Vm::create(VmConfig config) {
 
   const size_t run_size = CROSVM_TRY(kvm.vcpu_mmap_size());
   const std::vector<kvm_cpuid_entry2> supported = CROSVM_TRY(kvm.supported_cpuid());
+  const x86_64::CpuidOptions cpuid_options{
+      .vcpu_count = config.vcpu_count,
+      .tsc_deadline_timer = kvm.check_extension(KVM_CAP_TSC_DEADLINE_TIMER) > 0,
+  };
   std::vector<kvm::VcpuFd> vcpus;
   for (uint32_t id = 0; id < config.vcpu_count; ++id) {
     kvm::VcpuFd vcpu = CROSVM_TRY(vm_fd.create_vcpu(id, run_size));
-    CROSVM_TRY(vcpu.set_cpuid(x86_64::cpuid_for_vcpu(supported, id, config.vcpu_count)));
+    CROSVM_TRY(vcpu.set_cpuid(x86_64::cpuid_for_vcpu(supported, id, cpuid_options)));
     CROSVM_TRY(x86_64::configure_vcpu_common(vcpu));
     vcpus.push_back(std::move(vcpu));
   }

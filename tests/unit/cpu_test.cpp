@@ -67,7 +67,7 @@ TEST_CASE("the page tables identity-map the first 4 GiB with 2 MiB pages", "[cpu
 TEST_CASE("CPUID gives each vCPU its APIC ID and the VM's topology", "[cpu]") {
   const std::vector<kvm_cpuid_entry2> supported = {leaf(0x1), leaf(0xb, 0), leaf(0xb, 1),
                                                    leaf(0x80000008), leaf(0x8000001e)};
-  const auto entries = cpuid_for_vcpu(supported, 3, 4);
+  const auto entries = cpuid_for_vcpu(supported, 3, {.vcpu_count = 4});
 
   const auto* features = find(entries, 0x1);
   REQUIRE(features != nullptr);
@@ -90,8 +90,18 @@ TEST_CASE("CPUID gives each vCPU its APIC ID and the VM's topology", "[cpu]") {
 TEST_CASE("a single vCPU does not claim hyper-threading", "[cpu]") {
   kvm_cpuid_entry2 features = leaf(0x1);
   features.edx = 1u << 28;
-  const auto entries = cpuid_for_vcpu(std::vector{features}, 0, 1);
+  const auto entries = cpuid_for_vcpu(std::vector{features}, 0, {.vcpu_count = 1});
   CHECK((entries[0].edx & (1u << 28)) == 0);
+}
+
+TEST_CASE("the TSC-deadline timer is advertised exactly when KVM emulates it", "[cpu]") {
+  kvm_cpuid_entry2 features = leaf(0x1);
+  features.ecx = 1u << 24;  // whatever the host table says, the VM's capability decides
+  const auto without = cpuid_for_vcpu(std::vector{features}, 0, {.tsc_deadline_timer = false});
+  CHECK((without[0].ecx & (1u << 24)) == 0);
+  features.ecx = 0;
+  const auto with = cpuid_for_vcpu(std::vector{features}, 0, {.tsc_deadline_timer = true});
+  CHECK((with[0].ecx & (1u << 24)) != 0);
 }
 
 TEST_CASE("boot MSRs include a write-back MTRR default and fast strings", "[cpu]") {

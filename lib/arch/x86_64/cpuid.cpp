@@ -13,6 +13,7 @@ constexpr uint32_t kLeafAddressSizes = 0x80000008;
 constexpr uint32_t kLeafAmdTopology = 0x8000001e;
 
 constexpr uint32_t kFeatureEdxHtt = 1u << 28;
+constexpr uint32_t kFeatureEcxTscDeadline = 1u << 24;
 constexpr uint32_t kFeatureEcxHypervisor = 1u << 31;
 
 constexpr uint32_t kTopologyLevelSmt = 1;
@@ -46,13 +47,19 @@ void set_topology_entry(kvm_cpuid_entry2& entry, uint32_t vcpu_id, uint32_t vcpu
 }  // namespace
 
 std::vector<kvm_cpuid_entry2> cpuid_for_vcpu(std::span<const kvm_cpuid_entry2> supported,
-                                             uint32_t vcpu_id, uint32_t vcpu_count) {
+                                             uint32_t vcpu_id, const CpuidOptions& options) {
+  const uint32_t vcpu_count = options.vcpu_count;
   std::vector<kvm_cpuid_entry2> entries(supported.begin(), supported.end());
   for (kvm_cpuid_entry2& entry : entries) {
     switch (entry.function) {
       case kLeafFeatures:
         entry.ebx = (entry.ebx & 0x0000ffff) | (vcpu_id << 24) | ((vcpu_count & 0xff) << 16);
         entry.ecx |= kFeatureEcxHypervisor;
+        if (options.tsc_deadline_timer) {
+          entry.ecx |= kFeatureEcxTscDeadline;
+        } else {
+          entry.ecx &= ~kFeatureEcxTscDeadline;
+        }
         if (vcpu_count > 1) {
           entry.edx |= kFeatureEdxHtt;
         } else {
