@@ -54,6 +54,17 @@ def initramfs(kernel) -> str:
 
 
 @pytest.fixture(scope="session")
+def vmlinux(kernel) -> str:
+    """The ELF vmlinux inside the bzImage (run-e2e extracts it beforehand)."""
+    path = BUILD / "tests" / "e2e" / f"vmlinux-{kernel_version(kernel)}"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, str(HERE / "extract_vmlinux.py"), kernel, str(path)],
+                       check=True)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
 def launcher() -> str:
     path = BUILD / "launcher" / "crosvm-launch"
     assert path.exists(), f"{path} is not built"
@@ -65,8 +76,9 @@ def boot(launcher, kernel, initramfs):
     """boot(*launcher_args, params=...) starts a guest and waits for its shell."""
     sessions = []
 
-    def start(*args: str, params: str = "console=ttyS0 reboot=k", wait_for_shell: bool = True):
-        session = LauncherSession([launcher, "run", "-i", initramfs, "-p", params, *args, kernel])
+    def start(*args: str, params: str = "console=ttyS0 reboot=k", wait_for_shell: bool = True,
+              image: str = kernel):
+        session = LauncherSession([launcher, "run", "-i", initramfs, "-p", params, *args, image])
         sessions.append(session)
         if wait_for_shell:
             session.expect(r"crosvm-e2e: init reached")

@@ -10,6 +10,15 @@ def test_boots_to_init_and_reboot_exits_32(boot):
     assert "the guest reset" in guest.errors
 
 
+def test_the_same_kernel_boots_as_an_elf_vmlinux(boot, vmlinux):
+    with open(vmlinux, "rb") as image:
+        assert image.read(4) == b"\x7fELF"
+    guest = boot(image=vmlinux)
+    assert guest.run("uname -r").strip() in vmlinux
+    guest.send("reboot -f\n")
+    assert guest.wait() == 32, guest.errors
+
+
 def test_the_guest_clock_starts_at_the_hosts_time(boot):
     guest = boot()
     guest_time = int(guest.run("date -u +%s").strip())

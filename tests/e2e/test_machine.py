@@ -1,6 +1,7 @@
 """The machine a Debian guest sees: CPUs, interrupt controllers, ACPI, clocks,
 memory, and how it ends (power-off, reset, panic)."""
 import re
+import subprocess
 import time
 
 
@@ -25,8 +26,12 @@ def test_acpi_is_used_without_errors(boot):
     guest = boot()
     log = guest.run("dmesg")
     assert "ACPI: FACP" in log and "ACPI: DSDT" in log and "ACPI: APIC" in log, log
+    # Linux words ACPI trouble as "ACPI Error", "ACPI BIOS Error (bug)",
+    # "ACPI Warning", "ACPI Exception" or a failure; "PCI: Using host bridge
+    # windows from ACPI; if necessary, use "pci=nocrs" and report a bug" is
+    # the line every machine with a _CRS prints, not one of them.
     problems = [line for line in log.splitlines()
-                if "ACPI" in line and re.search(r"error|bug|warning|fail", line, re.I)]
+                if "ACPI" in line and re.search(r"\b(error|warning|exception)\b|\(bug\)|fail", line, re.I)]
     assert not problems, "\n".join(problems)
     assert "ACPI: PCI Root Bridge [PCI0]" in log
     guest.send("poweroff -f\n")
@@ -66,8 +71,22 @@ def test_a_5_gib_guest_with_2_vcpus_sees_its_memory(boot):
     assert guest.wait() == 0
 
 
-def test_a_64_mib_guest_boots(boot):
-    guest = boot("-m", "64")
-    assert memory_total_kib(guest) > 32 * 1024
+def test_a_96_mib_guest_boots(boot):
+    # The smallest guest Debian's cloud kernel runs in: it decompresses at
+    # 16 MiB and needs 51 MiB there (init_size), and its ELF form, which runs
+    # in place, fills 62 MiB and then runs out of memory in a 64 MiB guest.
+    # A 64 MiB VM itself is checked by the tiny-guest tests.
+    guest = boot("-m", "96")
+    # MemTotal leaves out the kernel image and its reservations (~34 MiB).
+    assert 48 * 1024 < memory_total_kib(guest) <= 96 * 1024
     guest.send("poweroff -f\n")
     assert guest.wait() == 0
+
+
+def test_a_kernel_too_big_for_the_guest_is_refused_with_what_it_needs(launcher, kernel, initramfs):
+    result = subprocess.run([launcher, "run", "-m", "64", "-i", initramfs, kernel],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "too small for this kernel" in lines[0], result.stderr
+    assert re.search(r"needs RAM up to \d+ MiB", lines[0])

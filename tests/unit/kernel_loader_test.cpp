@@ -34,7 +34,8 @@ TEST_CASE("a valid bzImage loads at 1 MiB and enters at its 64-bit entry", "[ker
   REQUIRE(kernel.ok());
   CHECK(kernel->format == KernelFormat::kBzImage);
   CHECK(kernel->entry_point == kKernelLoadAddress + 0x200);
-  CHECK(kernel->end == kKernelLoadAddress + 0x10000);  // init_size beats the payload size
+  // It decompresses at its pref_address (16 MiB) and needs init_size from there.
+  CHECK(kernel->end == 0x1000000 + 0x10000);
   CHECK(kernel->cmdline_limit == 2047);
   const size_t setup_size = 5 * 512;
   std::vector<uint8_t> loaded(0x4000);
@@ -153,6 +154,32 @@ TEST_CASE("a kernel larger than guest memory is refused before anything is writt
   REQUIRE_FALSE(kernel.ok());
   CHECK(kernel.error().code == ErrorCode::kMemory);
   CHECK(message_contains(kernel.error(), "too small"));
+}
+
+TEST_CASE("a relocatable bzImage needs init_size from where it decompresses, not from 1 MiB",
+          "[kernel]") {
+  // Debian's kernel: loaded at 1 MiB, it moves to 16 MiB and needs 51 MiB
+  // there, so a 64 MiB guest cannot hold it although 1 + 51 < 64.
+  GuestMemory memory = make_memory(24ull << 20);
+  BzImageSpec spec;
+  spec.init_size = 10u << 20;
+  auto kernel = load_kernel(memory, 24ull << 20, make_bzimage(spec));
+  REQUIRE_FALSE(kernel.ok());
+  CHECK(kernel.error().code == ErrorCode::kMemory);
+  CHECK(message_contains(kernel.error(), "up to 26 MiB"));
+}
+
+TEST_CASE("a relocatable bzImage with a kernel_alignment that is not a power of two is refused",
+          "[kernel]") {
+  GuestMemory memory = make_memory();
+  std::vector<uint8_t> image = make_bzimage();
+  SetupHeader header;
+  std::memcpy(&header, image.data() + kSetupHeaderOffset, sizeof(header));
+  header.kernel_alignment = 0x300000;
+  std::memcpy(image.data() + kSetupHeaderOffset, &header, sizeof(header));
+  auto kernel = load_kernel(memory, kRam, image);
+  REQUIRE_FALSE(kernel.ok());
+  CHECK(message_contains(kernel.error(), "kernel_alignment"));
 }
 
 TEST_CASE("an ELF kernel loads its segments at their physical addresses", "[kernel]") {

@@ -3,6 +3,7 @@
 #include <elf.h>
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 
 #include "arch/x86_64/layout.h"
@@ -103,8 +104,19 @@ Result<LoadedKernel> load_bzimage(const GuestMemory& memory, uint64_t low_ram_en
   if (load_address < kHighMemoryStart || load_address % kPageSize != 0) {
     return make_error(ErrorCode::kKernel, "bzImage wants an unusable load address {:#x}", load_address);
   }
-  const uint64_t footprint = std::max<uint64_t>(payload.size(), header.init_size);
-  const uint64_t end = load_address + footprint;
+  // The kernel runs where it decompresses, not where it is loaded: a
+  // relocatable kernel rounds its load address up to kernel_alignment and
+  // never goes below LOAD_PHYSICAL_ADDR (its pref_address), then needs
+  // init_size bytes from there (arch/x86/boot/compressed/head_64.S).
+  uint64_t runtime_start = load_address;
+  if (header.relocatable_kernel != 0) {
+    const uint64_t alignment = header.kernel_alignment;
+    if (alignment < kPageSize || !std::has_single_bit(alignment)) {
+      return make_error(ErrorCode::kKernel, "bzImage has an unusable kernel_alignment {:#x}", alignment);
+    }
+    runtime_start = std::max((load_address + alignment - 1) & ~(alignment - 1), header.pref_address);
+  }
+  const uint64_t end = std::max(load_address + payload.size(), runtime_start + header.init_size);
   if (end < load_address || end > low_ram_end) return too_small(end, low_ram_end);
   CROSVM_TRY(memory.write(load_address, payload));
 
