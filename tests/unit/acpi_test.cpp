@@ -148,6 +148,8 @@ TEST_CASE("the RSDP, XSDT and FADT point at each other", "[acpi]") {
   CHECK(fadt.bytes.size() == 276);
   CHECK(le64(fadt.bytes, 140) == find("DSDT").address);
   CHECK(le64(fadt.bytes, 132) == find("FACS").address);
+  CHECK(le32(fadt.bytes, 36) == 0);  // FIRMWARE_CTRL: X_FIRMWARE_CTRL is set
+  CHECK(le32(fadt.bytes, 40) == 0);  // DSDT: X_DSDT is set
   CHECK(le32(fadt.bytes, 56) == 0x600);  // PM1a event block
   CHECK(le32(fadt.bytes, 64) == 0x604);  // PM1a control block
   CHECK(le64(fadt.bytes, 120) == 0xcf9);  // reset register

@@ -194,8 +194,9 @@ Bytes build_fadt(const MachineDescription& machine, uint64_t dsdt_address, uint6
                      kSleepButtonNotFixed = 1 << 5, kResetRegisterSupported = 1 << 10;
   constexpr uint16_t kLegacyDevices = 1 << 0, kHas8042 = 1 << 1, kNoVga = 1 << 2;
   Bytes fadt = table("FACP", 6, 276);
-  put<uint32_t>(fadt, 36, static_cast<uint32_t>(facs_address));
-  put<uint32_t>(fadt, 40, static_cast<uint32_t>(dsdt_address));
+  // FIRMWARE_CTRL (36) and DSDT (40) stay 0: the spec wants them 0 when the
+  // 64-bit X_ fields are set, and Linux installs a table from each field
+  // (it listed the FACS twice).
   put<uint16_t>(fadt, 46, machine.sci_irq);
   // SMI_CMD 0: the machine is always in ACPI mode.
   put<uint32_t>(fadt, 56, machine.pm1a_event_port);
