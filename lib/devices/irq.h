@@ -27,4 +27,12 @@ class EventFdIrqLine final : public IrqLine {
   uint32_t gsi_;
 };
 
+// A level-triggered line (PCI INTx). Several functions may share one GSI, so
+// the VM keeps each source's level and drives the pin with their OR.
+class LevelIrqLine {
+ public:
+  virtual ~LevelIrqLine() = default;
+  virtual void set_level(bool asserted) = 0;
+};
+
 }  // namespace crosvm
