@@ -1,13 +1,26 @@
 // Test doubles for the interfaces devices talk to.
 #pragma once
 
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "base/log.h"
+#include "devices/io_events.h"
 #include "devices/irq.h"
+#include "devices/pci/msix.h"
 #include "devices/power_events.h"
 
 namespace crosvm::testing {
+
+// For code under test that logs guest mistakes: keeps the test output clean.
+inline Logger quiet_logger() {
+  return Logger([](LogLevel, std::string_view) {}, LogLevel::kError);
+}
 
 class CountingIrq final : public IrqLine {
  public:
@@ -22,6 +35,48 @@ class RecordingPowerEvents final : public PowerEvents {
   void request_reset(const std::string& source) override { events.push_back("reset:" + source); }
   void report_panic(const std::string& source) override { events.push_back("panic:" + source); }
   std::vector<std::string> events;
+};
+
+class RecordingLevelIrq final : public LevelIrqLine {
+ public:
+  void set_level(bool asserted) override { level = asserted; }
+  bool level = false;
+};
+
+// MSI lines are real eventfds (so a test can see one fire) on made-up GSIs.
+class FakeMsiRouter final : public pci::MsiRouter {
+ public:
+  Result<Line> allocate_msi_line() override {
+    EventFd event = CROSVM_TRY(EventFd::create(EFD_NONBLOCK));
+    const uint32_t gsi = next_gsi++;
+    events[gsi] = event.fd();
+    return Line{gsi, std::move(event)};
+  }
+  Result<void> route_msi(uint32_t gsi, uint64_t address, uint32_t data) override {
+    routes[gsi] = {address, data};
+    return {};
+  }
+  // How often the line's eventfd fired since the last look.
+  uint64_t fired(uint32_t gsi) {
+    uint64_t count = 0;
+    return ::read(events.at(gsi), &count, sizeof(count)) == sizeof(count) ? count : 0;
+  }
+  uint32_t next_gsi = 24;
+  std::map<uint32_t, int> events;
+  std::map<uint32_t, std::pair<uint64_t, uint32_t>> routes;
+};
+
+class RecordingIoEvents final : public IoEventRegistry {
+ public:
+  Result<void> register_mmio(const EventFd& event, uint64_t address, uint32_t length) override {
+    registered[address] = {event.fd(), length};
+    return {};
+  }
+  Result<void> unregister_mmio(const EventFd&, uint64_t address, uint32_t) override {
+    registered.erase(address);
+    return {};
+  }
+  std::map<uint64_t, std::pair<int, uint32_t>> registered;
 };
 
 }  // namespace crosvm::testing

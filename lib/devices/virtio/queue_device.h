@@ -1,0 +1,67 @@
+// What every queue-driven virtio device shares: the worker that runs its
+// handlers on the VM's executor, the current activation, serving a queue
+// chain by chain, and telling what the guest did wrong without letting a
+// hostile guest flood the log.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "base/log.h"
+#include "devices/virtio/device_worker.h"
+#include "devices/virtio/virtio_device.h"
+
+namespace crosvm::virtio {
+
+class QueueDevice : public VirtioDevice {
+ public:
+  QueueDevice(boost::asio::io_context& context, std::string name, const Logger& logger);
+
+  std::string_view name() const override { return name_; }
+  Result<void> activate(Activation activation) final;
+  void reset() final;
+
+ protected:
+  // A kick (or the start of the activation) for `queue`; runs on the
+  // device's strand under worker().lock().
+  virtual void on_kick(ActiveQueue& queue) = 0;
+  // Checks an activation (e.g. that the needed queues are there).
+  virtual Result<void> on_activate(const Activation& activation) {
+    (void)activation;
+    return {};
+  }
+  virtual void on_reset() {}
+
+  // Serves every available chain of `queue`: serve() returns how many bytes
+  // it wrote into the chain; a malformed chain goes back unused. Tells the
+  // driver once at the end if it asked to be told. Under the lock.
+  void serve_all(ActiveQueue& queue, const std::function<uint32_t(const DescriptorChain&)>& serve);
+  // Returns one chain to the driver and reports a broken ring. Under the lock.
+  bool complete(ActiveQueue& queue, uint16_t head, uint32_t written);
+  // A guest mistake that costs one request; logged a limited number of times.
+  void report_problem(std::string_view problem);
+  // The driver broke a ring: DEVICE_NEEDS_RESET, nothing more is served.
+  void fail(std::string_view why);
+
+  // The active queue with this index, if the driver enabled it. Under the lock.
+  ActiveQueue* find_queue(uint16_t index);
+  bool active() const { return activation_.has_value() && !broken_; }
+  const GuestMemory& memory() const { return *activation_->memory; }
+  Interrupt& interrupt() { return *activation_->interrupt; }
+  uint64_t features() const { return activation_->features; }
+  DeviceWorker& worker() { return worker_; }
+  const Logger& logger() const { return logger_; }
+
+ private:
+  static constexpr unsigned kProblemsLogged = 8;
+
+  std::string name_;
+  Logger logger_;
+  DeviceWorker worker_;
+  std::optional<Activation> activation_;  // guarded by worker_.lock()
+  bool broken_ = false;
+  unsigned problems_ = 0;
+};
+
+}  // namespace crosvm::virtio
