@@ -112,11 +112,20 @@ int configure(crosvm_config* config, const launcher::RunOptions& options) {
                 : serial.type == "sink" ? CROSVM_SERIAL_SINK
                                         : CROSVM_SERIAL_STDOUT;
     port.path = serial.path.empty() ? nullptr : serial.path.c_str();
+    port.hardware = serial.virtio_console ? CROSVM_SERIAL_HARDWARE_VIRTIO_CONSOLE : CROSVM_SERIAL_HARDWARE_UART;
     port.flags = (serial.console ? CROSVM_SERIAL_CONSOLE : 0u) |
                  (serial.earlycon ? CROSVM_SERIAL_EARLYCON : 0u) |
                  (serial.stdin_input ? CROSVM_SERIAL_STDIN : 0u);
     if (crosvm_config_add_serial(config, &port) != 0) return -1;
   }
+  for (const launcher::DiskOption& disk : options.disks) {
+    crosvm_disk_options added = CROSVM_DISK_OPTIONS_INIT;
+    added.path = disk.path.c_str();
+    added.id = disk.id.empty() ? nullptr : disk.id.c_str();
+    added.flags = (disk.read_only ? CROSVM_DISK_READ_ONLY : 0u) | (disk.root ? CROSVM_DISK_ROOT : 0u);
+    if (crosvm_config_add_disk(config, &added) != 0) return -1;
+  }
+  if (crosvm_config_set_rng(config, options.rng ? 1 : 0) != 0) return -1;
   return 0;
 }
 

@@ -57,7 +57,10 @@ std::variant<SerialOption, std::string> parse_serial(const std::string& text) {
     } else if (key == "path") {
       serial.path = value;
     } else if (key == "hardware") {
-      if (value != "serial") return "--serial: only hardware=serial is supported";
+      if (value != "serial" && value != "virtio-console") {
+        return "--serial: hardware must be serial or virtio-console, not '" + value + "'";
+      }
+      serial.virtio_console = value == "virtio-console";
     } else if (key == "console" || key == "earlycon" || key == "stdin") {
       auto flag = parse_bool(value);
       if (!flag) return "--serial: " + key + " must be true or false";
@@ -67,7 +70,34 @@ std::variant<SerialOption, std::string> parse_serial(const std::string& text) {
     }
   }
   if (serial.type == "file" && serial.path.empty()) return "--serial: type=file needs path=";
+  if (serial.virtio_console && serial.earlycon) return "--serial: a virtio-console cannot be an earlycon";
   return serial;
+}
+
+// crosvm's --block path=P,ro=BOOL,root=BOOL,id=ID (a bare first item is the path).
+std::variant<DiskOption, std::string> parse_block(const std::string& text) {
+  DiskOption disk;
+  disk.read_only = false;
+  bool first = true;
+  for (const auto& [key, value] : split_key_values(text)) {
+    if (first && value == "true" && key.find('=') == std::string::npos && key != "ro" && key != "root") {
+      disk.path = key;  // "--block /path/img,ro"
+    } else if (key == "path") {
+      disk.path = value;
+    } else if (key == "ro" || key == "root") {
+      auto flag = parse_bool(value);
+      if (!flag) return "--block: " + key + " must be true or false";
+      (key == "ro" ? disk.read_only : disk.root) = *flag;
+    } else if (key == "id") {
+      if (value.size() > 20) return "--block: id is at most 20 bytes";
+      disk.id = value;
+    } else {
+      return "--block: unknown key '" + key + "'";
+    }
+    first = false;
+  }
+  if (disk.path.empty()) return "--block needs path=";
+  return disk;
 }
 
 }  // namespace
@@ -83,9 +113,16 @@ const char* const kRunUsage =
     "  -c, --cpus N           number of vCPUs (default 1); also num-cores=N\n"
     "  -p, --params STR       kernel command-line parameters (repeatable)\n"
     "  -i, --initrd PATH      initial ramdisk\n"
+    "  -r, --root PATH        read-only root disk (root=/dev/vda ro)\n"
+    "      --rwroot PATH      writable root disk (root=/dev/vda rw)\n"
+    "  -d, --disk PATH        read-only disk (repeatable)\n"
+    "      --rwdisk PATH      writable disk (repeatable)\n"
+    "      --block LIST       a disk: path=P,ro=BOOL,root=BOOL,id=ID (repeatable)\n"
+    "      --no-rng           no virtio-rng device (there is one by default)\n"
     "      --serial LIST      a serial port: type=stdout|file|sink,num=1..4,path=P,\n"
-    "                         console=BOOL,earlycon=BOOL,stdin=BOOL (repeatable;\n"
-    "                         default: type=stdout,num=1,console=true,stdin=true)\n"
+    "                         hardware=serial|virtio-console,console=BOOL,\n"
+    "                         earlycon=BOOL,stdin=BOOL (repeatable; default:\n"
+    "                         type=stdout,num=1,console=true,stdin=true)\n"
     "      --demo             boot the built-in demo guest\n"
     "      --log-level LEVEL  error, warn, info (default) or debug\n"
     "  -h, --help             this text\n"
@@ -170,6 +207,25 @@ std::variant<RunOptions, std::string> parse_run_options(const std::vector<std::s
       auto text = value();
       if (!text || text->empty()) return arg + " needs a path";
       options.initrd = *text;
+    } else if (arg == "-r" || arg == "--root" || arg == "--rwroot" || arg == "-d" || arg == "--disk" ||
+               arg == "--rwdisk") {
+      auto text = value();
+      if (!text || text->empty()) return arg + " needs a path";
+      DiskOption disk;
+      disk.path = *text;
+      disk.read_only = arg != "--rwroot" && arg != "--rwdisk";
+      disk.root = arg == "-r" || arg == "--root" || arg == "--rwroot";
+      options.disks.push_back(disk);
+    } else if (arg == "--block") {
+      auto text = value();
+      if (!text) return "--block needs a parameter list";
+      auto disk = parse_block(*text);
+      if (auto* message = std::get_if<std::string>(&disk)) return *message;
+      options.disks.push_back(std::get<DiskOption>(disk));
+    } else if (arg == "--no-rng") {
+      bool no_rng = false;
+      error = flag(no_rng);
+      options.rng = !no_rng;
     } else if (arg == "--serial") {
       auto text = value();
       if (!text) return "--serial needs a parameter list";
@@ -190,6 +246,9 @@ std::variant<RunOptions, std::string> parse_run_options(const std::vector<std::s
   if (!positional.empty()) options.kernel = positional[0];
   if (options.kernel.empty()) options.demo = true;
   if (options.demo && !options.kernel.empty()) return "--demo and a kernel cannot be combined";
+  size_t roots = 0;
+  for (const DiskOption& disk : options.disks) roots += disk.root ? 1 : 0;
+  if (roots > 1) return "only one root disk can be given";
   if (options.serials.empty()) {
     SerialOption console;
     console.console = true;

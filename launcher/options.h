@@ -11,12 +11,20 @@
 namespace launcher {
 
 struct SerialOption {
+  bool virtio_console = false;  // hardware=virtio-console (hvcN) instead of a UART
   uint32_t number = 1;
   std::string type = "stdout";  // stdout, file, sink
   std::string path;
   bool console = false;
   bool earlycon = false;
   bool stdin_input = false;
+};
+
+struct DiskOption {
+  std::string path;
+  bool read_only = true;  // crosvm's -d/--disk and -r/--root are read-only
+  bool root = false;
+  std::string id;
 };
 
 struct RunOptions {
@@ -27,6 +35,8 @@ struct RunOptions {
   std::string kernel;
   bool demo = false;  // the built-in demo guest (also when no kernel is given)
   std::vector<SerialOption> serials;  // empty: serial 1 on stdout as console, reading stdin
+  std::vector<DiskOption> disks;
+  bool rng = true;  // as crosvm: on unless --no-rng
   int log_level = 2;  // info
   bool help = false;
 };

@@ -94,7 +94,13 @@ CROSVM_EXPORT int crosvm_config_set_initrd(crosvm_config *config, const char *pa
  * for serial ports that ask for them), so a later parameter overrides. */
 CROSVM_EXPORT int crosvm_config_append_params(crosvm_config *config, const char *params);
 
-/* Serial ports: 8250 UARTs at COM1..COM4 (guest ttyS0..ttyS3). */
+/* Serial ports: 8250 UARTs at COM1..COM4 (guest ttyS0..ttyS3), or virtio
+ * consoles (guest hvc0..hvc3), numbered 1..4 per kind. */
+typedef enum crosvm_serial_hardware {
+  CROSVM_SERIAL_HARDWARE_UART = 0,          /* an 8250 UART (the default) */
+  CROSVM_SERIAL_HARDWARE_VIRTIO_CONSOLE = 1 /* a virtio-console on PCI */
+} crosvm_serial_hardware;
+
 typedef enum crosvm_serial_type {
   CROSVM_SERIAL_SINK = 0,    /* output is discarded */
   CROSVM_SERIAL_STDOUT = 1,  /* the process's stdout */
@@ -102,8 +108,8 @@ typedef enum crosvm_serial_type {
   CROSVM_SERIAL_CALLBACK = 3 /* `callback` gets every byte */
 } crosvm_serial_type;
 
-#define CROSVM_SERIAL_CONSOLE 0x1u  /* add console=ttyS<number-1> */
-#define CROSVM_SERIAL_EARLYCON 0x2u /* add earlycon=uart8250,io,<port> */
+#define CROSVM_SERIAL_CONSOLE 0x1u  /* add console=ttyS<number-1> (hvc<number-1>) */
+#define CROSVM_SERIAL_EARLYCON 0x2u /* add earlycon=uart8250,io,<port> (UARTs only) */
 #define CROSVM_SERIAL_STDIN 0x4u    /* the process's stdin is this port's input */
 
 /* Called on a vCPU thread with what the guest wrote; keep it short. */
@@ -117,15 +123,39 @@ typedef struct crosvm_serial_options {
   const char *path;                /* CROSVM_SERIAL_FILE */
   crosvm_output_callback callback; /* CROSVM_SERIAL_CALLBACK */
   void *userdata;
+  uint32_t hardware;               /* a crosvm_serial_hardware (since 0.2) */
 } crosvm_serial_options;
 
 #define CROSVM_SERIAL_OPTIONS_INIT \
-  { sizeof(crosvm_serial_options), 1, CROSVM_SERIAL_STDOUT, 0, NULL, NULL, NULL }
+  { sizeof(crosvm_serial_options), 1, CROSVM_SERIAL_STDOUT, 0, NULL, NULL, NULL, \
+    CROSVM_SERIAL_HARDWARE_UART }
 
-/* Adds (or replaces) serial port `options->number`. Without any call, a VM
- * has no serial port. */
+/* Adds (or replaces) serial port `options->number` of its hardware kind.
+ * Without any call, a VM has no serial port. */
 CROSVM_EXPORT int crosvm_config_add_serial(crosvm_config *config,
                                            const crosvm_serial_options *options);
+
+/* Disks: virtio-blk devices over raw image files, seen by the guest as
+ * /dev/vda, /dev/vdb, ... (the root disk first, the others in the order
+ * added). A writable image is locked so that no other process writes it
+ * while the VM runs. */
+#define CROSVM_DISK_READ_ONLY 0x1u /* the guest cannot write it */
+#define CROSVM_DISK_ROOT 0x2u      /* add root=/dev/vda (ro or rw); one disk at most */
+
+typedef struct crosvm_disk_options {
+  uint32_t struct_size;
+  uint32_t flags;   /* CROSVM_DISK_* */
+  const char *path; /* the image */
+  const char *id;   /* what the guest reads as the disk's serial (<= 20 bytes); NULL: none */
+} crosvm_disk_options;
+
+#define CROSVM_DISK_OPTIONS_INIT { sizeof(crosvm_disk_options), 0, NULL, NULL }
+
+CROSVM_EXPORT int crosvm_config_add_disk(crosvm_config *config, const crosvm_disk_options *options);
+
+/* A virtio-rng device fed by the host's getrandom() (default: off; the
+ * crosvm-launch command turns it on, as crosvm does). */
+CROSVM_EXPORT int crosvm_config_set_rng(crosvm_config *config, int enabled);
 
 typedef enum crosvm_log_level {
   CROSVM_LOG_ERROR = 0,
@@ -191,6 +221,10 @@ CROSVM_EXPORT const char *crosvm_vm_exit_message(const crosvm_vm *vm);
  * were taken (fewer when the port's input buffer is full). */
 CROSVM_EXPORT int crosvm_vm_serial_write(size_t *out_written, crosvm_vm *vm, uint32_t number,
                                          const void *data, size_t length);
+
+/* The same for virtio console `number` (hvc<number-1>). */
+CROSVM_EXPORT int crosvm_vm_console_write(size_t *out_written, crosvm_vm *vm, uint32_t number,
+                                          const void *data, size_t length);
 
 /* Stops the VM if it runs, then frees it. Safe at any state; not from one of
  * the VM's own callbacks (the VM is then kept and an error is logged). */

@@ -165,6 +165,14 @@ int crosvm_config_add_serial(crosvm_config* config, const crosvm_serial_options*
     }
     crosvm::SerialConfig serial;
     serial.number = in.number;
+    switch (in.hardware) {
+      case CROSVM_SERIAL_HARDWARE_UART: serial.hardware = crosvm::SerialHardware::kUart; break;
+      case CROSVM_SERIAL_HARDWARE_VIRTIO_CONSOLE:
+        serial.hardware = crosvm::SerialHardware::kVirtioConsole;
+        break;
+      default:
+        return fail(ErrorCode::kInvalidArgument, "unknown serial hardware " + std::to_string(in.hardware));
+    }
     switch (in.type) {
       case CROSVM_SERIAL_SINK: serial.output = crosvm::SerialOutput::kSink; break;
       case CROSVM_SERIAL_STDOUT: serial.output = crosvm::SerialOutput::kStdout; break;
@@ -195,8 +203,38 @@ int crosvm_config_add_serial(crosvm_config* config, const crosvm_serial_options*
     serial.read_stdin = (in.flags & CROSVM_SERIAL_STDIN) != 0;
 
     auto& serials = config->config.serials;
-    std::erase_if(serials, [&](const crosvm::SerialConfig& existing) { return existing.number == serial.number; });
+    std::erase_if(serials, [&](const crosvm::SerialConfig& existing) {
+      return existing.number == serial.number && existing.hardware == serial.hardware;
+    });
     serials.push_back(std::move(serial));
+    return succeed();
+  });
+}
+
+int crosvm_config_add_disk(crosvm_config* config, const crosvm_disk_options* options) {
+  return guarded([&] {
+    if (config == nullptr) return null_argument("config");
+    if (options == nullptr) return null_argument("options");
+    const crosvm_disk_options in =
+        crosvm::read_versioned(*options, crosvm_disk_options CROSVM_DISK_OPTIONS_INIT);
+    if (in.path == nullptr || *in.path == '\0') return fail(ErrorCode::kInvalidArgument, "a disk needs a path");
+    if ((in.flags & ~(CROSVM_DISK_READ_ONLY | CROSVM_DISK_ROOT)) != 0) {
+      return fail(ErrorCode::kInvalidArgument, "unknown disk flags");
+    }
+    crosvm::DiskConfig disk;
+    disk.path = in.path;
+    disk.read_only = (in.flags & CROSVM_DISK_READ_ONLY) != 0;
+    disk.root = (in.flags & CROSVM_DISK_ROOT) != 0;
+    disk.id = in.id != nullptr ? in.id : "";
+    config->config.disks.push_back(std::move(disk));
+    return succeed();
+  });
+}
+
+int crosvm_config_set_rng(crosvm_config* config, int enabled) {
+  return guarded([&] {
+    if (config == nullptr) return null_argument("config");
+    config->config.rng = enabled != 0;
     return succeed();
   });
 }
@@ -303,17 +341,31 @@ const char* crosvm_vm_exit_message(const crosvm_vm* vm) {
   return message.c_str();
 }
 
-int crosvm_vm_serial_write(size_t* out_written, crosvm_vm* vm, uint32_t number, const void* data,
-                           size_t length) {
+namespace {
+
+int write_input(size_t* out_written, crosvm_vm* vm, crosvm::SerialHardware hardware, uint32_t number,
+                const void* data, size_t length) {
   return guarded([&] {
     if (vm == nullptr) return null_argument("vm");
     if (data == nullptr && length != 0) return null_argument("data");
-    auto written = vm->vm->write_serial_input(
-        number, std::span(static_cast<const uint8_t*>(data), length));
+    auto written =
+        vm->vm->write_serial_input(hardware, number, std::span(static_cast<const uint8_t*>(data), length));
     if (!written) return fail(written.error());
     if (out_written != nullptr) *out_written = *written;
     return succeed();
   });
+}
+
+}  // namespace
+
+int crosvm_vm_serial_write(size_t* out_written, crosvm_vm* vm, uint32_t number, const void* data,
+                           size_t length) {
+  return write_input(out_written, vm, crosvm::SerialHardware::kUart, number, data, length);
+}
+
+int crosvm_vm_console_write(size_t* out_written, crosvm_vm* vm, uint32_t number, const void* data,
+                            size_t length) {
+  return write_input(out_written, vm, crosvm::SerialHardware::kVirtioConsole, number, data, length);
 }
 
 void crosvm_vm_destroy(crosvm_vm* vm) {

@@ -12,8 +12,8 @@
 namespace crosvm {
 
 struct SerialInput::State : std::enable_shared_from_this<SerialInput::State> {
-  State(boost::asio::io_context& context, std::shared_ptr<Serial> uart)
-      : stream(context), serial(std::move(uart)) {}
+  State(boost::asio::io_context& context, std::shared_ptr<HostInput> target)
+      : stream(context), device(std::move(target)) {}
 
   void read_more() {
     if (stopped) return;
@@ -26,17 +26,17 @@ struct SerialInput::State : std::enable_shared_from_this<SerialInput::State> {
     });
   }
 
-  // Hands pending bytes to the UART; reads more only once all are taken.
+  // Hands pending bytes to the device; reads more only once all are taken.
   void deliver() {
     if (stopped) return;
-    size_t accepted = serial->queue_input(pending);
+    size_t accepted = device->queue_input(pending);
     pending.erase(pending.begin(), pending.begin() + static_cast<ptrdiff_t>(accepted));
     if (pending.empty()) read_more();
-    // Otherwise the UART's space listener calls deliver() again.
+    // Otherwise the device's space listener calls deliver() again.
   }
 
   boost::asio::posix::stream_descriptor stream;
-  std::shared_ptr<Serial> serial;
+  std::shared_ptr<HostInput> device;
   std::array<uint8_t, 512> buffer{};
   std::vector<uint8_t> pending;
   int original_flags = -1;
@@ -47,26 +47,26 @@ struct SerialInput::State : std::enable_shared_from_this<SerialInput::State> {
 SerialInput::~SerialInput() { shutdown(); }
 
 Result<std::unique_ptr<SerialInput>> SerialInput::create(EventLoop& loop, int fd,
-                                                          std::shared_ptr<Serial> serial) {
+                                                          std::shared_ptr<HostInput> device) {
   const int flags = ::fcntl(fd, F_GETFL);
-  if (flags < 0) return make_errno_error(ErrorCode::kIo, errno, "serial input fd {}", fd);
+  if (flags < 0) return make_errno_error(ErrorCode::kIo, errno, "input fd {}", fd);
   const int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (copy < 0) return make_errno_error(ErrorCode::kIo, errno, "cannot duplicate fd {}", fd);
 
-  auto state = std::make_shared<State>(loop.context(), std::move(serial));
+  auto state = std::make_shared<State>(loop.context(), std::move(device));
   boost::system::error_code error;
   state->stream.assign(copy, error);
   if (error) {
     ::close(copy);
-    return make_error(ErrorCode::kIo, "cannot read serial input from fd {}: {}", fd, error.message());
+    return make_error(ErrorCode::kIo, "cannot read input from fd {}: {}", fd, error.message());
   }
   state->original_flags = flags;
   state->original_fd = fd;
   auto input = std::unique_ptr<SerialInput>(new SerialInput());
-  // The UART calls back from a vCPU thread: only post to the loop from there.
+  // The device calls back from another thread: only post to the loop from there.
   std::weak_ptr<State> weak = state;
   boost::asio::io_context& context = loop.context();
-  state->serial->set_input_space_listener([weak, &context] {
+  state->device->set_input_space_listener([weak, &context] {
     if (auto alive = weak.lock()) {
       boost::asio::post(context, [alive] { alive->deliver(); });
     }
@@ -82,7 +82,7 @@ void SerialInput::start() {
 void SerialInput::shutdown() {
   if (!shared_ || shared_->stopped) return;
   shared_->stopped = true;
-  shared_->serial->set_input_space_listener({});
+  shared_->device->set_input_space_listener({});
   boost::system::error_code ignored;
   shared_->stream.cancel(ignored);
   shared_->stream.close(ignored);

@@ -1,13 +1,13 @@
-// Feeds a host file descriptor (usually stdin) into a guest UART on the event
-// loop. Reading pauses while the UART's input queue is full and resumes when
-// the guest has drained it, so no byte is lost and none waits in the kernel
-// longer than needed.
+// Feeds a host file descriptor (usually stdin) into a guest device (a UART,
+// a virtio console) on the event loop. Reading pauses while the device's
+// input buffer is full and resumes when the guest has drained it, so no
+// byte is lost and none waits in the kernel longer than needed.
 #pragma once
 
 #include <memory>
 
 #include "base/result.h"
-#include "devices/legacy/serial.h"
+#include "devices/host_input.h"
 #include "vm/event_loop.h"
 
 namespace crosvm {
@@ -17,7 +17,7 @@ class SerialInput {
   // Duplicates `fd`; the original stays the caller's. Its O_NONBLOCK flag is
   // restored on shutdown (it is shared with every copy of the descriptor).
   static Result<std::unique_ptr<SerialInput>> create(EventLoop& loop, int fd,
-                                                     std::shared_ptr<Serial> serial);
+                                                     std::shared_ptr<HostInput> device);
   ~SerialInput();
 
   void start();

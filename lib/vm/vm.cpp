@@ -153,11 +153,19 @@ std::string Vm::exit_message() const {
   return exit_message_;
 }
 
-Result<size_t> Vm::write_serial_input(uint32_t number, std::span<const uint8_t> bytes) {
-  if (number < 1 || number > serials_.size() || !serials_[number - 1]) {
-    return make_error(ErrorCode::kInvalidArgument, "the VM has no serial port {}", number);
+Result<size_t> Vm::write_serial_input(SerialHardware hardware, uint32_t number,
+                                      std::span<const uint8_t> bytes) {
+  const bool uart = hardware == SerialHardware::kUart;
+  HostInput* target = nullptr;
+  if (number >= 1 && number <= serials_.size()) {
+    target = uart ? static_cast<HostInput*>(serials_[number - 1].get())
+                  : static_cast<HostInput*>(consoles_[number - 1].get());
   }
-  return serials_[number - 1]->queue_input(bytes);
+  if (target == nullptr) {
+    return make_error(ErrorCode::kInvalidArgument, "the VM has no {} {}",
+                      uart ? "serial port" : "virtio console", number);
+  }
+  return target->queue_input(bytes);
 }
 
 void Vm::request_power_off(const std::string& source) {

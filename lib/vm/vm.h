@@ -27,13 +27,19 @@
 #include "base/log.h"
 #include "base/result.h"
 #include "devices/bus.h"
+#include "devices/io_events.h"
 #include "devices/irq.h"
 #include "devices/legacy/serial.h"
+#include "devices/pci/pci_root.h"
 #include "devices/power_events.h"
+#include "devices/virtio/block.h"
+#include "devices/virtio/console.h"
+#include "devices/virtio/virtio_pci.h"
 #include "kvm/kvm.h"
 #include "memory/guest_memory.h"
 #include "vm/event_loop.h"
 #include "vm/exit_reason.h"
+#include "vm/irq_routing.h"
 #include "vm/serial_input.h"
 #include "vm/vm_config.h"
 
@@ -61,8 +67,10 @@ class Vm final : public PowerEvents {
   ExitReason exit_reason() const;
   std::string exit_message() const;
 
-  // Queues host input for serial port `number` (1..4); returns bytes taken.
-  Result<size_t> write_serial_input(uint32_t number, std::span<const uint8_t> bytes);
+  // Queues host input for serial port `number` (1..4) of a kind; returns
+  // bytes taken.
+  Result<size_t> write_serial_input(SerialHardware hardware, uint32_t number,
+                                    std::span<const uint8_t> bytes);
 
   void request_power_off(const std::string& source) override;
   void request_reset(const std::string& source) override;
@@ -73,6 +81,8 @@ class Vm final : public PowerEvents {
   const GuestMemory& memory() const { return memory_; }
   const Bus& pio_bus() const { return pio_bus_; }
   const Bus& mmio_bus() const { return mmio_bus_; }
+  // The virtio-blk devices in the order the guest sees them (vda first).
+  const std::vector<std::shared_ptr<virtio::Block>>& disks() const { return disks_; }
   const Logger& logger() const { return logger_; }
   uint32_t vcpu_count() const { return static_cast<uint32_t>(vcpus_.size()); }
   // True on one of this VM's vCPU or event-loop threads (inside a callback).
@@ -91,6 +101,10 @@ class Vm final : public PowerEvents {
   // Building (vm_builder.cpp).
   Result<void> attach_legacy_devices();
   Result<void> attach_serial(const SerialConfig& serial);
+  Result<void> attach_pci_devices();
+  Result<void> attach_virtio(std::shared_ptr<virtio::VirtioDevice> device);
+  Result<std::shared_ptr<HostInput>> attach_console(const SerialConfig& serial);
+  Result<uint64_t> allocate_bar(uint64_t size);
   Result<std::shared_ptr<EventFdIrqLine>> create_irq_line(uint32_t gsi);
   Result<void> load_guest(std::span<const uint8_t> kernel, std::span<const uint8_t> initrd);
   acpi::MachineDescription describe_machine() const;
@@ -105,6 +119,9 @@ class Vm final : public PowerEvents {
   void kick_all_vcpus();
   void join_threads();
 
+  // The executor outlives everything that posts to it: declared first,
+  // destroyed last.
+  EventLoop loop_;
   VmConfig config_;
   Logger logger_;
   kvm::Kvm kvm_;
@@ -113,13 +130,34 @@ class Vm final : public PowerEvents {
   x86_64::MemoryLayout layout_;
   std::vector<kvm::VcpuFd> vcpus_;
 
+  // Devices reach KVM through these, so they are declared (and outlive
+  // the devices) before the buses.
+  class KvmIoEvents final : public IoEventRegistry {
+   public:
+    explicit KvmIoEvents(const kvm::VmFd& vm) : vm_(vm) {}
+    Result<void> register_mmio(const EventFd& event, uint64_t address, uint32_t length) override {
+      return vm_.register_ioeventfd(event.fd(), address, length, false);
+    }
+    Result<void> unregister_mmio(const EventFd& event, uint64_t address, uint32_t length) override {
+      return vm_.unregister_ioeventfd(event.fd(), address, length, false);
+    }
+
+   private:
+    const kvm::VmFd& vm_;
+  };
+  KvmIoEvents io_events_{vm_fd_};
+  std::unique_ptr<IrqRouting> irq_routing_;
+
   Bus pio_bus_{"port I/O"};
   Bus mmio_bus_{"MMIO"};
   std::vector<std::shared_ptr<IrqLine>> irq_lines_;
   std::array<std::shared_ptr<Serial>, 4> serials_;
+  std::shared_ptr<pci::PciRoot> pci_root_;
+  std::vector<std::shared_ptr<virtio::VirtioPciDevice>> virtio_devices_;
+  std::vector<std::shared_ptr<virtio::Block>> disks_;
+  std::array<std::shared_ptr<virtio::Console>, 4> consoles_;
+  uint64_t next_bar_address_ = x86_64::kPciMmioStart;
 
-  // The loop outlives what runs on it: declared before, destroyed after.
-  EventLoop loop_;
   std::vector<std::unique_ptr<SerialInput>> serial_inputs_;
 
   mutable std::mutex mutex_;

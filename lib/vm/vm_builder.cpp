@@ -16,6 +16,8 @@
 #include "devices/legacy/i8042.h"
 #include "devices/legacy/power_management.h"
 #include "devices/legacy/pvpanic.h"
+#include "devices/virtio/rng.h"
+#include "disk/disk_file.h"
 #include "tinyguest/demo_image.h"
 #include "vm/vm.h"
 
@@ -34,18 +36,25 @@ Result<void> validate(const VmConfig& config) {
   if (config.kernel_path.empty() && !config.demo_kernel) {
     return make_error(ErrorCode::kKernel, "no kernel given");
   }
-  bool used[4] = {};
+  bool used[2][4] = {};
   size_t stdin_readers = 0;
+  size_t pci_devices = config.disks.size() + (config.rng ? 1 : 0);
   for (const SerialConfig& serial : config.serials) {
+    const bool uart = serial.hardware == SerialHardware::kUart;
+    const char* kind = uart ? "serial port" : "virtio console";
     if (serial.number < 1 || serial.number > 4) {
-      return make_error(ErrorCode::kInvalidArgument, "serial port {} does not exist (1 to 4)",
+      return make_error(ErrorCode::kInvalidArgument, "{} {} does not exist (1 to 4)", kind,
                         serial.number);
     }
-    if (used[serial.number - 1]) {
-      return make_error(ErrorCode::kInvalidArgument, "serial port {} is configured twice",
-                        serial.number);
+    if (used[uart ? 0 : 1][serial.number - 1]) {
+      return make_error(ErrorCode::kInvalidArgument, "{} {} is configured twice", kind, serial.number);
     }
-    used[serial.number - 1] = true;
+    used[uart ? 0 : 1][serial.number - 1] = true;
+    if (!uart && serial.earlycon) {
+      return make_error(ErrorCode::kInvalidArgument, "virtio console {} cannot be an earlycon (a "
+                        "UART can)", serial.number);
+    }
+    pci_devices += uart ? 0 : 1;
     if (serial.output == SerialOutput::kFile && serial.path.empty()) {
       return make_error(ErrorCode::kInvalidArgument, "serial port {} writes to a file but has no path",
                         serial.number);
@@ -59,7 +68,37 @@ Result<void> validate(const VmConfig& config) {
   if (stdin_readers > 1) {
     return make_error(ErrorCode::kInvalidArgument, "only one serial port can read stdin");
   }
+  size_t roots = 0;
+  for (const DiskConfig& disk : config.disks) {
+    if (disk.path.empty()) return make_error(ErrorCode::kInvalidArgument, "a disk without a path");
+    if (disk.id.size() > virtio::kBlockIdLength) {
+      return make_error(ErrorCode::kInvalidArgument, "disk id '{}' is longer than {} bytes", disk.id,
+                        virtio::kBlockIdLength);
+    }
+    roots += disk.root ? 1 : 0;
+  }
+  if (roots > 1) return make_error(ErrorCode::kInvalidArgument, "only one disk can be the root");
+  if (pci_devices > pci::kSlotCount - 1) {
+    return make_error(ErrorCode::kInvalidArgument, "{} PCI devices requested; a VM has room for {}",
+                      pci_devices, pci::kSlotCount - 1);
+  }
   return {};
+}
+
+// Where a port's output goes: nowhere, stdout, a file or the embedder.
+Result<Serial::OutputSink> output_sink(const SerialConfig& config) {
+  switch (config.output) {
+    case SerialOutput::kSink: return Serial::OutputSink();
+    case SerialOutput::kStdout:
+      return Serial::OutputSink([](std::span<const uint8_t> bytes) { write_all(STDOUT_FILENO, bytes); });
+    case SerialOutput::kFile: {
+      auto file = std::make_shared<UniqueFd>(
+          CROSVM_TRY(open_file(config.path, O_WRONLY | O_CREAT | O_APPEND, "serial output file")));
+      return Serial::OutputSink([file](std::span<const uint8_t> bytes) { write_all(file->get(), bytes); });
+    }
+    case SerialOutput::kCallback: return Serial::OutputSink(config.callback);
+  }
+  return Serial::OutputSink();
 }
 
 Result<void> check_capabilities(const kvm::Kvm& kvm) {
@@ -71,6 +110,7 @@ Result<void> check_capabilities(const kvm::Kvm& kvm) {
   CROSVM_TRY(kvm.require_extension(KVM_CAP_IRQFD, "irqfd"));
   CROSVM_TRY(kvm.require_extension(KVM_CAP_IOEVENTFD, "ioeventfd"));
   CROSVM_TRY(kvm.require_extension(KVM_CAP_IMMEDIATE_EXIT, "immediate_exit"));
+  CROSVM_TRY(kvm.require_extension(KVM_CAP_IRQ_ROUTING, "interrupt routing (MSI)"));
   return {};
 }
 
@@ -150,6 +190,7 @@ Result<std::unique_ptr<Vm>> Vm::create(VmConfig config) {
                                        Machine{std::move(kvm), std::move(vm_fd), std::move(memory),
                                                std::move(layout), std::move(vcpus)}));
   CROSVM_TRY(vm->attach_legacy_devices());
+  CROSVM_TRY(vm->attach_pci_devices());
   CROSVM_TRY(vm->load_guest(kernel.bytes, initrd ? initrd->bytes() : std::span<const uint8_t>()));
   return vm;
 }
@@ -163,13 +204,14 @@ Result<std::shared_ptr<EventFdIrqLine>> Vm::create_irq_line(uint32_t gsi) {
 }
 
 Result<void> Vm::attach_legacy_devices() {
-  for (const SerialConfig& serial : config_.serials) CROSVM_TRY(attach_serial(serial));
+  for (const SerialConfig& serial : config_.serials) {
+    if (serial.hardware == SerialHardware::kUart) CROSVM_TRY(attach_serial(serial));
+  }
   CROSVM_TRY(pio_bus_.insert(std::make_shared<I8042>(*this), I8042::kBasePort, I8042::kLength));
   CROSVM_TRY(pio_bus_.insert(std::make_shared<Cmos>(layout_.low_ram_end, layout_.high_ram_end),
                              Cmos::kBasePort, Cmos::kLength));
   CROSVM_TRY(pio_bus_.insert(std::make_shared<PowerManagement>(*this), PowerManagement::kBasePort,
                              PowerManagement::kLength));
-  CROSVM_TRY(pio_bus_.insert(std::make_shared<ResetControl>(*this), ResetControl::kPort, 1));
   CROSVM_TRY(pio_bus_.insert(std::make_shared<PvPanic>(*this), PvPanic::kPort, 1));
   return {};
 }
@@ -178,6 +220,7 @@ acpi::MachineDescription Vm::describe_machine() const {
   acpi::MachineDescription machine;
   machine.vcpu_count = vcpu_count();
   for (const SerialConfig& serial : config_.serials) {
+    if (serial.hardware != SerialHardware::kUart) continue;
     machine.serial_ports.push_back(
         {serial.number, Serial::kPorts[serial.number - 1], Serial::kIrqs[serial.number - 1]});
   }
@@ -198,20 +241,7 @@ acpi::MachineDescription Vm::describe_machine() const {
 
 Result<void> Vm::attach_serial(const SerialConfig& config) {
   const size_t index = config.number - 1;
-  Serial::OutputSink sink;
-  switch (config.output) {
-    case SerialOutput::kSink: break;
-    case SerialOutput::kStdout:
-      sink = [](std::span<const uint8_t> bytes) { write_all(STDOUT_FILENO, bytes); };
-      break;
-    case SerialOutput::kFile: {
-      auto file = std::make_shared<UniqueFd>(
-          CROSVM_TRY(open_file(config.path, O_WRONLY | O_CREAT | O_APPEND, "serial output file")));
-      sink = [file](std::span<const uint8_t> bytes) { write_all(file->get(), bytes); };
-      break;
-    }
-    case SerialOutput::kCallback: sink = config.callback; break;
-  }
+  Serial::OutputSink sink = CROSVM_TRY(output_sink(config));
   auto irq = CROSVM_TRY(create_irq_line(Serial::kIrqs[index]));
   static constexpr std::string_view kNames[] = {"serial 1", "serial 2", "serial 3", "serial 4"};
   auto serial = std::make_shared<Serial>(kNames[index], std::move(irq), std::move(sink));
@@ -221,6 +251,73 @@ Result<void> Vm::attach_serial(const SerialConfig& config) {
   }
   serials_[index] = std::move(serial);
   return {};
+}
+
+// PCI: the root bus with its two access paths, then the virtio devices in
+// the order the guest should find them: disks (root first), rng, consoles.
+Result<void> Vm::attach_pci_devices() {
+  irq_routing_ = std::make_unique<IrqRouting>(vm_fd_, static_cast<uint32_t>(
+                                                          kvm_.check_extension(KVM_CAP_IRQ_ROUTING)));
+  CROSVM_TRY(irq_routing_->initialize());
+  pci_root_ = std::make_shared<pci::PciRoot>(mmio_bus_, logger_);
+  static_assert(ResetControl::kPort == pci::kConfigAddressPort + 1);
+  CROSVM_TRY(pio_bus_.insert(pci_root_->io_access(std::make_shared<ResetControl>(*this)),
+                             pci::kConfigAddressPort, pci::kConfigIoLength));
+  CROSVM_TRY(mmio_bus_.insert(pci_root_->ecam_access(), x86_64::kEcamAddress,
+                              (uint64_t{describe_machine().ecam_last_bus} + 1) * pci::kEcamBusSize));
+
+  const std::vector<DiskConfig> disks = config_.ordered_disks();
+  for (size_t i = 0; i < disks.size(); ++i) {
+    const DiskConfig& disk = disks[i];
+    auto file = disk::open_raw({.path = disk.path, .read_only = disk.read_only});
+    if (!file) return Error{ErrorCode::kDevice, file.error().message};
+    auto block = std::make_shared<virtio::Block>(loop_.context(), std::move(file).value(), disk.id,
+                                                 fmt::format("virtio-blk {} ({})", i, disk.path), logger_);
+    CROSVM_TRY(attach_virtio(block));
+    disks_.push_back(std::move(block));
+  }
+  if (config_.rng) CROSVM_TRY(attach_virtio(std::make_shared<virtio::Rng>(loop_.context(), logger_)));
+  for (const SerialConfig& serial : config_.serials) {
+    if (serial.hardware != SerialHardware::kVirtioConsole) continue;
+    auto console = std::make_shared<virtio::Console>(
+        loop_.context(), fmt::format("virtio-console {}", serial.number), CROSVM_TRY(output_sink(serial)),
+        logger_);
+    CROSVM_TRY(attach_virtio(console));
+    if (serial.read_stdin) {
+      serial_inputs_.push_back(CROSVM_TRY(SerialInput::create(loop_, STDIN_FILENO, console)));
+    }
+    consoles_[serial.number - 1] = std::move(console);
+  }
+  return {};
+}
+
+Result<void> Vm::attach_virtio(std::shared_ptr<virtio::VirtioDevice> device) {
+  const std::optional<uint8_t> slot = pci_root_->free_slot();
+  if (!slot) return make_error(ErrorCode::kDevice, "no free PCI slot for {}", device->name());
+  const uint8_t gsi = describe_machine().pci_intx_gsi(*slot, 0);  // INTA
+  virtio::PciTransportResources resources{
+      .memory = &memory_,
+      .msi_router = irq_routing_.get(),
+      .io_events = &io_events_,
+      .intx = CROSVM_TRY(irq_routing_->level_line(gsi)),
+      .intx_gsi = gsi,
+      .bar_address = CROSVM_TRY(allocate_bar(virtio::VirtioPciDevice::kBarSize)),
+      .logger = logger_,
+  };
+  auto transport = CROSVM_TRY(virtio::VirtioPciDevice::create(std::move(device), std::move(resources)));
+  CROSVM_TRY(pci_root_->add_device(*slot, transport));
+  virtio_devices_.push_back(std::move(transport));
+  return {};
+}
+
+// BARs are naturally aligned in the 32-bit PCI window, below the ECAM.
+Result<uint64_t> Vm::allocate_bar(uint64_t size) {
+  const uint64_t address = (next_bar_address_ + size - 1) & ~(size - 1);
+  if (address + size > x86_64::kPciMmioStart + x86_64::kPciMmioSize) {
+    return make_error(ErrorCode::kDevice, "the PCI window is full");
+  }
+  next_bar_address_ = address + size;
+  return address;
 }
 
 Result<void> Vm::load_guest(std::span<const uint8_t> kernel_image, std::span<const uint8_t> initrd_image) {

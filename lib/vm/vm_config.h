@@ -14,15 +14,25 @@
 namespace crosvm {
 
 enum class SerialOutput { kSink, kStdout, kFile, kCallback };
+enum class SerialHardware { kUart, kVirtioConsole };
 
 struct SerialConfig {
-  uint32_t number = 1;  // 1..4: COM1..COM4, ttyS0..ttyS3 in the guest
+  SerialHardware hardware = SerialHardware::kUart;
+  // 1..4 per kind: COM1..COM4 (ttyS0..ttyS3), or virtio consoles hvc0..hvc3.
+  uint32_t number = 1;
   SerialOutput output = SerialOutput::kStdout;
   std::string path;     // for kFile
   std::function<void(std::span<const uint8_t>)> callback;  // for kCallback
-  bool console = false;     // console=ttySn on the command line
-  bool earlycon = false;    // earlycon=uart8250,io,PORT
+  bool console = false;     // console=ttySn (hvcN) on the command line
+  bool earlycon = false;    // earlycon=uart8250,io,PORT (UARTs only)
   bool read_stdin = false;  // the process's stdin feeds this port
+};
+
+struct DiskConfig {
+  std::string path;
+  bool read_only = false;
+  bool root = false;  // root=/dev/vda on the command line; the guest sees it first
+  std::string id;     // what VIRTIO_BLK_T_GET_ID returns (up to 20 bytes)
 };
 
 struct VmConfig {
@@ -35,11 +45,17 @@ struct VmConfig {
   std::string initrd_path;
   std::vector<std::string> params;  // appended to the command line in order
   std::vector<SerialConfig> serials;
+  std::vector<DiskConfig> disks;  // in the order given; see ordered_disks()
+  bool rng = false;               // a virtio-rng fed by the host's getrandom()
   std::string kvm_path = "/dev/kvm";
   Logger logger;
 
-  // The command line the guest gets: defaults, serial consoles, then params.
+  // The command line the guest gets: defaults, the root disk, consoles, then
+  // params (so a parameter given later overrides).
   std::string kernel_cmdline() const;
+  // The disks in the order the guest finds them (vda, vdb, ...): the root
+  // disk first, the others as given.
+  std::vector<DiskConfig> ordered_disks() const;
 };
 
 }  // namespace crosvm

@@ -13,11 +13,12 @@
 #include <span>
 
 #include "devices/bus.h"
+#include "devices/host_input.h"
 #include "devices/irq.h"
 
 namespace crosvm {
 
-class Serial final : public BusDevice {
+class Serial final : public BusDevice, public HostInput {
  public:
   using OutputSink = std::function<void(std::span<const uint8_t>)>;
   static constexpr size_t kInputCapacity = 4096;  // host bytes waiting for the guest
@@ -34,11 +35,11 @@ class Serial final : public BusDevice {
   void write(uint64_t offset, std::span<const uint8_t> data) override;
 
   // Queues host input for the guest; returns how many bytes fit.
-  size_t queue_input(std::span<const uint8_t> bytes);
+  size_t queue_input(std::span<const uint8_t> bytes) override;
   size_t input_space() const;
   // Called (on a vCPU thread, so it must only post work) when the guest has
   // read input and room has opened after queue_input() ran out of space.
-  void set_input_space_listener(std::function<void()> listener);
+  void set_input_space_listener(std::function<void()> listener) override;
 
  private:
   uint8_t read_register(uint64_t offset);

@@ -83,7 +83,7 @@ Bytes pci_root_bridge(const MachineDescription& machine) {
   std::vector<Bytes> routes;
   for (uint32_t slot = 0; slot < 32; ++slot) {
     for (uint32_t pin = 0; pin < 4; ++pin) {
-      const uint32_t gsi = machine.pci_irq_base + (slot + pin) % machine.pci_irq_count;
+      const uint32_t gsi = machine.pci_intx_gsi(slot, pin);
       routes.push_back(a::package({a::integer((slot << 16) | 0xffff), a::integer(pin),
                                    a::integer(0), a::integer(gsi)}));
     }

@@ -42,6 +42,12 @@ struct MachineDescription {
   uint16_t pvpanic_port = 0;  // 0: none
   uint8_t pci_irq_base = 16;  // INTx of slot S pin P -> base + (S + P) % pci_irq_count
   uint8_t pci_irq_count = 8;
+
+  // The IO-APIC pin (GSI) of a slot's INTx; `pin` 0 is INTA. The _PRT says
+  // the same to the guest.
+  uint8_t pci_intx_gsi(uint32_t slot, uint32_t pin) const {
+    return static_cast<uint8_t>(pci_irq_base + (slot + pin) % pci_irq_count);
+  }
 };
 
 struct Table {
