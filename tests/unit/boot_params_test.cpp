@@ -7,6 +7,13 @@ using namespace crosvm::x86_64;
 
 namespace {
 
+// Catch binds a reference to the left operand of a comparison, and members of
+// the packed boot structures may sit at odd addresses: read them by value.
+template <typename T>
+T field(T value) {
+  return value;
+}
+
 LoadedKernel bzimage_kernel() {
   LoadedKernel kernel{};
   kernel.format = KernelFormat::kBzImage;
@@ -38,22 +45,22 @@ TEST_CASE("boot_params carries the header, command line, initrd and e820 map", "
   auto params = build_boot_params(info);
 
   REQUIRE(params.ok());
-  CHECK(params->hdr.header == kHeaderMagic);
-  CHECK(params->hdr.version == 0x020f);
-  CHECK(params->hdr.init_size == 0x1000000);  // the kernel's own fields survive
-  CHECK(params->hdr.type_of_loader == kLoaderTypeUndefined);
+  CHECK(field(params->hdr.header) == kHeaderMagic);
+  CHECK(field(params->hdr.version) == 0x020f);
+  CHECK(field(params->hdr.init_size) == 0x1000000);  // the kernel's own fields survive
+  CHECK(field(params->hdr.type_of_loader) == kLoaderTypeUndefined);
   CHECK((params->hdr.loadflags & kCanUseHeap) != 0);
   CHECK((params->hdr.loadflags & kLoadedHigh) != 0);
-  CHECK(params->hdr.cmd_line_ptr == kCmdlineAddress);
-  CHECK(params->hdr.cmdline_size == 2047);
-  CHECK(params->hdr.ramdisk_image == 0x7f000000);
-  CHECK(params->hdr.ramdisk_size == 0x123456);
-  CHECK(params->ext_ramdisk_image == 0);
-  CHECK(params->acpi_rsdp_addr == 0xe0000);
-  REQUIRE(params->e820_entries == build_e820_map(layout).size());
-  CHECK(params->e820_table[0].address == 0);
-  CHECK(params->e820_table[0].type == kE820Ram);
-  CHECK(params->e820_table[params->e820_entries - 1].address == kFourGiB);
+  CHECK(field(params->hdr.cmd_line_ptr) == kCmdlineAddress);
+  CHECK(field(params->hdr.cmdline_size) == 2047);
+  CHECK(field(params->hdr.ramdisk_image) == 0x7f000000);
+  CHECK(field(params->hdr.ramdisk_size) == 0x123456);
+  CHECK(field(params->ext_ramdisk_image) == 0);
+  CHECK(field(params->acpi_rsdp_addr) == 0xe0000);
+  REQUIRE(field(params->e820_entries) == build_e820_map(layout).size());
+  CHECK(field(params->e820_table[0].address) == 0);
+  CHECK(field(params->e820_table[0].type) == kE820Ram);
+  CHECK(field(params->e820_table[params->e820_entries - 1].address) == kFourGiB);
 }
 
 TEST_CASE("a command line longer than the kernel accepts is refused", "[boot]") {
@@ -97,7 +104,7 @@ TEST_CASE("the zero page and command line land in guest memory", "[boot]") {
 
   auto params = memory.read_object<BootParams>(kZeroPageAddress);
   REQUIRE(params.ok());
-  CHECK(params->hdr.cmd_line_ptr == kCmdlineAddress);
+  CHECK(field(params->hdr.cmd_line_ptr) == kCmdlineAddress);
   char cmdline[14] = {};
   REQUIRE(memory.read(kCmdlineAddress, std::span(reinterpret_cast<uint8_t*>(cmdline), 14)).ok());
   CHECK(std::string(cmdline) == "root=/dev/vda");
