@@ -100,3 +100,44 @@ TEST_CASE("versions and error names are available", "[capi]") {
   CHECK(std::string(crosvm_error_name(CROSVM_ERROR_KERNEL)) == "CROSVM_ERROR_KERNEL");
   CHECK(std::string(crosvm_error_name(-1000)) == "CROSVM_ERROR_UNKNOWN");
 }
+
+TEST_CASE("disk options are checked", "[capi]") {
+  Config config;
+  CHECK(crosvm_config_add_disk(config.handle, nullptr) == CROSVM_ERROR_INVALID_ARGUMENT);
+  crosvm_disk_options disk = CROSVM_DISK_OPTIONS_INIT;
+  CHECK(crosvm_config_add_disk(config.handle, &disk) == CROSVM_ERROR_INVALID_ARGUMENT);
+  CHECK(last_message() == "a disk needs a path");
+  disk.path = "";
+  CHECK(crosvm_config_add_disk(config.handle, &disk) == CROSVM_ERROR_INVALID_ARGUMENT);
+  disk.path = "/tmp/disk.img";
+  disk.flags = 0x100;
+  CHECK(crosvm_config_add_disk(config.handle, &disk) == CROSVM_ERROR_INVALID_ARGUMENT);
+  CHECK(last_message() == "unknown disk flags");
+  disk.flags = CROSVM_DISK_READ_ONLY | CROSVM_DISK_ROOT;
+  CHECK(crosvm_config_add_disk(config.handle, &disk) == CROSVM_OK);
+  CHECK(crosvm_config_set_rng(config.handle, 1) == CROSVM_OK);
+  CHECK(crosvm_config_set_rng(nullptr, 1) == CROSVM_ERROR_INVALID_ARGUMENT);
+}
+
+TEST_CASE("a VM with two root disks or a long disk id is refused", "[capi]") {
+  Config config;
+  REQUIRE(crosvm_config_set_demo_kernel(config.handle) == CROSVM_OK);
+  crosvm_disk_options disk = CROSVM_DISK_OPTIONS_INIT;
+  disk.path = "/tmp/a.img";
+  disk.id = "an-id-of-twenty-one-b";
+  REQUIRE(crosvm_config_add_disk(config.handle, &disk) == CROSVM_OK);
+  crosvm_vm* vm = nullptr;
+  CHECK(crosvm_vm_create(&vm, config.handle) == CROSVM_ERROR_INVALID_ARGUMENT);
+  CHECK(last_message().find("longer than 20 bytes") != std::string::npos);
+
+  Config roots;
+  REQUIRE(crosvm_config_set_demo_kernel(roots.handle) == CROSVM_OK);
+  disk.id = nullptr;
+  disk.flags = CROSVM_DISK_ROOT;
+  REQUIRE(crosvm_config_add_disk(roots.handle, &disk) == CROSVM_OK);
+  disk.path = "/tmp/b.img";
+  REQUIRE(crosvm_config_add_disk(roots.handle, &disk) == CROSVM_OK);
+  CHECK(crosvm_vm_create(&vm, roots.handle) == CROSVM_ERROR_INVALID_ARGUMENT);
+  CHECK(last_message() == "only one disk can be the root");
+  CHECK(vm == nullptr);
+}

@@ -81,3 +81,52 @@ TEST_CASE("key=value lists split on commas; a bare key means true", "[launcher]"
   CHECK(pairs[1] == std::pair<std::string, std::string>{"b", "true"});
   CHECK(pairs[2] == std::pair<std::string, std::string>{"c", "x=y"});
 }
+
+TEST_CASE("crosvm's disk options: -r/--rwroot/-d/--rwdisk and --block", "[launcher]") {
+  const RunOptions options =
+      parse_ok({"-d", "a.img", "--rwdisk", "b.img", "-r", "root.img", "--block",
+                "path=c.img,ro=false,id=serial-c", "--block", "d.img,ro", "k"});
+  REQUIRE(options.disks.size() == 5);
+  CHECK(options.disks[0].path == "a.img");
+  CHECK(options.disks[0].read_only);
+  CHECK_FALSE(options.disks[0].root);
+  CHECK(options.disks[1].path == "b.img");
+  CHECK_FALSE(options.disks[1].read_only);
+  CHECK(options.disks[2].path == "root.img");
+  CHECK(options.disks[2].read_only);
+  CHECK(options.disks[2].root);
+  CHECK(options.disks[3].path == "c.img");
+  CHECK_FALSE(options.disks[3].read_only);
+  CHECK(options.disks[3].id == "serial-c");
+  CHECK(options.disks[4].path == "d.img");
+  CHECK(options.disks[4].read_only);
+
+  const RunOptions rwroot = parse_ok({"--rwroot", "r.img", "k"});
+  REQUIRE(rwroot.disks.size() == 1);
+  CHECK(rwroot.disks[0].root);
+  CHECK_FALSE(rwroot.disks[0].read_only);
+  // --block is writable unless it says ro, as in crosvm.
+  CHECK_FALSE(parse_ok({"--block", "path=x.img", "k"}).disks[0].read_only);
+}
+
+TEST_CASE("bad disk options name the problem", "[launcher]") {
+  CHECK(parse_error({"--rwdisk"}).find("--rwdisk") != std::string::npos);
+  CHECK(parse_error({"--block", "ro=true"}).find("path=") != std::string::npos);
+  CHECK(parse_error({"--block", "path=x,ro=maybe"}).find("ro must be true or false") != std::string::npos);
+  CHECK(parse_error({"--block", "path=x,size=3"}).find("unknown key 'size'") != std::string::npos);
+  CHECK(parse_error({"--block", "path=x,id=123456789012345678901"}).find("20 bytes") != std::string::npos);
+}
+
+TEST_CASE("the rng is on by default and --no-rng turns it off", "[launcher]") {
+  CHECK(parse_ok({"k"}).rng);
+  CHECK_FALSE(parse_ok({"--no-rng", "k"}).rng);
+}
+
+TEST_CASE("a serial can be a virtio console", "[launcher]") {
+  const RunOptions options = parse_ok({"--serial", "type=stdout,hardware=virtio-console,num=1,console", "k"});
+  REQUIRE(options.serials.size() == 1);
+  CHECK(options.serials[0].virtio_console);
+  CHECK(options.serials[0].console);
+  CHECK(parse_error({"--serial", "hardware=usb"}).find("serial or virtio-console") != std::string::npos);
+  CHECK(parse_error({"--serial", "hardware=virtio-console,earlycon"}).find("earlycon") != std::string::npos);
+}
