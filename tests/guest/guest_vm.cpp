@@ -8,7 +8,8 @@ std::string program_path(const std::string& name) {
   return std::string(GUEST_PROGRAM_DIR) + "/" + name + ".elf";
 }
 
-GuestVm::GuestVm(const std::string& program, uint64_t memory_mib, uint32_t vcpus) {
+GuestVm::GuestVm(const std::string& program, uint64_t memory_mib, uint32_t vcpus,
+                 const std::function<void(crosvm_config*)>& configure) {
   crosvm_config* config = nullptr;
   REQUIRE(crosvm_config_create(&config) == CROSVM_OK);
   if (program.empty()) {
@@ -24,6 +25,7 @@ GuestVm::GuestVm(const std::string& program, uint64_t memory_mib, uint32_t vcpus
   serial.userdata = this;
   REQUIRE(crosvm_config_add_serial(config, &serial) == CROSVM_OK);
   REQUIRE(crosvm_config_set_log(config, CROSVM_LOG_DEBUG, &GuestVm::on_log, this) == CROSVM_OK);
+  if (configure) configure(config);
   const int created = crosvm_vm_create(&vm_, config);
   crosvm_config_destroy(config);
   INFO(crosvm_error_message());

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <string>
 
@@ -16,7 +17,9 @@ std::string program_path(const std::string& name);
 class GuestVm {
  public:
   // `program` is a tiny guest name ("hello"), or "" for the built-in demo.
-  explicit GuestVm(const std::string& program, uint64_t memory_mib = 64, uint32_t vcpus = 1);
+  // `configure` adds what a test needs (disks, ...) before the VM is built.
+  explicit GuestVm(const std::string& program, uint64_t memory_mib = 64, uint32_t vcpus = 1,
+                   const std::function<void(crosvm_config*)>& configure = {});
   ~GuestVm();
   GuestVm(const GuestVm&) = delete;
   GuestVm& operator=(const GuestVm&) = delete;
