@@ -71,9 +71,13 @@ Result<LoadedKernel> load_bzimage(const GuestMemory& memory, uint64_t low_ram_en
   }
   SetupHeader header{};
   std::memcpy(&header, image.data() + kSetupHeaderOffset, header_end - kSetupHeaderOffset);
+  // SetupHeader is packed: its fields are read into values before anything
+  // (fmt, std::max, ?:) could bind a reference to a misaligned one.
+  const uint16_t boot_flag = header.boot_flag;
+  const uint64_t pref_address = header.pref_address;
 
-  if (header.boot_flag != kBootFlagMagic) {
-    return make_error(ErrorCode::kKernel, "bzImage has a bad boot flag {:#06x}", header.boot_flag);
+  if (boot_flag != kBootFlagMagic) {
+    return make_error(ErrorCode::kKernel, "bzImage has a bad boot flag {:#06x}", boot_flag);
   }
   if (header.version < kMinimumBootProtocol) {
     return make_error(ErrorCode::kKernel,
@@ -100,7 +104,7 @@ Result<LoadedKernel> load_bzimage(const GuestMemory& memory, uint64_t low_ram_en
   }
 
   const uint64_t load_address =
-      header.relocatable_kernel != 0 ? kKernelLoadAddress : header.pref_address;
+      header.relocatable_kernel != 0 ? kKernelLoadAddress : pref_address;
   if (load_address < kHighMemoryStart || load_address % kPageSize != 0) {
     return make_error(ErrorCode::kKernel, "bzImage wants an unusable load address {:#x}", load_address);
   }
@@ -114,7 +118,7 @@ Result<LoadedKernel> load_bzimage(const GuestMemory& memory, uint64_t low_ram_en
     if (alignment < kPageSize || !std::has_single_bit(alignment)) {
       return make_error(ErrorCode::kKernel, "bzImage has an unusable kernel_alignment {:#x}", alignment);
     }
-    runtime_start = std::max((load_address + alignment - 1) & ~(alignment - 1), header.pref_address);
+    runtime_start = std::max((load_address + alignment - 1) & ~(alignment - 1), pref_address);
   }
   const uint64_t end = std::max(load_address + payload.size(), runtime_start + header.init_size);
   if (end < load_address || end > low_ram_end) return too_small(end, low_ram_end);
