@@ -11,9 +11,31 @@ import pytest
 
 HERE = pathlib.Path(__file__).parent
 sys.path.insert(0, str(HERE))
-from console import LauncherSession  # noqa: E402
+from console import ExpectTimeout, LauncherSession  # noqa: E402
 
 BUILD = pathlib.Path(os.environ.get("CROSVM_BUILD_DIR", HERE.parents[1] / "build"))
+
+# Inside tests/nested/run (QEMU's software AMD-V underneath), a Linux guest
+# now and then hangs early in boot with its vCPU spinning, or triple-faults
+# at a different early point each time, and never reaches /init (the same
+# emulator also drops XSETBV intercepts: see docs/testing.md). Before /init
+# the VMM has only answered port reads and writes of the UART, CMOS and
+# PIT, none of which touches guest memory. There, and only for a boot that
+# hangs or crashes before /init, the boot is tried again (NESTED_BOOT_ATTEMPTS
+# boots in all) and every retry is recorded and printed. A boot takes 10-20 s
+# there; two minutes means it hung.
+NESTED = bool(os.environ.get("NESTED_KVM"))
+NESTED_BOOT_LIMIT = 120
+NESTED_BOOT_ATTEMPTS = 4
+CRASH_EXIT = 33
+
+
+def record_retry(nodeid: str, what: str, detail: str) -> None:
+    print(f"\nretrying a boot that {what} before /init in {nodeid}: {detail}", file=sys.stderr)
+    path = os.environ.get("CROSVM_E2E_RESULTS")
+    if path:
+        with open(path, "a") as results:
+            results.write(f"retried {nodeid} ({what})\n")
 
 
 def hardware_kvm() -> bool:
@@ -26,6 +48,19 @@ def pytest_collection_modifyitems(config, items):
         skip = pytest.mark.skip(reason="needs a hardware-backed KVM (run through tests/e2e/run-e2e)")
         for item in items:
             item.add_marker(skip)
+
+
+def pytest_runtest_logreport(report):
+    """With CROSVM_E2E_RESULTS set, appends "OUTCOME NODEID" as each test
+    ends, at once, so that a driver outside a machine that dies mid-run
+    knows which tests finished (tests/e2e/nested_e2e.py)."""
+    path = os.environ.get("CROSVM_E2E_RESULTS")
+    if not path or not (report.when == "call" or report.outcome != "passed"):
+        return
+    with open(path, "a") as results:
+        results.write(f"{report.outcome} {report.nodeid}\n")
+        results.flush()
+        os.fsync(results.fileno())
 
 
 def kernel_version(path: str) -> str:
@@ -72,17 +107,36 @@ def launcher() -> str:
 
 
 @pytest.fixture
-def boot(launcher, kernel, initramfs):
+def boot(request, launcher, kernel, initramfs):
     """boot(*launcher_args, params=...) starts a guest and waits for its shell."""
     sessions = []
 
     def start(*args: str, params: str = "console=ttyS0 reboot=k", wait_for_shell: bool = True,
               image: str = kernel):
-        session = LauncherSession([launcher, "run", "-i", initramfs, "-p", params, *args, image])
+        command = [launcher, "run", "-i", initramfs, "-p", params, *args, image]
+        session = LauncherSession(command)
         sessions.append(session)
-        if wait_for_shell:
+        if not wait_for_shell:
+            return session
+        if NESTED:
+            for attempt in range(NESTED_BOOT_ATTEMPTS):
+                try:
+                    session.expect(r"crosvm-e2e: init reached", timeout=NESTED_BOOT_LIMIT)
+                    break
+                except ExpectTimeout as failure:
+                    code = session.process.poll()
+                    if code not in (None, CRASH_EXIT) or attempt + 1 == NESTED_BOOT_ATTEMPTS:
+                        raise
+                    # Hung or crashed before /init: the nested machine's
+                    # known failure (docs/testing.md). Once more, said so.
+                    what = "hung" if code is None else "crashed (triple fault)"
+                    record_retry(request.node.nodeid, what, str(failure).splitlines()[0])
+                    session.kill()
+                    session = LauncherSession(command)
+                    sessions.append(session)
+        else:
             session.expect(r"crosvm-e2e: init reached")
-            session.expect(r"guest# ")
+        session.expect(r"guest# ")
         return session
 
     yield start

@@ -11,6 +11,20 @@ mkdir -p /dev/pts && mount -t devpts devpts /dev/pts
 for module in $(cat /modules/order 2>/dev/null); do
   insmod "/modules/$module.ko" 2>/dev/null || echo "crosvm-e2e: cannot load $module"
 done
+# crosvm.shell=DEV moves the shell to /dev/DEV (e.g. hvc0, whose driver is
+# a module and so cannot be the console the kernel starts /init on).
+shell=
+for word in $(cat /proc/cmdline); do
+  case "$word" in crosvm.shell=*) shell=${word#crosvm.shell=} ;; esac
+done
+if [ -n "$shell" ]; then
+  tries=0
+  while [ ! -e "/dev/$shell" ] && [ $tries -lt 100 ]; do sleep 0.1; tries=$((tries + 1)); done
+  exec <>"/dev/$shell" >&0 2>&0
+fi
 echo "crosvm-e2e: init reached, kernel $(uname -r)"
 export PS1='guest# '
+# cttyhack would follow the kernel's console (ttyS0); a moved shell takes
+# its own device as controlling terminal instead.
+if [ -n "$shell" ]; then exec setsid -c sh; fi
 exec setsid cttyhack sh

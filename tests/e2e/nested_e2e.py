@@ -1,0 +1,98 @@
+#!/usr/bin/python3
+"""Runs the end-to-end suite inside the nested runner (tests/nested/run), for
+machines without a hardware-backed KVM.
+
+The outer machine is QEMU emulating AMD-V in software, and it has a known
+failure of its own: now and then one of its CPUs stays inside VMRUN for
+good, its kernel reports a soft lockup, and the runner stops the machine
+with exit status 75. Whatever test was running then never finished, and no
+verdict about the VMM can be drawn from it. So each test reports its
+outcome the moment it ends (CROSVM_E2E_RESULTS, see conftest.py), and when
+the machine locks up, the tests that had not finished run again in a fresh
+machine (at most MACHINES in all). A test that finished keeps its verdict:
+nothing that failed is ever run again. Every re-run is said in the output,
+as are the boots that conftest.py tried again (a guest that hung or
+crashed before /init; see there).
+
+usage: nested_e2e.py BUILD [PYTEST ARGS...]
+Ends with one pytest-style line "== N passed, N failed, N skipped in Ts ==".
+"""
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+HERE = pathlib.Path(__file__).resolve().parent
+SOURCE_ROOT = HERE.parents[1]
+MACHINES = 3
+EXIT_OUTER_LOCKUP = 75
+
+
+def collect(args: list[str]) -> list[str]:
+    """The node IDs pytest would run for `args` (collection needs no KVM)."""
+    listed = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+         *(args or [str(HERE)])],
+        cwd=SOURCE_ROOT, capture_output=True, text=True)
+    ids = [line.strip() for line in listed.stdout.splitlines() if "::" in line]
+    if listed.returncode != 0 or not ids:
+        print(listed.stdout + listed.stderr)
+        sys.exit(f"nested_e2e: cannot collect the tests (pytest exit {listed.returncode})")
+    return ids
+
+
+def read_results(path: pathlib.Path, retried: list[str]) -> dict[str, str]:
+    outcomes: dict[str, str] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            outcome, _, node = line.partition(" ")
+            if outcome == "retried":
+                retried.append(node)
+            elif node:
+                outcomes[node] = outcome  # a later phase (teardown) overrides
+    return outcomes
+
+
+def main() -> int:
+    build = pathlib.Path(sys.argv[1]).resolve()
+    args = sys.argv[2:]
+    started = time.monotonic()
+    tests = collect(args)
+    outcomes: dict[str, str] = {}
+    retried: list[str] = []
+    remaining = tests
+    for machine in range(1, MACHINES + 1):
+        results = build / "tests" / "e2e" / f"results-{machine}.txt"
+        results.unlink(missing_ok=True)
+        selection = remaining  # node IDs: options such as -k already chose them
+        environment = dict(os.environ, CROSVM_E2E_RESULTS=str(results),
+                           CROSVM_BUILD_DIR=str(build))
+        status = subprocess.run(
+            [str(SOURCE_ROOT / "tests" / "nested" / "run"), "--share", str(build),
+             "--timeout", "3000", "--", str(HERE / "run-e2e"), *selection],
+            cwd=SOURCE_ROOT, env=environment).returncode
+        outcomes.update(read_results(results, retried))
+        remaining = [test for test in tests if test not in outcomes]
+        if status != EXIT_OUTER_LOCKUP or not remaining:
+            break
+        print(f"\nnested_e2e: the outer machine locked up during {remaining[0]}; "
+              f"{len(remaining)} unfinished test(s) run again in a fresh machine "
+              f"({machine + 1} of {MACHINES})\n", flush=True)
+        sys.stdout.flush()
+
+    passed = sum(1 for test in tests if outcomes.get(test) == "passed")
+    skipped = sum(1 for test in tests if outcomes.get(test) == "skipped")
+    failed = len(tests) - passed - skipped  # failures, and tests that never finished
+    for test in tests:
+        if test not in outcomes:
+            print(f"nested_e2e: {test} never finished")
+    for test in retried:
+        print(f"nested_e2e: a boot in {test} failed before /init and was tried again")
+    print(f"===== {passed} passed, {failed} failed, {skipped} skipped "
+          f"in {time.monotonic() - started:.1f}s =====")
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
