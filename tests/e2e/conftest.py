@@ -35,7 +35,7 @@ def record_retry(nodeid: str, what: str, detail: str) -> None:
     path = os.environ.get("CROSVM_E2E_RESULTS")
     if path:
         with open(path, "a") as results:
-            results.write(f"retried {nodeid} ({what})\n")
+            results.write(f"retried {what.split()[0]} {nodeid}\n")  # hung|crashed
 
 
 def hardware_kvm() -> bool:

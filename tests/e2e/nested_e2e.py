@@ -50,8 +50,9 @@ def read_results(path: pathlib.Path, retried: list[str]) -> dict[str, str]:
     if path.exists():
         for line in path.read_text().splitlines():
             outcome, _, node = line.partition(" ")
-            if outcome == "retried":
-                retried.append(node)
+            if outcome == "retried":  # "retried hung|crashed NODEID" (IDs may hold spaces)
+                what, _, test = node.partition(" ")
+                retried.append(f"{test} ({what})")
             elif node:
                 outcomes[node] = outcome  # a later phase (teardown) overrides
     return outcomes
@@ -91,7 +92,7 @@ def main() -> int:
         if test not in outcomes:
             print(f"nested_e2e: {test} never finished")
     for test in retried:
-        print(f"nested_e2e: a boot in {test} failed before /init and was tried again")
+        print(f"nested_e2e: a boot failed before /init and was tried again: {test}")
     print(f"===== {passed} passed, {failed} failed, {skipped} skipped "
           f"in {time.monotonic() - started:.1f}s =====")
     return 0 if failed == 0 else 1
