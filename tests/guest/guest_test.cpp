@@ -9,8 +9,10 @@
 #include <cstring>
 #include <ctime>
 #include <thread>
+#include <vector>
 
 #include "guest_vm.h"
+#include "temp_file.h"
 
 using guest_tests::GuestVm;
 using namespace std::chrono_literals;
@@ -165,15 +167,11 @@ TEST_CASE("a guest above 4 GiB sees its memory split around the hole", "[guest]"
 
 TEST_CASE("a guest driving virtio-blk survives its own malformed requests", "[guest][virtio]") {
   // A small image whose first sectors say which they are.
-  const char* directory = std::getenv("TMPDIR");
-  std::string path = std::string(directory != nullptr ? directory : "/tmp") + "/crosvm-guest-disk-XXXXXX";
-  const int fd = ::mkstemp(path.data());
-  REQUIRE(fd >= 0);
-  std::string contents(64 * 1024, '\0');
+  std::vector<uint8_t> contents(64 * 1024);
   std::memcpy(contents.data(), "sector zero!", 12);
   std::memcpy(contents.data() + 512, "sector one!!", 12);
-  REQUIRE(::write(fd, contents.data(), contents.size()) == static_cast<ssize_t>(contents.size()));
-  ::close(fd);
+  const TempFile image("crosvm-guest-disk", contents);
+  const std::string& path = image.path();
 
   GuestVm vm("virtio_blk", 64, 1, [&](crosvm_config* config) {
     crosvm_disk_options disk = CROSVM_DISK_OPTIONS_INIT;
@@ -181,9 +179,7 @@ TEST_CASE("a guest driving virtio-blk survives its own malformed requests", "[gu
     REQUIRE(crosvm_config_add_disk(config, &disk) == CROSVM_OK);
   });
   vm.start();
-  const crosvm_exit_reason reason = vm.wait_for_exit();
-  ::unlink(path.c_str());
-  CHECK(reason == CROSVM_EXIT_POWEROFF);
+  CHECK(vm.wait_for_exit() == CROSVM_EXIT_POWEROFF);
   CHECK(vm.output() ==
         "read sector 0: length 513 status 0 data sector zero!\n"
         "descriptor loop: returned unused\n"

@@ -14,6 +14,7 @@
 
 #include "devices/virtio/block.h"
 #include "disk/disk_file.h"
+#include "temp_file.h"
 #include "virtio_rings.h"
 
 using namespace crosvm;
@@ -26,36 +27,32 @@ constexpr uint64_t kHeader = 0x10000;
 constexpr uint64_t kData = 0x20000;
 constexpr uint64_t kStatus = 0x30000;
 
+std::vector<uint8_t> image_pattern() {
+  std::vector<uint8_t> bytes(kImageSize);
+  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<uint8_t>(i * 7);
+  return bytes;
+}
+
 // A temporary image whose byte i is (i * 7) & 0xff.
 class TempImage {
  public:
-  TempImage() {
-    const char* directory = std::getenv("TMPDIR");
-    path_ = std::string(directory != nullptr ? directory : "/tmp") + "/crosvm-block-XXXXXX";
-    const int fd = ::mkstemp(path_.data());
-    REQUIRE(fd >= 0);
-    std::vector<uint8_t> bytes(kImageSize);
-    for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<uint8_t>(i * 7);
-    REQUIRE(::write(fd, bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size()));
-    ::close(fd);
-  }
-  ~TempImage() { ::unlink(path_.c_str()); }
-  const std::string& path() const { return path_; }
+  TempImage() : file_("crosvm-block", image_pattern()) {}
+  const std::string& path() const { return file_.path(); }
 
   std::vector<uint8_t> contents() const {
     std::vector<uint8_t> bytes(kImageSize + 1);
-    const int fd = ::open(path_.c_str(), O_RDONLY);
+    const int fd = ::open(path().c_str(), O_RDONLY);
     const ssize_t got = ::read(fd, bytes.data(), bytes.size());
     ::close(fd);
     bytes.resize(static_cast<size_t>(got));
     return bytes;
   }
   std::unique_ptr<disk::DiskFile> open(bool read_only = false) const {
-    return std::move(disk::open_raw({.path = path_, .read_only = read_only})).value();
+    return std::move(disk::open_raw({.path = path(), .read_only = read_only})).value();
   }
 
  private:
-  std::string path_;
+  TempFile file_;
 };
 
 struct Request {
