@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 namespace crosvm {
@@ -30,23 +29,6 @@ Result<UniqueFd> open_file(const std::string& path, int flags, const char* what)
   UniqueFd fd(::open(path.c_str(), flags | O_CLOEXEC));
   if (!fd) return make_errno_error(ErrorCode::kIo, errno, "cannot open {} '{}'", what, path);
   return fd;
-}
-
-Result<MappedFile> MappedFile::open(const std::string& path, const char* what) {
-  UniqueFd fd = CROSVM_TRY(open_file(path, O_RDONLY, what));
-  struct stat info {};
-  if (::fstat(fd.get(), &info) != 0) {
-    return make_errno_error(ErrorCode::kIo, errno, "cannot stat {} '{}'", what, path);
-  }
-  if (!S_ISREG(info.st_mode)) {
-    return make_error(ErrorCode::kIo, "{} '{}' is not a regular file", what, path);
-  }
-  auto mapping = MemoryMapping::map_file_readonly(fd.get(), static_cast<size_t>(info.st_size));
-  if (!mapping) {
-    return make_error(ErrorCode::kIo, "cannot read {} '{}': {}", what, path,
-                      mapping.error().message);
-  }
-  return MappedFile(std::move(mapping).value());
 }
 
 }  // namespace crosvm

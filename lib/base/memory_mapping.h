@@ -1,4 +1,4 @@
-// RAII for mmap(2): guest RAM, the vCPU run structures, files mapped read-only.
+// RAII for mmap(2): guest RAM and the vCPU run structures.
 #pragma once
 
 #include <cstddef>
@@ -20,11 +20,13 @@ class MemoryMapping {
   MemoryMapping(const MemoryMapping&) = delete;
   MemoryMapping& operator=(const MemoryMapping&) = delete;
 
-  // Shared read-write mapping of `size` bytes of `fd` from `offset`.
+  // Shared read-write mapping of `size` bytes of `fd` from `offset`,
+  // starting at a multiple of `alignment` (a power of two).
   static Result<MemoryMapping> map_shared(int fd, size_t size, off_t offset = 0,
-                                          int extra_flags = 0);
-  // Private read-only mapping of a whole file (a kernel image, say).
-  static Result<MemoryMapping> map_file_readonly(int fd, size_t size);
+                                          int extra_flags = 0, size_t alignment = 0);
+  // Private read-write anonymous memory of `size` bytes, zero-filled.
+  static Result<MemoryMapping> map_anonymous(size_t size, int extra_flags = 0,
+                                             size_t alignment = 0);
 
   uint8_t* data() const { return static_cast<uint8_t*>(address_); }
   size_t size() const { return size_; }

@@ -12,6 +12,10 @@ namespace crosvm {
 namespace {
 
 constexpr uint64_t kPageSize = 4096;
+// Guest RAM starts on a 2 MiB boundary of the VMM's address space: KVM maps
+// a guest 2 MiB page with one huge page only where the guest-physical and
+// the host-virtual addresses agree modulo 2 MiB.
+constexpr size_t kHugePageSize = 2 << 20;
 
 Result<void> validate_layout(std::span<const GuestRegion> regions) {
   if (regions.empty()) return make_error(ErrorCode::kMemory, "guest memory has no regions");
@@ -34,7 +38,8 @@ Result<void> validate_layout(std::span<const GuestRegion> regions) {
 
 }  // namespace
 
-Result<GuestMemory> GuestMemory::create(std::span<const GuestRegion> regions) {
+Result<GuestMemory> GuestMemory::create(std::span<const GuestRegion> regions,
+                                        const GuestMemoryOptions& options) {
   CROSVM_TRY(validate_layout(regions));
   uint64_t total = 0;
   std::vector<uint64_t> offsets;
@@ -43,16 +48,21 @@ Result<GuestMemory> GuestMemory::create(std::span<const GuestRegion> regions) {
     total += region.size;
   }
 
-  UniqueFd memfd(::memfd_create("crosvm_guest", MFD_CLOEXEC | MFD_ALLOW_SEALING));
-  if (!memfd) return make_errno_error(ErrorCode::kMemory, errno, "memfd_create");
-  if (::ftruncate(memfd.get(), static_cast<off_t>(total)) != 0) {
-    return make_errno_error(ErrorCode::kMemory, errno, "cannot size guest memory to {} MiB",
-                            total >> 20);
+  UniqueFd memfd;
+  Result<MemoryMapping> mapping = Error{ErrorCode::kInternal, "not mapped"};
+  if (options.shared) {
+    memfd = UniqueFd(::memfd_create("crosvm_guest", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+    if (!memfd) return make_errno_error(ErrorCode::kMemory, errno, "memfd_create");
+    if (::ftruncate(memfd.get(), static_cast<off_t>(total)) != 0) {
+      return make_errno_error(ErrorCode::kMemory, errno, "cannot size guest memory to {} MiB",
+                              total >> 20);
+    }
+    // Growing or shrinking the file under a running guest would fault the VMM.
+    ::fcntl(memfd.get(), F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK);
+    mapping = MemoryMapping::map_shared(memfd.get(), total, 0, MAP_NORESERVE, kHugePageSize);
+  } else {
+    mapping = MemoryMapping::map_anonymous(total, MAP_NORESERVE, kHugePageSize);
   }
-  // Growing or shrinking the file under a running guest would fault the VMM.
-  ::fcntl(memfd.get(), F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK);
-
-  auto mapping = MemoryMapping::map_shared(memfd.get(), total, 0, MAP_NORESERVE);
   if (!mapping) {
     return make_error(ErrorCode::kMemory, "cannot map {} MiB of guest memory: {}", total >> 20,
                       mapping.error().message);
@@ -61,6 +71,12 @@ Result<GuestMemory> GuestMemory::create(std::span<const GuestRegion> regions) {
   ::madvise(mapping->data(), total, MADV_DONTDUMP);
   return GuestMemory(std::move(memfd), std::move(mapping).value(),
                      std::vector<GuestRegion>(regions.begin(), regions.end()), std::move(offsets));
+}
+
+void GuestMemory::advise_huge_pages() const {
+  // Advice only: a kernel without transparent huge pages (or, for shared
+  // memory, whose shmem policy says never) keeps small pages.
+  ::madvise(mapping_.data(), mapping_.size(), MADV_HUGEPAGE);
 }
 
 Result<void> GuestMemory::register_with(const kvm::VmFd& vm) const {

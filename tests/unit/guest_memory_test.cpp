@@ -1,5 +1,10 @@
 #include <catch2/catch.hpp>
 
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <string>
+
 #include "memory/guest_memory.h"
 
 using namespace crosvm;
@@ -47,4 +52,67 @@ TEST_CASE("bad region layouts are refused", "[memory]") {
   const GuestRegion overlapping[] = {{0, 0x2000}, {0x1000, 0x1000}};
   CHECK_FALSE(GuestMemory::create(overlapping).ok());
   CHECK_FALSE(GuestMemory::create({}).ok());
+}
+
+namespace {
+
+// The VmFlags line of the mapping that holds `address` in /proc/self/smaps.
+std::string vm_flags_of(const void* address) {
+  std::ifstream smaps("/proc/self/smaps");
+  std::string line;
+  bool inside = false;
+  const auto target = reinterpret_cast<uintptr_t>(address);
+  while (std::getline(smaps, line)) {
+    unsigned long start = 0, end = 0;
+    if (std::sscanf(line.c_str(), "%lx-%lx ", &start, &end) == 2) {
+      inside = target >= start && target < end;
+    } else if (inside && line.rfind("VmFlags:", 0) == 0) {
+      return line;
+    }
+  }
+  return "";
+}
+
+bool has_flag(const std::string& flags, const std::string& flag) {
+  return flags.find(" " + flag + " ") != std::string::npos || flags.ends_with(" " + flag);
+}
+
+}  // namespace
+
+TEST_CASE("guest RAM is private, kept out of core dumps and advised for huge pages when asked", "[memory]") {
+  const GuestRegion region{0, 4ull << 20};
+  GuestMemory memory = std::move(GuestMemory::create(std::span(&region, 1))).value();
+  CHECK(memory.fd() == -1);
+  CHECK_FALSE(has_flag(vm_flags_of(memory.slice(0, 1)->data()), "hg"));
+  memory.advise_huge_pages();
+  const std::string flags = vm_flags_of(memory.slice(0, 1)->data());
+  INFO(flags);
+  CHECK(has_flag(flags, "hg"));
+  CHECK(has_flag(flags, "dd"));
+  CHECK_FALSE(has_flag(flags, "sh"));
+}
+
+TEST_CASE("guest RAM starts on a 2 MiB boundary, so KVM can map huge pages", "[memory]") {
+  for (bool shared : {false, true}) {
+    const GuestRegion region{0, 6ull << 20};
+    GuestMemory memory =
+        std::move(GuestMemory::create(std::span(&region, 1), {.shared = shared})).value();
+    const auto start = reinterpret_cast<uintptr_t>(memory.slice(0, 1)->data());
+    CHECK(start % (2 << 20) == 0);
+    REQUIRE(memory.write_object<uint8_t>((6ull << 20) - 1, 0xaa).ok());  // the whole size is there
+  }
+}
+
+TEST_CASE("shared guest RAM is a memfd another mapping sees the same bytes through", "[memory]") {
+  const GuestRegion region{0, 1ull << 20};
+  GuestMemory memory =
+      std::move(GuestMemory::create(std::span(&region, 1), {.shared = true})).value();
+  REQUIRE(memory.fd() >= 0);
+  REQUIRE(memory.write_object<uint32_t>(0x1000, 0xc0ffee).ok());
+  auto other = MemoryMapping::map_shared(memory.fd(), 1ull << 20);
+  REQUIRE(other.ok());
+  uint32_t seen = 0;
+  std::memcpy(&seen, other->data() + 0x1000, sizeof(seen));
+  CHECK(seen == 0xc0ffee);
+  CHECK(has_flag(vm_flags_of(memory.slice(0, 1)->data()), "sh"));
 }

@@ -29,7 +29,7 @@ TEST_CASE("a valid bzImage loads at 1 MiB and enters at its 64-bit entry", "[ker
   GuestMemory memory = make_memory();
   const std::vector<uint8_t> image = make_bzimage();
 
-  auto kernel = load_kernel(memory, kRam, image);
+  auto kernel = load_kernel(memory, kRam, ImageSource(image));
 
   REQUIRE(kernel.ok());
   CHECK(kernel->format == KernelFormat::kBzImage);
@@ -50,7 +50,7 @@ TEST_CASE("a bzImage with setup_sects 0 means 4 setup sectors", "[kernel]") {
   std::vector<uint8_t> image = make_bzimage(spec);
   image[kSetupHeaderOffset] = 0;
 
-  auto kernel = load_bzimage(memory, kRam, image);
+  auto kernel = load_bzimage(memory, kRam, ImageSource(image));
 
   REQUIRE(kernel.ok());
   uint8_t first = 0;
@@ -63,7 +63,7 @@ TEST_CASE("a non-relocatable bzImage loads at its preferred address", "[kernel]"
   BzImageSpec spec;
   spec.relocatable = 0;
 
-  auto kernel = load_bzimage(memory, kRam, make_bzimage(spec));
+  auto kernel = load_bzimage(memory, kRam, ImageSource(make_bzimage(spec)));
 
   REQUIRE(kernel.ok());
   CHECK(kernel->entry_point == 0x1000000 + 0x200);
@@ -71,7 +71,7 @@ TEST_CASE("a non-relocatable bzImage loads at its preferred address", "[kernel]"
 
 TEST_CASE("an empty file is not a kernel", "[kernel]") {
   GuestMemory memory = make_memory();
-  auto kernel = load_kernel(memory, kRam, {});
+  auto kernel = load_kernel(memory, kRam, ImageSource({}));
   REQUIRE_FALSE(kernel.ok());
   CHECK(kernel.error().code == ErrorCode::kKernel);
   CHECK(message_contains(kernel.error(), "empty"));
@@ -80,7 +80,7 @@ TEST_CASE("an empty file is not a kernel", "[kernel]") {
 TEST_CASE("a file that is neither bzImage nor ELF is refused", "[kernel]") {
   GuestMemory memory = make_memory();
   std::vector<uint8_t> text(4096, 'x');
-  auto kernel = load_kernel(memory, kRam, text);
+  auto kernel = load_kernel(memory, kRam, ImageSource(text));
   REQUIRE_FALSE(kernel.ok());
   CHECK(message_contains(kernel.error(), "not a Linux kernel"));
 }
@@ -89,7 +89,7 @@ TEST_CASE("a bzImage cut short inside its header is refused", "[kernel]") {
   GuestMemory memory = make_memory();
   std::vector<uint8_t> image = make_bzimage();
   image.resize(0x240);
-  auto kernel = load_kernel(memory, kRam, image);
+  auto kernel = load_kernel(memory, kRam, ImageSource(image));
   REQUIRE_FALSE(kernel.ok());
   CHECK(message_contains(kernel.error(), "truncated"));
 }
@@ -98,7 +98,7 @@ TEST_CASE("a bzImage shorter than its header declares is refused", "[kernel]") {
   GuestMemory memory = make_memory();
   std::vector<uint8_t> image = make_bzimage();
   image.resize(image.size() - 100);
-  auto kernel = load_kernel(memory, kRam, image);
+  auto kernel = load_kernel(memory, kRam, ImageSource(image));
   REQUIRE_FALSE(kernel.ok());
   CHECK(message_contains(kernel.error(), "truncated"));
 }
@@ -109,7 +109,7 @@ TEST_CASE("a bzImage whose setup fills the whole file has no kernel", "[kernel]"
   spec.setup_sects = 200;
   std::vector<uint8_t> image = make_bzimage(spec);
   image.resize(4096);
-  auto kernel = load_kernel(memory, kRam, image);
+  auto kernel = load_kernel(memory, kRam, ImageSource(image));
   REQUIRE_FALSE(kernel.ok());
   CHECK(message_contains(kernel.error(), "no kernel after"));
 }
@@ -119,28 +119,28 @@ TEST_CASE("corrupt bzImage headers are refused with a reason", "[kernel]") {
   SECTION("bad boot flag") {
     std::vector<uint8_t> image = make_bzimage();
     image[0x1fe] = 0;
-    auto kernel = load_kernel(memory, kRam, image);
+    auto kernel = load_kernel(memory, kRam, ImageSource(image));
     REQUIRE_FALSE(kernel.ok());
     CHECK(message_contains(kernel.error(), "boot flag"));
   }
   SECTION("boot protocol too old") {
     BzImageSpec spec;
     spec.version = 0x0206;
-    auto kernel = load_kernel(memory, kRam, make_bzimage(spec));
+    auto kernel = load_kernel(memory, kRam, ImageSource(make_bzimage(spec)));
     REQUIRE_FALSE(kernel.ok());
     CHECK(message_contains(kernel.error(), "boot protocol 2.06"));
   }
   SECTION("no 64-bit entry") {
     BzImageSpec spec;
     spec.xloadflags = 0;
-    auto kernel = load_kernel(memory, kRam, make_bzimage(spec));
+    auto kernel = load_kernel(memory, kRam, ImageSource(make_bzimage(spec)));
     REQUIRE_FALSE(kernel.ok());
     CHECK(message_contains(kernel.error(), "64-bit"));
   }
   SECTION("zImage") {
     BzImageSpec spec;
     spec.loadflags = 0;
-    auto kernel = load_kernel(memory, kRam, make_bzimage(spec));
+    auto kernel = load_kernel(memory, kRam, ImageSource(make_bzimage(spec)));
     REQUIRE_FALSE(kernel.ok());
     CHECK(message_contains(kernel.error(), "zImage"));
   }
@@ -150,7 +150,7 @@ TEST_CASE("a kernel larger than guest memory is refused before anything is writt
   GuestMemory memory = make_memory(4ull << 20);
   BzImageSpec spec;
   spec.init_size = 16u << 20;
-  auto kernel = load_kernel(memory, 4ull << 20, make_bzimage(spec));
+  auto kernel = load_kernel(memory, 4ull << 20, ImageSource(make_bzimage(spec)));
   REQUIRE_FALSE(kernel.ok());
   CHECK(kernel.error().code == ErrorCode::kMemory);
   CHECK(message_contains(kernel.error(), "too small"));
@@ -163,7 +163,7 @@ TEST_CASE("a relocatable bzImage needs init_size from where it decompresses, not
   GuestMemory memory = make_memory(24ull << 20);
   BzImageSpec spec;
   spec.init_size = 10u << 20;
-  auto kernel = load_kernel(memory, 24ull << 20, make_bzimage(spec));
+  auto kernel = load_kernel(memory, 24ull << 20, ImageSource(make_bzimage(spec)));
   REQUIRE_FALSE(kernel.ok());
   CHECK(kernel.error().code == ErrorCode::kMemory);
   CHECK(message_contains(kernel.error(), "up to 26 MiB"));
@@ -177,7 +177,7 @@ TEST_CASE("a relocatable bzImage with a kernel_alignment that is not a power of 
   std::memcpy(&header, image.data() + kSetupHeaderOffset, sizeof(header));
   header.kernel_alignment = 0x300000;
   std::memcpy(image.data() + kSetupHeaderOffset, &header, sizeof(header));
-  auto kernel = load_kernel(memory, kRam, image);
+  auto kernel = load_kernel(memory, kRam, ImageSource(image));
   REQUIRE_FALSE(kernel.ok());
   CHECK(message_contains(kernel.error(), "kernel_alignment"));
 }
@@ -190,7 +190,7 @@ TEST_CASE("an ELF kernel loads its segments at their physical addresses", "[kern
   std::vector<uint8_t> dirt(0x2000, 0xaa);
   REQUIRE(memory.write(0x200000, dirt).ok());
 
-  auto kernel = load_kernel(memory, kRam, image);
+  auto kernel = load_kernel(memory, kRam, ImageSource(image));
 
   REQUIRE(kernel.ok());
   CHECK(kernel->format == KernelFormat::kElf);
@@ -211,69 +211,69 @@ TEST_CASE("malformed ELF kernels are refused with a reason", "[kernel]") {
   SECTION("truncated header") {
     auto image = make_elf(0x200000, {{0x200000, code, 16}});
     image.resize(40);
-    auto kernel = load_kernel(memory, kRam, image);
+    auto kernel = load_kernel(memory, kRam, ImageSource(image));
     REQUIRE_FALSE(kernel.ok());
     CHECK(message_contains(kernel.error(), "truncated"));
   }
   SECTION("program headers past the end") {
     auto image = make_elf(0x200000, {{0x200000, code, 16}});
     image.resize(sizeof(Elf64_Ehdr) + 10);
-    auto kernel = load_kernel(memory, kRam, image);
+    auto kernel = load_kernel(memory, kRam, ImageSource(image));
     REQUIRE_FALSE(kernel.ok());
     CHECK(message_contains(kernel.error(), "program headers"));
   }
   SECTION("segment data past the end") {
     auto image = make_elf(0x200000, {{0x200000, code, 16}});
     image.resize(image.size() - 4);
-    auto kernel = load_kernel(memory, kRam, image);
+    auto kernel = load_kernel(memory, kRam, ImageSource(image));
     REQUIRE_FALSE(kernel.ok());
     CHECK(message_contains(kernel.error(), "past the end"));
   }
   SECTION("file size larger than memory size") {
     auto image = make_elf(0x200000, {{0x200000, code, 8}});
-    auto kernel = load_kernel(memory, kRam, image);
+    auto kernel = load_kernel(memory, kRam, ImageSource(image));
     REQUIRE_FALSE(kernel.ok());
     CHECK(message_contains(kernel.error(), "larger in the file"));
   }
   SECTION("segment in the boot area below 1 MiB") {
     auto image = make_elf(0x7000, {{0x7000, code, 16}});
-    auto kernel = load_kernel(memory, kRam, image);
+    auto kernel = load_kernel(memory, kRam, ImageSource(image));
     REQUIRE_FALSE(kernel.ok());
     CHECK(message_contains(kernel.error(), "below 1 MiB"));
   }
   SECTION("segment address wraps around") {
     auto image = make_elf(0x200000, {{0xfffffffffffff000ull, code, 0x2000}});
-    auto kernel = load_kernel(memory, kRam, image);
+    auto kernel = load_kernel(memory, kRam, ImageSource(image));
     REQUIRE_FALSE(kernel.ok());
   }
   SECTION("segment beyond guest RAM") {
     auto image = make_elf(kRam + 0x1000, {{kRam + 0x1000, code, 16}});
-    auto kernel = load_kernel(memory, kRam, image);
+    auto kernel = load_kernel(memory, kRam, ImageSource(image));
     REQUIRE_FALSE(kernel.ok());
     CHECK(kernel.error().code == ErrorCode::kMemory);
   }
   SECTION("entry outside every segment") {
     auto image = make_elf(0x300000, {{0x200000, code, 16}});
-    auto kernel = load_kernel(memory, kRam, image);
+    auto kernel = load_kernel(memory, kRam, ImageSource(image));
     REQUIRE_FALSE(kernel.ok());
     CHECK(message_contains(kernel.error(), "entry point"));
   }
   SECTION("wrong machine") {
     auto image = make_elf(0x200000, {{0x200000, code, 16}}, EM_AARCH64);
-    auto kernel = load_kernel(memory, kRam, image);
+    auto kernel = load_kernel(memory, kRam, ImageSource(image));
     REQUIRE_FALSE(kernel.ok());
     CHECK(message_contains(kernel.error(), "not x86_64"));
   }
   SECTION("32-bit ELF") {
     auto image = make_elf(0x200000, {{0x200000, code, 16}});
     image[EI_CLASS] = ELFCLASS32;
-    auto kernel = load_kernel(memory, kRam, image);
+    auto kernel = load_kernel(memory, kRam, ImageSource(image));
     REQUIRE_FALSE(kernel.ok());
     CHECK(message_contains(kernel.error(), "64-bit"));
   }
   SECTION("no loadable segment") {
     auto image = make_elf(0x200000, {});
-    auto kernel = load_kernel(memory, kRam, image);
+    auto kernel = load_kernel(memory, kRam, ImageSource(image));
     REQUIRE_FALSE(kernel.ok());
   }
 }

@@ -3,6 +3,7 @@
 #include <elf.h>
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cstring>
 
@@ -15,21 +16,36 @@ constexpr uint64_t kPageSize = 4096;
 constexpr uint16_t kMinimumBootProtocol = 0x020c;  // 2.12: xloadflags and the 64-bit entry
 constexpr uint64_t kEntry64Offset = 0x200;          // startup_64 = startup_32 + 0x200
 
-bool has_elf_magic(std::span<const uint8_t> image) {
-  return image.size() >= SELFMAG && std::memcmp(image.data(), ELFMAG, SELFMAG) == 0;
+// The first bytes of an image, enough for either format's magic and the
+// whole bzImage setup header; shorter for a shorter image.
+struct ImageStart {
+  std::array<uint8_t, kSetupHeaderOffset + sizeof(SetupHeader)> bytes{};
+  size_t size = 0;
+  std::span<const uint8_t> span() const { return {bytes.data(), size}; }
+};
+
+Result<ImageStart> read_start(const ImageSource& image) {
+  ImageStart start;
+  start.size = static_cast<size_t>(std::min<uint64_t>(image.size(), start.bytes.size()));
+  CROSVM_TRY(image.read(0, std::span(start.bytes.data(), start.size)));
+  return start;
 }
 
-bool has_bzimage_magic(std::span<const uint8_t> image) {
+bool has_elf_magic(std::span<const uint8_t> start) {
+  return start.size() >= SELFMAG && std::memcmp(start.data(), ELFMAG, SELFMAG) == 0;
+}
+
+bool has_bzimage_magic(std::span<const uint8_t> start) {
   uint32_t magic = 0;
-  if (image.size() < 0x202 + sizeof(magic)) return false;
-  std::memcpy(&magic, image.data() + 0x202, sizeof(magic));
+  if (start.size() < 0x202 + sizeof(magic)) return false;
+  std::memcpy(&magic, start.data() + 0x202, sizeof(magic));
   return magic == kHeaderMagic;
 }
 
 template <typename T>
-T read_at(std::span<const uint8_t> bytes, size_t offset) {
+Result<T> read_object(const ImageSource& image, uint64_t offset) {
   T value;
-  std::memcpy(&value, bytes.data() + offset, sizeof(T));
+  CROSVM_TRY(image.read(offset, std::span(reinterpret_cast<uint8_t*>(&value), sizeof(T))));
   return value;
 }
 
@@ -42,15 +58,16 @@ Error too_small(uint64_t needed_end, uint64_t low_ram_end) {
 
 }  // namespace
 
-Result<KernelFormat> detect_kernel_format(std::span<const uint8_t> image) {
+Result<KernelFormat> detect_kernel_format(const ImageSource& image) {
   if (image.empty()) return make_error(ErrorCode::kKernel, "the kernel file is empty");
-  if (has_elf_magic(image)) return KernelFormat::kElf;
-  if (has_bzimage_magic(image)) return KernelFormat::kBzImage;
+  const ImageStart start = CROSVM_TRY(read_start(image));
+  if (has_elf_magic(start.span())) return KernelFormat::kElf;
+  if (has_bzimage_magic(start.span())) return KernelFormat::kBzImage;
   return make_error(ErrorCode::kKernel, "not a Linux kernel (neither a bzImage nor an ELF vmlinux)");
 }
 
 Result<LoadedKernel> load_kernel(const GuestMemory& memory, uint64_t low_ram_end,
-                                 std::span<const uint8_t> image) {
+                                 const ImageSource& image) {
   switch (CROSVM_TRY(detect_kernel_format(image))) {
     case KernelFormat::kBzImage: return load_bzimage(memory, low_ram_end, image);
     case KernelFormat::kElf: return load_elf(memory, low_ram_end, image);
@@ -59,18 +76,19 @@ Result<LoadedKernel> load_kernel(const GuestMemory& memory, uint64_t low_ram_end
 }
 
 Result<LoadedKernel> load_bzimage(const GuestMemory& memory, uint64_t low_ram_end,
-                                  std::span<const uint8_t> image) {
-  if (!has_bzimage_magic(image)) return make_error(ErrorCode::kKernel, "no bzImage header");
-  // The header runs from 0x1f1 to 0x202 + the byte at 0x201 (the jump's offset).
-  const size_t header_end = std::min<size_t>(0x202 + image[0x201], kSetupHeaderOffset + sizeof(SetupHeader));
-  if (image.size() < kSetupHeaderOffset + sizeof(SetupHeader)) {
+                                  const ImageSource& image) {
+  const ImageStart start = CROSVM_TRY(read_start(image));
+  if (!has_bzimage_magic(start.span())) return make_error(ErrorCode::kKernel, "no bzImage header");
+  if (start.size < kSetupHeaderOffset + sizeof(SetupHeader)) {
     return make_error(ErrorCode::kKernel, "bzImage is truncated inside its setup header");
   }
+  // The header runs from 0x1f1 to 0x202 + the byte at 0x201 (the jump's offset).
+  const size_t header_end = std::min<size_t>(0x202 + start.bytes[0x201], kSetupHeaderOffset + sizeof(SetupHeader));
   if (header_end < 0x206 + 2) {
     return make_error(ErrorCode::kKernel, "bzImage setup header is too short to carry a version");
   }
   SetupHeader header{};
-  std::memcpy(&header, image.data() + kSetupHeaderOffset, header_end - kSetupHeaderOffset);
+  std::memcpy(&header, start.bytes.data() + kSetupHeaderOffset, header_end - kSetupHeaderOffset);
   // SetupHeader is packed: its fields are read into values before anything
   // (fmt, std::max, ?:) could bind a reference to a misaligned one.
   const uint16_t boot_flag = header.boot_flag;
@@ -96,11 +114,11 @@ Result<LoadedKernel> load_bzimage(const GuestMemory& memory, uint64_t low_ram_en
     return make_error(ErrorCode::kKernel, "bzImage is truncated: no kernel after its {} setup bytes",
                       setup_size);
   }
-  const std::span<const uint8_t> payload = image.subspan(setup_size);
+  const uint64_t payload_size = image.size() - setup_size;
   const uint64_t declared = static_cast<uint64_t>(header.syssize) * 16;
-  if (declared > payload.size()) {
+  if (declared > payload_size) {
     return make_error(ErrorCode::kKernel, "bzImage is truncated: its header declares {} bytes of "
-                      "kernel, the file holds {}", declared, payload.size());
+                      "kernel, the file holds {}", declared, payload_size);
   }
 
   const uint64_t load_address =
@@ -120,9 +138,9 @@ Result<LoadedKernel> load_bzimage(const GuestMemory& memory, uint64_t low_ram_en
     }
     runtime_start = std::max((load_address + alignment - 1) & ~(alignment - 1), pref_address);
   }
-  const uint64_t end = std::max(load_address + payload.size(), runtime_start + header.init_size);
+  const uint64_t end = std::max(load_address + payload_size, runtime_start + header.init_size);
   if (end < load_address || end > low_ram_end) return too_small(end, low_ram_end);
-  CROSVM_TRY(memory.write(load_address, payload));
+  CROSVM_TRY(image.read(setup_size, CROSVM_TRY(memory.slice(load_address, payload_size))));
 
   LoadedKernel kernel{};
   kernel.format = KernelFormat::kBzImage;
@@ -135,11 +153,11 @@ Result<LoadedKernel> load_bzimage(const GuestMemory& memory, uint64_t low_ram_en
 }
 
 Result<LoadedKernel> load_elf(const GuestMemory& memory, uint64_t low_ram_end,
-                              std::span<const uint8_t> image) {
+                              const ImageSource& image) {
   if (image.size() < sizeof(Elf64_Ehdr)) {
     return make_error(ErrorCode::kKernel, "ELF kernel is truncated inside its header");
   }
-  const auto ehdr = read_at<Elf64_Ehdr>(image, 0);
+  const auto ehdr = CROSVM_TRY(read_object<Elf64_Ehdr>(image, 0));
   if (ehdr.e_ident[EI_CLASS] != ELFCLASS64 || ehdr.e_ident[EI_DATA] != ELFDATA2LSB) {
     return make_error(ErrorCode::kKernel, "ELF kernel is not 64-bit little-endian");
   }
@@ -161,7 +179,7 @@ Result<LoadedKernel> load_elf(const GuestMemory& memory, uint64_t low_ram_end,
   bool entry_loaded = false;
   size_t loaded_segments = 0;
   for (uint16_t i = 0; i < ehdr.e_phnum; ++i) {
-    const auto phdr = read_at<Elf64_Phdr>(image, ehdr.e_phoff + i * sizeof(Elf64_Phdr));
+    const auto phdr = CROSVM_TRY(read_object<Elf64_Phdr>(image, ehdr.e_phoff + i * sizeof(Elf64_Phdr)));
     if (phdr.p_type != PT_LOAD) continue;
     if (phdr.p_offset > image.size() || phdr.p_filesz > image.size() - phdr.p_offset) {
       return make_error(ErrorCode::kKernel, "ELF kernel is truncated: segment {} lies past the end "
@@ -180,7 +198,7 @@ Result<LoadedKernel> load_elf(const GuestMemory& memory, uint64_t low_ram_end,
     }
     if (segment_end > low_ram_end) return too_small(segment_end, low_ram_end);
     std::span<uint8_t> target = CROSVM_TRY(memory.slice(phdr.p_paddr, phdr.p_memsz));
-    std::memcpy(target.data(), image.data() + phdr.p_offset, phdr.p_filesz);
+    CROSVM_TRY(image.read(phdr.p_offset, target.first(phdr.p_filesz)));
     std::memset(target.data() + phdr.p_filesz, 0, phdr.p_memsz - phdr.p_filesz);
 
     entry_loaded |= ehdr.e_entry >= phdr.p_paddr && ehdr.e_entry < segment_end;

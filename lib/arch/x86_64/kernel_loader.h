@@ -1,13 +1,15 @@
 // Loads a Linux kernel into guest memory: a bzImage (boot protocol 2.12+,
 // entered at its 64-bit entry point) or an ELF vmlinux. Every field read from
 // the image is checked against the image's size and guest RAM first, so a
-// truncated, corrupt or hostile file yields an error, never a crash.
+// truncated, corrupt or hostile file yields an error, never a crash. The
+// kernel's bytes are read straight into guest memory, never copied twice.
 #pragma once
 
 #include <cstdint>
 #include <span>
 
 #include "arch/x86_64/boot_params.h"
+#include "base/image_source.h"
 #include "base/result.h"
 #include "memory/guest_memory.h"
 
@@ -25,16 +27,16 @@ struct LoadedKernel {
 };
 
 // Recognises the image format; fails for an empty file or one that is neither.
-Result<KernelFormat> detect_kernel_format(std::span<const uint8_t> image);
+Result<KernelFormat> detect_kernel_format(const ImageSource& image);
 
 // Loads `image` into `memory` (whose RAM below the MMIO hole ends at
 // `low_ram_end`) and returns what boot set-up needs to know.
 Result<LoadedKernel> load_kernel(const GuestMemory& memory, uint64_t low_ram_end,
-                                 std::span<const uint8_t> image);
+                                 const ImageSource& image);
 Result<LoadedKernel> load_bzimage(const GuestMemory& memory, uint64_t low_ram_end,
-                                  std::span<const uint8_t> image);
+                                  const ImageSource& image);
 Result<LoadedKernel> load_elf(const GuestMemory& memory, uint64_t low_ram_end,
-                              std::span<const uint8_t> image);
+                              const ImageSource& image);
 
 // Where the initrd goes: as high as allowed, page-aligned, above the kernel.
 Result<uint64_t> place_initrd(const LoadedKernel& kernel, uint64_t low_ram_end,
