@@ -21,8 +21,13 @@
  *     CROSVM_ERROR_STATE if the process already handles that signal. The
  *     signal is only ever sent to the library's own vCPU threads.
  *   - Per running VM the library starts one thread per vCPU and one event
- *     loop thread. Callbacks run on these threads; a callback must not call
- *     crosvm_vm_wait(), crosvm_vm_stop() or crosvm_vm_destroy() on its VM.
+ *     loop thread (a Boost.Asio executor: virtqueues, host input, the
+ *     control socket). By default callbacks run on these threads and must
+ *     not call crosvm_vm_wait(), crosvm_vm_stop(), crosvm_vm_pause() or
+ *     crosvm_vm_destroy() on their VM. With CROSVM_CALLBACKS_ON_DISPATCH
+ *     they run on the embedder's thread instead, inside crosvm_vm_dispatch().
+ *   - A control socket (crosvm_config_set_control_socket) is a file the VM
+ *     creates and removes when it stops.
  *   - A serial port that reads stdin duplicates fd 0 and sets O_NONBLOCK on
  *     it while the VM runs (restored when the VM stops).
  *   - Nothing else is global: several VMs in one process are independent.
@@ -157,6 +162,15 @@ CROSVM_EXPORT int crosvm_config_add_disk(crosvm_config *config, const crosvm_dis
  * crosvm-launch command turns it on, as crosvm does). */
 CROSVM_EXPORT int crosvm_config_set_rng(crosvm_config *config, int enabled);
 
+/* Transparent huge pages behind guest RAM (default: on). The guest's first
+ * touch of each 2 MiB then costs one page fault instead of 512 and its TLB
+ * misses are cheaper (a Linux guest boots markedly faster); guest memory is
+ * then also taken from the host 2 MiB at a time. The kernel and initrd are
+ * loaded into small pages first (huge ones there can stall set-up). Advice
+ * to the host kernel: without THP (transparent_hugepage=never) RAM keeps
+ * small pages. */
+CROSVM_EXPORT int crosvm_config_set_hugepages(crosvm_config *config, int enabled);
+
 typedef enum crosvm_log_level {
   CROSVM_LOG_ERROR = 0,
   CROSVM_LOG_WARNING = 1,
@@ -172,9 +186,28 @@ typedef void (*crosvm_log_callback)(int level, const char *message, void *userda
 CROSVM_EXPORT int crosvm_config_set_log(crosvm_config *config, int max_level,
                                         crosvm_log_callback callback, void *userdata);
 
-/* ---- Virtual machines -------------------------------------------------- */
+/* A Unix socket on which other processes control the VM (crosvm's -s):
+ * JSON requests stop, suspend, resume, status, disk_resize; see
+ * docs/control-socket.md. `path` is the socket's path, or a directory in
+ * which crosvm-<pid>.sock is made. The socket has mode 0600; a stale one from
+ * a dead process is replaced, one a live process serves is refused
+ * (CROSVM_ERROR_IO at crosvm_vm_create). NULL or "": no socket (default). */
+CROSVM_EXPORT int crosvm_config_set_control_socket(crosvm_config *config, const char *path);
 
-typedef struct crosvm_vm crosvm_vm;
+/* ---- Callbacks and the embedder's event loop ---------------------------- */
+
+/* Where callbacks (serial output, the exit callback) run:
+ *   CROSVM_CALLBACKS_ON_VM_THREADS (default): on the VM's own threads, at
+ *     once. Keep them short; they must not wait for or destroy the VM.
+ *   CROSVM_CALLBACKS_ON_DISPATCH: queued; crosvm_vm_event_fd() becomes
+ *     readable, and the embedder's loop calls crosvm_vm_dispatch(), which
+ *     runs them on its thread, in order. Such a callback may call any
+ *     function on the VM, crosvm_vm_destroy() included. Serial output is
+ *     merged per port; more than 4 MiB queued and not dispatched is dropped
+ *     (and a warning logged). The log callback always runs at once. */
+#define CROSVM_CALLBACKS_ON_VM_THREADS 0u
+#define CROSVM_CALLBACKS_ON_DISPATCH 1u
+CROSVM_EXPORT int crosvm_config_set_callback_mode(crosvm_config *config, uint32_t mode);
 
 typedef enum crosvm_exit_reason {
   CROSVM_EXIT_NONE = 0,     /* not stopped yet */
@@ -186,6 +219,25 @@ typedef enum crosvm_exit_reason {
   CROSVM_EXIT_ERROR = 6     /* the VMM failed; see crosvm_vm_exit_message() */
 } crosvm_exit_reason;
 
+/* Called once when a started VM has stopped (also after crosvm_vm_stop()
+ * before start), with why. NULL: none. */
+typedef void (*crosvm_exit_callback)(crosvm_exit_reason reason, void *userdata);
+CROSVM_EXPORT int crosvm_config_set_exit_callback(crosvm_config *config,
+                                                  crosvm_exit_callback callback, void *userdata);
+
+/* ---- Virtual machines -------------------------------------------------- */
+
+typedef struct crosvm_vm crosvm_vm;
+
+/* created -> running <-> paused -> stopping -> stopped */
+typedef enum crosvm_vm_state {
+  CROSVM_STATE_CREATED = 0,  /* built, not started */
+  CROSVM_STATE_RUNNING = 1,
+  CROSVM_STATE_PAUSED = 2,   /* every vCPU held outside KVM_RUN */
+  CROSVM_STATE_STOPPING = 3, /* a reason to stop was seen; threads are finishing */
+  CROSVM_STATE_STOPPED = 4
+} crosvm_vm_state;
+
 /* Builds the VM from `config` (which may then be destroyed or reused): opens
  * KVM, maps guest memory, creates vCPUs and devices, loads the kernel. Fails
  * with a specific code and message for every bad input. Nothing runs yet. */
@@ -194,8 +246,8 @@ CROSVM_EXPORT int crosvm_vm_create(crosvm_vm **out_vm, const crosvm_config *conf
 /* Starts the vCPUs and the event loop and returns at once. */
 CROSVM_EXPORT int crosvm_vm_start(crosvm_vm *vm);
 
-/* Waits until the VM stops, at most `timeout_ms` (negative: forever), and
- * stores why (CROSVM_ERROR_TIMEOUT if it is still running). */
+/* Waits until the VM stops, at most `timeout_ms` (negative or more than a
+ * year: forever), and stores why (CROSVM_ERROR_TIMEOUT if it still runs). */
 CROSVM_EXPORT int crosvm_vm_wait(crosvm_exit_reason *out_reason, crosvm_vm *vm,
                                  int64_t timeout_ms);
 
@@ -207,9 +259,28 @@ CROSVM_EXPORT int crosvm_vm_run(crosvm_exit_reason *out_reason, crosvm_vm *vm);
  * unless the guest had already ended it. */
 CROSVM_EXPORT int crosvm_vm_stop(crosvm_vm *vm);
 
-/* Holds every vCPU outside KVM_RUN / lets them run again. */
+/* Asks the VM to stop in order and returns at once; the exit callback (or
+ * crosvm_vm_wait) tells when it has. For event loops that must not block. */
+CROSVM_EXPORT int crosvm_vm_request_stop(crosvm_vm *vm);
+
+/* Holds every vCPU outside KVM_RUN (returns once they all are: the guest
+ * makes no progress, its clocks keep running) / lets them run again. Device
+ * work already queued finishes; input from the host waits. */
 CROSVM_EXPORT int crosvm_vm_pause(crosvm_vm *vm);
 CROSVM_EXPORT int crosvm_vm_resume(crosvm_vm *vm);
+
+CROSVM_EXPORT crosvm_vm_state crosvm_vm_get_state(const crosvm_vm *vm);
+
+/* The control socket's path ("" without one); valid until the next call on
+ * this thread. */
+CROSVM_EXPORT const char *crosvm_vm_control_socket_path(const crosvm_vm *vm);
+
+/* CROSVM_CALLBACKS_ON_DISPATCH only: an fd that is readable while callbacks
+ * wait to be dispatched (watch it for POLLIN; do not read or close it), and
+ * the call that runs them on the calling thread and stores how many ran
+ * (`out_dispatched` may be NULL). Not re-entrant. */
+CROSVM_EXPORT int crosvm_vm_event_fd(int *out_fd, const crosvm_vm *vm);
+CROSVM_EXPORT int crosvm_vm_dispatch(size_t *out_dispatched, crosvm_vm *vm);
 
 /* Why the VM stopped so far (CROSVM_EXIT_NONE while it runs). */
 CROSVM_EXPORT crosvm_exit_reason crosvm_vm_exit_reason(const crosvm_vm *vm);
@@ -227,8 +298,22 @@ CROSVM_EXPORT int crosvm_vm_console_write(size_t *out_written, crosvm_vm *vm, ui
                                           const void *data, size_t length);
 
 /* Stops the VM if it runs, then frees it. Safe at any state; not from one of
- * the VM's own callbacks (the VM is then kept and an error is logged). */
+ * the VM's own callbacks on its threads (the VM is then kept and an error is
+ * logged); from a dispatched callback it is freed when that returns. */
 CROSVM_EXPORT void crosvm_vm_destroy(crosvm_vm *vm);
+
+/* ---- Control socket clients --------------------------------------------- */
+
+/* Sends one JSON request (e.g. {"request":"suspend"}) to the control socket
+ * at `socket_path` and waits at most `timeout_ms` (negative or more than a
+ * year: forever) for the answer, stored in `*out_response` (free it with
+ * crosvm_string_free) whenever one came. Returns 0 when the VM answered {"ok":true}; else the
+ * answer's error code (CROSVM_ERROR_STATE, ...) with its message, or
+ * CROSVM_ERROR_PROTOCOL for a malformed request (nothing is sent),
+ * CROSVM_ERROR_IO when the socket cannot be reached, CROSVM_ERROR_TIMEOUT. */
+CROSVM_EXPORT int crosvm_control_request(char **out_response, const char *socket_path,
+                                         const char *request_json, int64_t timeout_ms);
+CROSVM_EXPORT void crosvm_string_free(char *text);
 
 #ifdef __cplusplus
 }

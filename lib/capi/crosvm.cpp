@@ -9,14 +9,25 @@
 #include <string>
 
 #include "capi/versioned.h"
+#include "control/client.h"
+#include "vm/callback_queue.h"
 #include "vm/vm.h"
 
 struct crosvm_config {
   crosvm::VmConfig config;
+  crosvm_exit_callback exit_callback = nullptr;
+  void* exit_userdata = nullptr;
+  uint32_t callback_mode = CROSVM_CALLBACKS_ON_VM_THREADS;
 };
 
 struct crosvm_vm {
+  // Declared before `vm`, so destroyed after it: the VM's threads queue
+  // into these until they are joined.
+  std::unique_ptr<crosvm::CallbackQueue> queue;  // CROSVM_CALLBACKS_ON_DISPATCH only
+  std::vector<std::unique_ptr<crosvm::CallbackQueue::OutputCallback>> outputs;
   std::unique_ptr<crosvm::Vm> vm;
+  bool dispatching = false;         // inside crosvm_vm_dispatch()
+  bool destroy_requested = false;   // crosvm_vm_destroy() from a dispatched callback
 };
 
 namespace {
@@ -239,6 +250,14 @@ int crosvm_config_set_rng(crosvm_config* config, int enabled) {
   });
 }
 
+int crosvm_config_set_hugepages(crosvm_config* config, int enabled) {
+  return guarded([&] {
+    if (config == nullptr) return null_argument("config");
+    config->config.hugepages = enabled != 0;
+    return succeed();
+  });
+}
+
 int crosvm_config_set_log(crosvm_config* config, int max_level, crosvm_log_callback callback,
                           void* userdata) {
   return guarded([&] {
@@ -263,14 +282,73 @@ int crosvm_config_set_log(crosvm_config* config, int max_level, crosvm_log_callb
   });
 }
 
+int crosvm_config_set_control_socket(crosvm_config* config, const char* path) {
+  return guarded([&] {
+    if (config == nullptr) return null_argument("config");
+    config->config.control_socket = path != nullptr ? path : "";
+    return succeed();
+  });
+}
+
+int crosvm_config_set_exit_callback(crosvm_config* config, crosvm_exit_callback callback,
+                                    void* userdata) {
+  return guarded([&] {
+    if (config == nullptr) return null_argument("config");
+    config->exit_callback = callback;
+    config->exit_userdata = userdata;
+    return succeed();
+  });
+}
+
+int crosvm_config_set_callback_mode(crosvm_config* config, uint32_t mode) {
+  return guarded([&] {
+    if (config == nullptr) return null_argument("config");
+    if (mode != CROSVM_CALLBACKS_ON_VM_THREADS && mode != CROSVM_CALLBACKS_ON_DISPATCH) {
+      return fail(ErrorCode::kInvalidArgument, "unknown callback mode " + std::to_string(mode));
+    }
+    config->callback_mode = mode;
+    return succeed();
+  });
+}
+
 int crosvm_vm_create(crosvm_vm** out_vm, const crosvm_config* config) {
   return guarded([&] {
     if (out_vm == nullptr) return null_argument("out_vm");
     *out_vm = nullptr;
     if (config == nullptr) return null_argument("config");
-    auto vm = crosvm::Vm::create(config->config);
+    auto handle = std::make_unique<crosvm_vm>();
+    crosvm::VmConfig vm_config = config->config;
+    if (config->callback_mode == CROSVM_CALLBACKS_ON_DISPATCH) {
+      auto queue = crosvm::CallbackQueue::create();
+      if (!queue) return fail(queue.error());
+      handle->queue = std::move(queue).value();
+      // Serial output is queued for crosvm_vm_dispatch() instead of called.
+      uint32_t port = 0;
+      for (crosvm::SerialConfig& serial : vm_config.serials) {
+        if (serial.output != crosvm::SerialOutput::kCallback) continue;
+        auto& inner = handle->outputs.emplace_back(
+            std::make_unique<crosvm::CallbackQueue::OutputCallback>(std::move(serial.callback)));
+        serial.callback = [queue = handle->queue.get(), callback = inner.get(),
+                           id = port++](std::span<const uint8_t> bytes) {
+          queue->push_output(id, *callback, bytes);
+        };
+      }
+    }
+    if (config->exit_callback != nullptr) {
+      crosvm_vm* self = handle.get();
+      vm_config.on_stopped = [self, callback = config->exit_callback, userdata = config->exit_userdata] {
+        const auto reason = static_cast<crosvm_exit_reason>(self->vm->exit_reason());
+        if (self->queue) {
+          self->queue->push([callback, reason, userdata] { callback(reason, userdata); });
+        } else {
+          callback(reason, userdata);
+        }
+      };
+    }
+    auto vm = crosvm::Vm::create(std::move(vm_config));
     if (!vm) return fail(vm.error());
-    *out_vm = new crosvm_vm{std::move(vm).value()};
+    handle->vm = std::move(vm).value();
+    *out_vm = handle.release();
     return succeed();
   });
 }
@@ -283,12 +361,23 @@ int crosvm_vm_start(crosvm_vm* vm) {
   });
 }
 
+namespace {
+
+// Timeouts beyond this are forever: a deadline of now() plus a huge
+// timeout_ms would overflow the clock and time out at once.
+constexpr std::chrono::milliseconds kLongestTimeout = std::chrono::hours(24 * 365);
+
+std::optional<std::chrono::milliseconds> bounded_timeout(int64_t timeout_ms) {
+  if (timeout_ms < 0 || timeout_ms > kLongestTimeout.count()) return std::nullopt;
+  return std::chrono::milliseconds(timeout_ms);
+}
+
+}  // namespace
+
 int crosvm_vm_wait(crosvm_exit_reason* out_reason, crosvm_vm* vm, int64_t timeout_ms) {
   return guarded([&] {
     if (vm == nullptr) return null_argument("vm");
-    std::optional<std::chrono::milliseconds> timeout;
-    if (timeout_ms >= 0) timeout = std::chrono::milliseconds(timeout_ms);
-    auto reason = vm->vm->wait(timeout);
+    auto reason = vm->vm->wait(bounded_timeout(timeout_ms));
     if (!reason) return fail(reason.error());
     if (out_reason != nullptr) *out_reason = static_cast<crosvm_exit_reason>(*reason);
     return succeed();
@@ -309,6 +398,14 @@ int crosvm_vm_stop(crosvm_vm* vm) {
   });
 }
 
+int crosvm_vm_request_stop(crosvm_vm* vm) {
+  return guarded([&] {
+    if (vm == nullptr) return null_argument("vm");
+    vm->vm->request_exit(crosvm::ExitReason::kStopped, "stopped by the host");
+    return succeed();
+  });
+}
+
 int crosvm_vm_pause(crosvm_vm* vm) {
   return guarded([&] {
     if (vm == nullptr) return null_argument("vm");
@@ -323,6 +420,58 @@ int crosvm_vm_resume(crosvm_vm* vm) {
     auto resumed = vm->vm->resume();
     return resumed ? succeed() : fail(resumed.error());
   });
+}
+
+crosvm_vm_state crosvm_vm_get_state(const crosvm_vm* vm) {
+  if (vm == nullptr) return CROSVM_STATE_STOPPED;
+  return static_cast<crosvm_vm_state>(vm->vm->state());
+}
+
+const char* crosvm_vm_control_socket_path(const crosvm_vm* vm) {
+  if (vm == nullptr) return "";
+  thread_local std::string path;
+  try {
+    path = vm->vm->control_socket_path();
+  } catch (...) {
+    path.clear();
+  }
+  return path.c_str();
+}
+
+int crosvm_vm_event_fd(int* out_fd, const crosvm_vm* vm) {
+  return guarded([&] {
+    if (out_fd == nullptr) return null_argument("out_fd");
+    if (vm == nullptr) return null_argument("vm");
+    if (!vm->queue) {
+      return fail(ErrorCode::kState, "the VM was not configured with CROSVM_CALLBACKS_ON_DISPATCH");
+    }
+    *out_fd = vm->queue->fd();
+    return succeed();
+  });
+}
+
+int crosvm_vm_dispatch(size_t* out_dispatched, crosvm_vm* vm) {
+  const int result = guarded([&] {
+    if (vm == nullptr) return null_argument("vm");
+    if (!vm->queue) {
+      return fail(ErrorCode::kState, "the VM was not configured with CROSVM_CALLBACKS_ON_DISPATCH");
+    }
+    if (vm->dispatching) return fail(ErrorCode::kState, "crosvm_vm_dispatch() called from a dispatched callback");
+    vm->dispatching = true;
+    struct Reset {
+      bool& flag;
+      ~Reset() { flag = false; }
+    } reset{vm->dispatching};
+    const size_t ran = vm->queue->dispatch([vm] { return !vm->destroy_requested; });
+    if (const uint64_t dropped = vm->queue->take_dropped_bytes(); dropped != 0) {
+      vm->vm->logger().warn("{} bytes of serial output were dropped: crosvm_vm_dispatch() fell behind",
+                            dropped);
+    }
+    if (out_dispatched != nullptr) *out_dispatched = ran;
+    return succeed();
+  });
+  if (vm != nullptr && vm->destroy_requested) crosvm_vm_destroy(vm);
+  return result;
 }
 
 crosvm_exit_reason crosvm_vm_exit_reason(const crosvm_vm* vm) {
@@ -371,6 +520,10 @@ int crosvm_vm_console_write(size_t* out_written, crosvm_vm* vm, uint32_t number,
 void crosvm_vm_destroy(crosvm_vm* vm) {
   if (vm == nullptr) return;
   try {
+    if (vm->dispatching) {
+      vm->destroy_requested = true;  // crosvm_vm_dispatch() frees it once the callback returns
+      return;
+    }
     if (vm->vm->is_own_thread()) {
       vm->vm->logger().error("crosvm_vm_destroy() called from the VM's own callback; the VM is kept");
       return;
@@ -380,5 +533,31 @@ void crosvm_vm_destroy(crosvm_vm* vm) {
     // Nothing may escape; a VM that cannot be torn down is leaked.
   }
 }
+
+int crosvm_control_request(char** out_response, const char* socket_path, const char* request_json,
+                           int64_t timeout_ms) {
+  return guarded([&] {
+    if (out_response == nullptr) return null_argument("out_response");
+    *out_response = nullptr;
+    if (socket_path == nullptr) return null_argument("socket_path");
+    if (request_json == nullptr) return null_argument("request_json");
+    // Checked (and made one line) here: a client's mistake is reported
+    // without bothering the VM.
+    auto request = crosvm::control::parse_request(request_json);
+    if (!request) return fail(request.error());
+    const auto timeout = bounded_timeout(timeout_ms).value_or(kLongestTimeout);
+    auto line = crosvm::control::send_request_line(socket_path, crosvm::control::serialize(*request), timeout);
+    if (!line) return fail(line.error());
+    const crosvm::control::Response response = crosvm::control::parse_response(*line).value();
+    *out_response = ::strdup(line->c_str());
+    if (*out_response == nullptr) return fail(ErrorCode::kInternal, "out of memory");
+    if (!response.ok) {
+      return fail(crosvm::control::error_code_from_name(response.error), response.message);
+    }
+    return succeed();
+  });
+}
+
+void crosvm_string_free(char* text) { ::free(text); }
 
 }  // extern "C"

@@ -11,7 +11,7 @@ namespace crosvm {
 struct EventLoop::State {
   boost::asio::io_context context{1};
   std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work;
-  std::vector<std::thread> threads;
+  std::vector<Thread> threads;
 };
 
 EventLoop::EventLoop() : state_(std::make_unique<State>()) {}
@@ -24,19 +24,18 @@ void EventLoop::post(std::function<void()> task) {
   boost::asio::post(state_->context, std::move(task));
 }
 
-void EventLoop::start_threads(size_t count) {
+Result<void> EventLoop::start_threads(size_t count) {
   state_->work.emplace(state_->context.get_executor());
   for (size_t i = 0; i < count; ++i) {
-    state_->threads.emplace_back([this] { state_->context.run(); });
+    state_->threads.push_back(CROSVM_TRY(Thread::start("crosvm_loop", [this] { state_->context.run(); })));
   }
+  return {};
 }
 
 void EventLoop::stop() {
   state_->work.reset();
   state_->context.stop();
-  for (std::thread& thread : state_->threads) {
-    if (thread.joinable()) thread.join();
-  }
+  for (Thread& thread : state_->threads) thread.join();
   state_->threads.clear();
 }
 

@@ -6,8 +6,10 @@
 
 #include <functional>
 #include <memory>
-#include <thread>
 #include <vector>
+
+#include "base/result.h"
+#include "base/thread.h"
 
 namespace boost::asio {
 class io_context;
@@ -26,7 +28,7 @@ class EventLoop {
   void post(std::function<void()> task);
 
   // Runs the loop on `count` library threads until stop().
-  void start_threads(size_t count);
+  Result<void> start_threads(size_t count);
   // Stops the loop (handlers still queued are dropped) and joins its
   // threads. Idempotent; must not be called from a loop thread.
   void stop();

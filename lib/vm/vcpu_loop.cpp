@@ -107,8 +107,23 @@ void Vm::report_crash(const kvm::VcpuFd& vcpu, const std::string& what) {
 void Vm::park_vcpu() {
   std::unique_lock lock(mutex_);
   ++parked_vcpus_;
-  changed_.notify_all();
-  changed_.wait(lock, [this] { return !pause_requested_ || stop_requested_; });
+  // Looked at again after every change, not only on the way in: a resume
+  // and the next pause can both happen before a parked vCPU wakes, and then
+  // every vCPU is parked already when the new pause is asked for.
+  while (pause_requested_ && !stop_requested_) {
+    if (parked_vcpus_ == running_vcpus_ && state_ == VmState::kRunning) {
+      // All are out: the VM is paused now.
+      state_ = VmState::kPaused;
+      std::vector<PauseWaiter> waiters;
+      waiters.swap(pause_waiters_);
+      lock.unlock();
+      settle_pause(std::move(waiters), {});
+      lock.lock();
+      changed_.notify_all();
+      continue;
+    }
+    changed_.wait(lock);
+  }
   --parked_vcpus_;
 }
 
@@ -124,10 +139,13 @@ void Vm::vcpu_finished() {
 
 void Vm::finish_on_loop() {
   for (auto& input : serial_inputs_) input->shutdown();
+  // Before anyone hears that the VM stopped: its last words are written.
+  for (auto& output : host_outputs_) output->flush();
   {
     std::lock_guard lock(mutex_);
     state_ = VmState::kStopped;
   }
+  announce_stopped();  // before waking waiters: one of them may destroy the VM at once
   changed_.notify_all();
 }
 

@@ -44,22 +44,22 @@ Result<void> Vm::start() {
     if (state_ != VmState::kCreated) {
       return make_error(ErrorCode::kState, "the VM was already started");
     }
-    loop_.start_threads(1);
+    CROSVM_TRY(loop_.start_threads(1));
     for (auto& input : serial_inputs_) input->start();
+    if (control_server_) control_server_->start();
 
     running_vcpus_ = vcpus_.size();
     state_ = VmState::kRunning;
     std::lock_guard threads_lock(threads_mutex_);
     for (size_t i = 0; i < vcpus_.size() && !failed; ++i) {
-      try {
-        vcpu_threads_.emplace_back([this, i] { run_vcpu(i); });
-        ::pthread_setname_np(vcpu_threads_.back().native_handle(),
-                             fmt::format("crosvm_vcpu{}", i).c_str());
-      } catch (const std::system_error& error) {
+      auto thread = Thread::start(fmt::format("crosvm_vcpu{}", i), [this, i] { run_vcpu(i); });
+      if (thread) {
+        vcpu_threads_.push_back(std::move(thread).value());
+      } else {
         // The vCPUs that did start are told to stop; the missing ones count as done.
         running_vcpus_ -= vcpus_.size() - i;
         exit_reason_ = ExitReason::kError;
-        exit_message_ = fmt::format("cannot start vCPU thread {}: {}", i, error.what());
+        exit_message_ = fmt::format("vCPU {}: {}", i, thread.error().message);
         stop_requested_ = true;
         state_ = VmState::kStopping;
         if (running_vcpus_ == 0) loop_.post([this] { finish_on_loop(); });
@@ -95,15 +95,6 @@ Result<ExitReason> Vm::wait(std::optional<std::chrono::milliseconds> timeout) {
 }
 
 Result<ExitReason> Vm::stop() {
-  {
-    std::lock_guard lock(mutex_);
-    if (state_ == VmState::kCreated) {
-      state_ = VmState::kStopped;
-      exit_reason_ = ExitReason::kStopped;
-      exit_message_ = "stopped before it started";
-      return exit_reason_;
-    }
-  }
   request_exit(ExitReason::kStopped, "stopped by the host");
   return wait(std::nullopt);
 }
@@ -116,27 +107,94 @@ Result<void> Vm::pause() {
     return make_error(ErrorCode::kState, "cannot pause a VM that is not running");
   }
   pause_requested_ = true;
+  const uint64_t resumes = resumes_;
   lock.unlock();
+  changed_.notify_all();  // vCPUs still parked from an earlier pause count at once
   kick_all_vcpus();
   lock.lock();
-  changed_.wait(lock, [this] { return parked_vcpus_ == running_vcpus_ || stop_requested_; });
+  // The last vCPU to park makes the VM paused (park_vcpu). A resume() from
+  // another thread (or the control socket) meanwhile calls the pause off.
+  changed_.wait(lock, [&] { return state_ == VmState::kPaused || stop_requested_ || resumes_ != resumes; });
+  if (state_ == VmState::kPaused) return {};
   if (stop_requested_) return make_error(ErrorCode::kState, "the VM stopped while pausing");
-  state_ = VmState::kPaused;
+  return make_error(ErrorCode::kState, "the VM was resumed before it was paused");
+}
+
+void Vm::request_pause(std::function<void(Result<void>)> done) {
+  std::unique_lock lock(mutex_);
+  if (state_ == VmState::kPaused) {
+    lock.unlock();
+    done({});
+    return;
+  }
+  if (state_ != VmState::kRunning) {
+    lock.unlock();
+    done(make_error(ErrorCode::kState, "cannot suspend a VM that is not running"));
+    return;
+  }
+  pause_waiters_.push_back(std::move(done));
+  pause_requested_ = true;
+  lock.unlock();
   changed_.notify_all();
-  return {};
+  kick_all_vcpus();
+}
+
+void Vm::settle_pause(std::vector<PauseWaiter> waiters, const Result<void>& result) {
+  for (PauseWaiter& waiter : waiters) waiter(result);
 }
 
 Result<void> Vm::resume() {
-  std::lock_guard lock(mutex_);
-  if (state_ == VmState::kRunning) return {};
-  if (state_ != VmState::kPaused) {
-    return make_error(ErrorCode::kState, "cannot resume a VM that is not paused");
+  std::vector<PauseWaiter> cancelled;
+  {
+    std::lock_guard lock(mutex_);
+    if (state_ == VmState::kRunning) {
+      cancelled.swap(pause_waiters_);  // a pause still under way is called off
+    } else if (state_ != VmState::kPaused) {
+      return make_error(ErrorCode::kState, "cannot resume a VM that is not paused");
+    }
+    pause_requested_ = false;
+    state_ = VmState::kRunning;
+    ++resumes_;
   }
-  pause_requested_ = false;
-  state_ = VmState::kRunning;
   changed_.notify_all();
+  settle_pause(std::move(cancelled), make_error(ErrorCode::kState, "resumed before it was suspended"));
   return {};
 }
+
+Result<void> Vm::resize_disk(uint32_t index, uint64_t new_size) {
+  if (index >= disks_.size()) {
+    return make_error(ErrorCode::kInvalidArgument, "the VM has {} disk(s); there is no disk {}",
+                      disks_.size(), index);
+  }
+  return disks_[index]->resize(new_size);
+}
+
+control::Status Vm::status() const {
+  static constexpr const char* kStateNames[] = {"created", "running", "paused", "stopping", "stopped"};
+  control::Status status;
+  status.state = kStateNames[static_cast<size_t>(state())];
+  status.vcpus = vcpu_count();
+  status.memory_mib = config_.memory_mib;
+  const std::vector<DiskConfig> disks = config_.ordered_disks();
+  for (size_t i = 0; i < disks_.size() && i < disks.size(); ++i) {
+    status.disks.push_back({static_cast<uint32_t>(i), disks[i].path, disks_[i]->size(),
+                            disks_[i]->read_only()});
+  }
+  for (const SerialConfig& serial : config_.serials) {
+    status.devices.push_back(serial.hardware == SerialHardware::kUart
+                                 ? fmt::format("serial{} (8250 UART, ttyS{})", serial.number, serial.number - 1)
+                                 : fmt::format("console{} (virtio-console, hvc{})", serial.number,
+                                               serial.number - 1));
+  }
+  for (size_t i = 0; i < disks_.size(); ++i) {
+    status.devices.push_back(fmt::format("disk{} (virtio-blk, vd{})", i, static_cast<char>('a' + i)));
+  }
+  if (config_.rng) status.devices.push_back("rng (virtio-rng)");
+  if (control_server_) status.devices.push_back("control socket " + control_server_->path());
+  return status;
+}
+
+std::string Vm::control_socket_path() const { return control_server_ ? control_server_->path() : ""; }
 
 VmState Vm::state() const {
   std::lock_guard lock(mutex_);
@@ -181,6 +239,8 @@ void Vm::report_panic(const std::string& source) {
 }
 
 void Vm::request_exit(ExitReason reason, const std::string& message) {
+  std::vector<PauseWaiter> waiters;
+  bool never_started = false;
   {
     std::lock_guard lock(mutex_);
     if (exit_reason_ != ExitReason::kNone) return;
@@ -188,14 +248,24 @@ void Vm::request_exit(ExitReason reason, const std::string& message) {
     exit_message_ = message;
     stop_requested_ = true;
     if (state_ == VmState::kRunning || state_ == VmState::kPaused) state_ = VmState::kStopping;
+    never_started = state_ == VmState::kCreated;
+    if (never_started) state_ = VmState::kStopped;  // no thread to finish
+    waiters.swap(pause_waiters_);
   }
+  if (never_started) announce_stopped();
   changed_.notify_all();  // parked vCPUs and pause() wake up to leave
+  settle_pause(std::move(waiters), make_error(ErrorCode::kState, "the VM is stopping"));
   if (reason == ExitReason::kCrash || reason == ExitReason::kError) {
     logger_.error("{}", message);
   } else {
     logger_.info("{}", message);
   }
   kick_all_vcpus();
+}
+
+void Vm::announce_stopped() {
+  if (control_server_) control_server_->shutdown();  // the socket file goes with the VM
+  if (config_.on_stopped) config_.on_stopped();
 }
 
 void Vm::kick_all_vcpus() {
@@ -216,17 +286,15 @@ void Vm::join_threads() {
     if (threads_joined_) return;
     threads_joined_ = true;  // no kick from here on: every vCPU has left
   }
-  for (std::thread& thread : vcpu_threads_) {
-    if (thread.joinable()) thread.join();
-  }
+  for (Thread& thread : vcpu_threads_) thread.join();
   loop_.stop();
 }
 
 bool Vm::is_own_thread() const {
   if (loop_.on_loop_thread()) return true;
   std::lock_guard lock(threads_mutex_);
-  for (const std::thread& thread : vcpu_threads_) {
-    if (thread.get_id() == std::this_thread::get_id()) return true;
+  for (const Thread& thread : vcpu_threads_) {
+    if (thread.is_current()) return true;
   }
   return false;
 }

@@ -19,13 +19,15 @@
 #include <optional>
 #include <span>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "arch/x86_64/acpi/tables.h"
 #include "arch/x86_64/layout.h"
+#include "base/image_source.h"
 #include "base/log.h"
 #include "base/result.h"
+#include "base/thread.h"
+#include "control/server.h"
 #include "devices/bus.h"
 #include "devices/io_events.h"
 #include "devices/irq.h"
@@ -38,6 +40,7 @@
 #include "kvm/kvm.h"
 #include "memory/guest_memory.h"
 #include "vm/event_loop.h"
+#include "vm/host_output.h"
 #include "vm/exit_reason.h"
 #include "vm/irq_routing.h"
 #include "vm/serial_input.h"
@@ -61,7 +64,16 @@ class Vm final : public PowerEvents {
   Result<ExitReason> stop();
   // Takes every vCPU out of KVM_RUN and holds it; resume() lets them go.
   Result<void> pause();
+  // The same without waiting: `done` runs (on any thread, without locks
+  // held) once every vCPU is held, or with the reason it cannot be.
+  void request_pause(std::function<void(Result<void>)> done);
   Result<void> resume();
+  // Grows disk `index` (0 is vda) to `new_size` bytes; the guest is told.
+  Result<void> resize_disk(uint32_t index, uint64_t new_size);
+  // What the control socket's "status" reports.
+  control::Status status() const;
+  // The control socket's path ("" without one).
+  std::string control_socket_path() const;
 
   VmState state() const;
   ExitReason exit_reason() const;
@@ -75,7 +87,8 @@ class Vm final : public PowerEvents {
   void request_power_off(const std::string& source) override;
   void request_reset(const std::string& source) override;
   void report_panic(const std::string& source) override;
-  // Ends the VM with `reason` unless it is already ending.
+  // Ends the VM with `reason` unless it is already ending (a VM that never
+  // started is stopped at once). Returns without waiting.
   void request_exit(ExitReason reason, const std::string& message);
 
   const GuestMemory& memory() const { return memory_; }
@@ -106,7 +119,7 @@ class Vm final : public PowerEvents {
   Result<std::shared_ptr<HostInput>> attach_console(const SerialConfig& serial);
   Result<uint64_t> allocate_bar(uint64_t size);
   Result<std::shared_ptr<EventFdIrqLine>> create_irq_line(uint32_t gsi);
-  Result<void> load_guest(std::span<const uint8_t> kernel, std::span<const uint8_t> initrd);
+  Result<void> load_guest(const ImageSource& kernel, const ImageSource* initrd);
   acpi::MachineDescription describe_machine() const;
 
   // Running (vcpu_loop.cpp).
@@ -116,7 +129,15 @@ class Vm final : public PowerEvents {
   void park_vcpu();
   void vcpu_finished();
   void finish_on_loop();
+  // The VM has just become stopped: its control socket goes and the
+  // embedder is told. Called once, without mutex_ held.
+  void announce_stopped();
   void kick_all_vcpus();
+  Result<void> attach_control_socket();
+  Result<Serial::OutputSink> output_sink(const SerialConfig& config);
+  using PauseWaiter = std::function<void(Result<void>)>;
+  // Hands the pending pause waiters `result`; call without mutex_ held.
+  static void settle_pause(std::vector<PauseWaiter> waiters, const Result<void>& result);
   void join_threads();
 
   // The executor outlives everything that posts to it: declared first,
@@ -159,6 +180,26 @@ class Vm final : public PowerEvents {
   uint64_t next_bar_address_ = x86_64::kPciMmioStart;
 
   std::vector<std::unique_ptr<SerialInput>> serial_inputs_;
+  // Stdout and file outputs of ports and consoles, flushed when the VM stops.
+  std::vector<std::shared_ptr<HostOutput>> host_outputs_;
+
+  // The control socket talks to the VM through this narrow view.
+  class ControlView final : public control::ControlTarget {
+   public:
+    explicit ControlView(Vm& vm) : vm_(vm) {}
+    void stop() override { vm_.request_exit(ExitReason::kStopped, "stopped through the control socket"); }
+    void suspend(std::function<void(Result<void>)> done) override { vm_.request_pause(std::move(done)); }
+    Result<void> resume() override { return vm_.resume(); }
+    control::Status status() const override { return vm_.status(); }
+    Result<void> resize_disk(uint32_t index, uint64_t new_size) override {
+      return vm_.resize_disk(index, new_size);
+    }
+
+   private:
+    Vm& vm_;
+  };
+  ControlView control_view_{*this};
+  std::unique_ptr<control::ControlServer> control_server_;
 
   mutable std::mutex mutex_;
   std::condition_variable changed_;
@@ -169,11 +210,13 @@ class Vm final : public PowerEvents {
   std::atomic<bool> pause_requested_{false};
   size_t running_vcpus_ = 0;
   size_t parked_vcpus_ = 0;
+  std::vector<PauseWaiter> pause_waiters_;
+  uint64_t resumes_ = 0;  // under mutex_: a pause() under way sees a resume() it lost to
 
   mutable std::mutex threads_mutex_;  // guards kicking against joining
   std::mutex join_mutex_;             // serialises joining
   bool threads_joined_ = false;
-  std::vector<std::thread> vcpu_threads_;
+  std::vector<Thread> vcpu_threads_;
 };
 
 }  // namespace crosvm

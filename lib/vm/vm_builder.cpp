@@ -85,22 +85,6 @@ Result<void> validate(const VmConfig& config) {
   return {};
 }
 
-// Where a port's output goes: nowhere, stdout, a file or the embedder.
-Result<Serial::OutputSink> output_sink(const SerialConfig& config) {
-  switch (config.output) {
-    case SerialOutput::kSink: return Serial::OutputSink();
-    case SerialOutput::kStdout:
-      return Serial::OutputSink([](std::span<const uint8_t> bytes) { write_all(STDOUT_FILENO, bytes); });
-    case SerialOutput::kFile: {
-      auto file = std::make_shared<UniqueFd>(
-          CROSVM_TRY(open_file(config.path, O_WRONLY | O_CREAT | O_APPEND, "serial output file")));
-      return Serial::OutputSink([file](std::span<const uint8_t> bytes) { write_all(file->get(), bytes); });
-    }
-    case SerialOutput::kCallback: return Serial::OutputSink(config.callback);
-  }
-  return Serial::OutputSink();
-}
-
 Result<void> check_capabilities(const kvm::Kvm& kvm) {
   CROSVM_TRY(kvm.require_extension(KVM_CAP_USER_MEMORY, "user memory regions"));
   CROSVM_TRY(kvm.require_extension(KVM_CAP_IRQCHIP, "an in-kernel interrupt controller"));
@@ -114,24 +98,14 @@ Result<void> check_capabilities(const kvm::Kvm& kvm) {
   return {};
 }
 
-// A file's bytes, or the built-in demo guest's.
-struct KernelSource {
-  std::optional<MappedFile> file;
-  std::span<const uint8_t> bytes;
-};
-
-Result<KernelSource> open_kernel(const VmConfig& config) {
-  KernelSource source;
-  if (config.demo_kernel) {
-    source.bytes = demo_kernel_image();
-    return source;
-  }
-  source.file = CROSVM_TRY(MappedFile::open(config.kernel_path, "kernel"));
-  source.bytes = source.file->bytes();
-  if (auto format = x86_64::detect_kernel_format(source.bytes); !format) {
+// The kernel file, or the built-in demo guest.
+Result<ImageSource> open_kernel(const VmConfig& config) {
+  if (config.demo_kernel) return ImageSource(demo_kernel_image());
+  ImageSource kernel = CROSVM_TRY(ImageSource::open(config.kernel_path, "kernel"));
+  if (auto format = x86_64::detect_kernel_format(kernel); !format) {
     return make_error(ErrorCode::kKernel, "kernel '{}': {}", config.kernel_path, format.error().message);
   }
-  return source;
+  return kernel;
 }
 
 }  // namespace
@@ -139,14 +113,12 @@ Result<KernelSource> open_kernel(const VmConfig& config) {
 Result<std::unique_ptr<Vm>> Vm::create(VmConfig config) {
   CROSVM_TRY(validate(config));
   // Files first: a wrong path is the likeliest mistake and the cheapest check.
-  KernelSource kernel = CROSVM_TRY(open_kernel(config));
-  std::optional<MappedFile> initrd;
+  const ImageSource kernel = CROSVM_TRY(open_kernel(config));
+  std::optional<ImageSource> initrd;
   if (!config.initrd_path.empty()) {
-    auto file = MappedFile::open(config.initrd_path, "initrd");
+    auto file = ImageSource::open(config.initrd_path, "initrd");
     if (!file) return Error{ErrorCode::kInitrd, file.error().message};
-    if (file->bytes().empty()) {
-      return make_error(ErrorCode::kInitrd, "initrd '{}' is empty", config.initrd_path);
-    }
+    if (file->empty()) return make_error(ErrorCode::kInitrd, "initrd '{}' is empty", config.initrd_path);
     initrd = std::move(file).value();
   }
 
@@ -191,8 +163,20 @@ Result<std::unique_ptr<Vm>> Vm::create(VmConfig config) {
                                                std::move(layout), std::move(vcpus)}));
   CROSVM_TRY(vm->attach_legacy_devices());
   CROSVM_TRY(vm->attach_pci_devices());
-  CROSVM_TRY(vm->load_guest(kernel.bytes, initrd ? initrd->bytes() : std::span<const uint8_t>()));
+  CROSVM_TRY(vm->load_guest(kernel, initrd ? &*initrd : nullptr));
+  // After loading: the images stay in small pages (see advise_huge_pages).
+  if (vm->config_.hugepages) vm->memory_.advise_huge_pages();
+  // Last: a VM that failed to build leaves no socket behind.
+  CROSVM_TRY(vm->attach_control_socket());
   return vm;
+}
+
+Result<void> Vm::attach_control_socket() {
+  if (config_.control_socket.empty()) return {};
+  control_server_ = CROSVM_TRY(
+      control::ControlServer::bind(loop_.context(), config_.control_socket, control_view_, logger_));
+  logger_.info("control socket: {}", control_server_->path());
+  return {};
 }
 
 Result<std::shared_ptr<EventFdIrqLine>> Vm::create_irq_line(uint32_t gsi) {
@@ -237,6 +221,25 @@ acpi::MachineDescription Vm::describe_machine() const {
   machine.reset_value = ResetControl::kResetValue;
   machine.pvpanic_port = PvPanic::kPort;
   return machine;
+}
+
+// Where a port's output goes: nowhere, stdout or a file (both written in
+// batches by the event loop: HostOutput), or the embedder's callback.
+Result<Serial::OutputSink> Vm::output_sink(const SerialConfig& config) {
+  std::shared_ptr<HostOutput> output;
+  switch (config.output) {
+    case SerialOutput::kSink: return Serial::OutputSink();
+    case SerialOutput::kCallback: return Serial::OutputSink(config.callback);
+    case SerialOutput::kStdout: output = std::make_shared<HostOutput>(loop_, STDOUT_FILENO); break;
+    case SerialOutput::kFile: {
+      auto file = std::make_shared<UniqueFd>(
+          CROSVM_TRY(open_file(config.path, O_WRONLY | O_CREAT | O_APPEND, "serial output file")));
+      output = std::make_shared<HostOutput>(loop_, file->get(), file);
+      break;
+    }
+  }
+  host_outputs_.push_back(output);
+  return Serial::OutputSink([output](std::span<const uint8_t> bytes) { output->write(bytes); });
 }
 
 Result<void> Vm::attach_serial(const SerialConfig& config) {
@@ -320,7 +323,7 @@ Result<uint64_t> Vm::allocate_bar(uint64_t size) {
   return address;
 }
 
-Result<void> Vm::load_guest(std::span<const uint8_t> kernel_image, std::span<const uint8_t> initrd_image) {
+Result<void> Vm::load_guest(const ImageSource& kernel_image, const ImageSource* initrd_image) {
   auto loaded = x86_64::load_kernel(memory_, layout_.low_ram_end, kernel_image);
   if (!loaded) {
     const std::string what = config_.demo_kernel ? "the demo guest" : fmt::format("kernel '{}'", config_.kernel_path);
@@ -333,10 +336,12 @@ Result<void> Vm::load_guest(std::span<const uint8_t> kernel_image, std::span<con
   boot.layout = &layout_;
   const std::string cmdline = config_.kernel_cmdline();
   boot.cmdline = cmdline;
-  if (!initrd_image.empty()) {
-    const uint64_t address = CROSVM_TRY(x86_64::place_initrd(kernel, layout_.low_ram_end, initrd_image.size()));
-    CROSVM_TRY(memory_.write(address, initrd_image));
-    boot.initrd = x86_64::InitrdLocation{address, initrd_image.size()};
+  if (initrd_image != nullptr) {
+    const uint64_t size = initrd_image->size();
+    const uint64_t address = CROSVM_TRY(x86_64::place_initrd(kernel, layout_.low_ram_end, size));
+    auto target = CROSVM_TRY(memory_.slice(address, size));
+    if (auto read = initrd_image->read(0, target); !read) return Error{ErrorCode::kInitrd, read.error().message};
+    boot.initrd = x86_64::InitrdLocation{address, size};
   }
   const acpi::AcpiTables tables = CROSVM_TRY(
       acpi::build_tables(describe_machine(), x86_64::kAcpiTablesAddress, x86_64::kHighMemoryStart));

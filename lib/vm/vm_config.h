@@ -47,8 +47,15 @@ struct VmConfig {
   std::vector<SerialConfig> serials;
   std::vector<DiskConfig> disks;  // in the order given; see ordered_disks()
   bool rng = false;               // a virtio-rng fed by the host's getrandom()
+  bool hugepages = true;          // transparent huge pages behind guest RAM
   std::string kvm_path = "/dev/kvm";
+  // A control socket (crosvm's -s): a path, or a directory for
+  // crosvm-PID.sock in it; empty for none.
+  std::string control_socket;
   Logger logger;
+  // Called once when the VM has stopped, on the thread that saw it stop
+  // (the event loop, or the caller of stop() before start()).
+  std::function<void()> on_stopped;
 
   // The command line the guest gets: defaults, the root disk, consoles, then
   // params (so a parameter given later overrides).

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <future>
 #include <thread>
 #include <vector>
 
@@ -106,6 +107,25 @@ TEST_CASE("a running VM can be paused, resumed and stopped", "[guest][lifecycle]
   CHECK(crosvm_vm_stop(vm.handle()) == CROSVM_OK);
   CHECK(crosvm_vm_exit_reason(vm.handle()) == CROSVM_EXIT_STOPPED);
   CHECK(crosvm_vm_pause(vm.handle()) == CROSVM_ERROR_STATE);
+}
+
+TEST_CASE("a wait with an enormous timeout waits, rather than timing out at once", "[guest][lifecycle]") {
+  GuestVm vm("serial_echo");
+  vm.start();
+  REQUIRE(vm.wait_for_output("ready\n"));
+  auto waited = std::async(std::launch::async, [&] {
+    crosvm_exit_reason reason = CROSVM_EXIT_NONE;
+    const int result = crosvm_vm_wait(&reason, vm.handle(), INT64_MAX);
+    return std::make_pair(result, reason);
+  });
+  // Not done while the guest still waits for its line (a clock overflow
+  // used to make this a CROSVM_ERROR_TIMEOUT at once).
+  CHECK(waited.wait_for(200ms) == std::future_status::timeout);
+  vm.send("bye\n");
+  REQUIRE(waited.wait_for(60s) == std::future_status::ready);
+  const auto [result, reason] = waited.get();
+  CHECK(result == CROSVM_OK);
+  CHECK(reason == CROSVM_EXIT_POWEROFF);
 }
 
 TEST_CASE("a VM can be destroyed while its guest runs", "[guest][lifecycle]") {

@@ -119,6 +119,13 @@ TEST_CASE("disk options are checked", "[capi]") {
   CHECK(crosvm_config_set_rng(nullptr, 1) == CROSVM_ERROR_INVALID_ARGUMENT);
 }
 
+TEST_CASE("huge pages can be turned off and on, on a config that exists", "[capi]") {
+  Config config;
+  CHECK(crosvm_config_set_hugepages(config.handle, 0) == CROSVM_OK);
+  CHECK(crosvm_config_set_hugepages(config.handle, 1) == CROSVM_OK);
+  CHECK(crosvm_config_set_hugepages(nullptr, 1) == CROSVM_ERROR_INVALID_ARGUMENT);
+}
+
 TEST_CASE("a VM with two root disks or a long disk id is refused", "[capi]") {
   Config config;
   REQUIRE(crosvm_config_set_demo_kernel(config.handle) == CROSVM_OK);
@@ -140,4 +147,35 @@ TEST_CASE("a VM with two root disks or a long disk id is refused", "[capi]") {
   CHECK(crosvm_vm_create(&vm, roots.handle) == CROSVM_ERROR_INVALID_ARGUMENT);
   CHECK(last_message() == "only one disk can be the root");
   CHECK(vm == nullptr);
+}
+
+TEST_CASE("callback and control socket options are checked", "[capi]") {
+  Config config;
+  CHECK(crosvm_config_set_callback_mode(config.handle, 7) == CROSVM_ERROR_INVALID_ARGUMENT);
+  CHECK(last_message() == "unknown callback mode 7");
+  CHECK(crosvm_config_set_callback_mode(config.handle, CROSVM_CALLBACKS_ON_DISPATCH) == CROSVM_OK);
+  CHECK(crosvm_config_set_exit_callback(config.handle, nullptr, nullptr) == CROSVM_OK);
+  CHECK(crosvm_config_set_control_socket(config.handle, nullptr) == CROSVM_OK);
+  CHECK(crosvm_config_set_control_socket(nullptr, "/tmp/x") == CROSVM_ERROR_INVALID_ARGUMENT);
+  int fd = -1;
+  CHECK(crosvm_vm_event_fd(&fd, nullptr) == CROSVM_ERROR_INVALID_ARGUMENT);
+  CHECK(crosvm_vm_dispatch(nullptr, nullptr) == CROSVM_ERROR_INVALID_ARGUMENT);
+  CHECK(crosvm_vm_request_stop(nullptr) == CROSVM_ERROR_INVALID_ARGUMENT);
+  CHECK(crosvm_vm_get_state(nullptr) == CROSVM_STATE_STOPPED);
+  CHECK(std::string(crosvm_vm_control_socket_path(nullptr)).empty());
+}
+
+TEST_CASE("a control request is checked before anything is sent", "[capi]") {
+  char* response = reinterpret_cast<char*>(1);
+  CHECK(crosvm_control_request(&response, "/nonexistent/vm.sock", "{\"request\":\"halt\"}", 1000) ==
+        CROSVM_ERROR_PROTOCOL);
+  CHECK(response == nullptr);
+  CHECK(last_message().find("unknown request \"halt\"") == 0);
+  CHECK(crosvm_control_request(&response, "/nonexistent/vm.sock", "not json", 1000) == CROSVM_ERROR_PROTOCOL);
+  CHECK(crosvm_control_request(&response, "/nonexistent/vm.sock", "{\"request\":\"stop\"}", 1000) ==
+        CROSVM_ERROR_IO);
+  CHECK(last_message().find("cannot connect to the control socket /nonexistent/vm.sock") == 0);
+  CHECK(response == nullptr);
+  CHECK(crosvm_control_request(nullptr, "/x", "{}", 0) == CROSVM_ERROR_INVALID_ARGUMENT);
+  crosvm_string_free(nullptr);
 }

@@ -1,0 +1,374 @@
+#include "control/server.h"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <array>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+#include <set>
+
+#include "base/unique_fd.h"
+#include "control/socket_address.h"
+
+namespace crosvm::control {
+namespace {
+
+using boost::asio::local::stream_protocol;
+using boost::system::error_code;
+
+// Whether a process accepts connections on the socket at `address`. The
+// probe does not block (a live VMM whose backlog is full, or one built but
+// not started, answers EAGAIN) and only a refused connection means that
+// nobody listens: EACCES and the like say nothing, and such a socket is
+// left alone.
+Result<bool> someone_listens(const sockaddr_un& address, const std::string& path) {
+  UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!probe) return make_errno_error(ErrorCode::kIo, errno, "control socket {}", path);
+  if (::connect(probe.get(), reinterpret_cast<const sockaddr*>(&address), sizeof(address)) == 0) return true;
+  switch (errno) {
+    case EAGAIN:
+    case EINPROGRESS: return true;
+    case ECONNREFUSED:
+    case ENOENT: return false;
+    default:
+      return make_errno_error(ErrorCode::kIo, errno,
+                              "control socket {} exists and cannot be probed, so it is left alone", path);
+  }
+}
+
+constexpr const char* kInUse = "is in use by a running process";
+
+// Makes room for a new socket at `path`: nothing there, or a dead VMM's
+// socket (removed). Anything else is refused.
+Result<void> clear_stale_socket(const std::string& path, const sockaddr_un& address) {
+  struct stat info {};
+  if (::lstat(path.c_str(), &info) != 0) {
+    if (errno == ENOENT) return {};
+    return make_errno_error(ErrorCode::kIo, errno, "control socket {}", path);
+  }
+  if (!S_ISSOCK(info.st_mode)) {
+    return make_error(ErrorCode::kIo, "control socket {}: the path exists and is not a socket", path);
+  }
+  if (CROSVM_TRY(someone_listens(address, path))) {
+    return make_error(ErrorCode::kIo, "control socket {} {}", path, kInUse);
+  }
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+    return make_errno_error(ErrorCode::kIo, errno, "cannot remove the stale control socket {}", path);
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<std::string> resolve_socket_path(const std::string& path, unsigned sequence) {
+  struct stat info {};
+  if (!path.empty() && ::stat(path.c_str(), &info) == 0 && S_ISDIR(info.st_mode)) {
+    std::string base = path;
+    while (base.size() > 1 && base.back() == '/') base.pop_back();
+    const std::string suffix = sequence <= 1 ? "" : fmt::format("-{}", sequence);
+    return fmt::format("{}{}crosvm-{}{}.sock", base, base == "/" ? "" : "/", ::getpid(), suffix);
+  }
+  if (path.empty()) return make_error(ErrorCode::kInvalidArgument, "the control socket path is empty");
+  return path;
+}
+
+bool names_a_directory(const std::string& path) {
+  struct stat info {};
+  return !path.empty() && ::stat(path.c_str(), &info) == 0 && S_ISDIR(info.st_mode);
+}
+
+struct Connection;
+
+struct ControlServer::State : std::enable_shared_from_this<ControlServer::State> {
+  State(boost::asio::io_context& context, ControlTarget& target, const Logger& logger,
+        ServerLimits limits)
+      : context(context), acceptor(context), retry(context), target(target), logger(logger), limits(limits) {}
+
+  void accept_next();
+  void remove(const std::shared_ptr<Connection>& connection) { connections.erase(connection); }
+
+  boost::asio::io_context& context;
+  stream_protocol::acceptor acceptor;
+  boost::asio::steady_timer retry;  // after a failed accept
+  ControlTarget& target;
+  Logger logger;
+  ServerLimits limits;
+  std::string path;
+  ino_t socket_inode = 0;
+  dev_t socket_device = 0;
+  bool stopped = false;
+  std::set<std::shared_ptr<Connection>> connections;
+};
+
+// One client. Requests are served one at a time, in order: the next line is
+// read only after the previous response has been written.
+struct Connection : std::enable_shared_from_this<Connection> {
+  Connection(stream_protocol::socket socket, std::weak_ptr<ControlServer::State> server)
+      : socket(std::move(socket)), idle(this->socket.get_executor()), server(std::move(server)) {}
+
+  void start() {
+    arm_idle_timer();
+    next();
+  }
+
+  void close() {
+    if (closed) return;
+    closed = true;
+    error_code ignored;
+    socket.shutdown(stream_protocol::socket::shutdown_both, ignored);
+    socket.close(ignored);
+    idle.cancel();
+    if (auto owner = server.lock()) owner->remove(shared_from_this());
+  }
+
+  // Serves the next whole line, or reads more.
+  void next() {
+    if (closed) return;
+    const size_t newline = pending.find('\n');
+    if (newline == std::string::npos) {
+      if (pending.size() > kMaxMessageBytes) {
+        reply(Response::failure(make_error(ErrorCode::kProtocol,
+                                           "a message longer than {} bytes; closing the connection",
+                                           kMaxMessageBytes)),
+              [self = shared_from_this()] { self->close(); });
+        return;
+      }
+      read_more();
+      return;
+    }
+    std::string line = pending.substr(0, newline);
+    pending.erase(0, newline + 1);
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.find_first_not_of(" \t") == std::string::npos) {
+      next();  // blank lines are allowed between requests
+      return;
+    }
+    idle.cancel();
+    ++idle_generation;
+    serve(line);
+  }
+
+  void read_more() {
+    socket.async_read_some(boost::asio::buffer(buffer),
+                           [self = shared_from_this()](const error_code& error, size_t length) {
+                             if (self->timed_out) return;  // the timeout's reply closes
+                             if (error || self->closed) {
+                               self->close();  // the client left (or we are shutting down)
+                               return;
+                             }
+                             self->pending.append(self->buffer.data(), length);
+                             self->next();
+                           });
+  }
+
+  void serve(const std::string& line) {
+    auto owner = server.lock();
+    if (!owner) return close();
+    auto parsed = parse_request(line);
+    if (!parsed) {
+      owner->logger.debug("control socket: bad request: {}", parsed.error().message);
+      reply(Response::failure(parsed.error()), {});
+      return;
+    }
+    const Request request = *parsed;
+    ControlTarget& target = owner->target;
+    switch (request.kind) {
+      case RequestKind::kStop:
+        owner->logger.info("control socket: stop requested");
+        // Stop once the answer is out: the socket goes away with the VM.
+        reply(Response::success(request.id), [&target] { target.stop(); });
+        return;
+      case RequestKind::kSuspend: {
+        owner->logger.info("control socket: suspend requested");
+        std::weak_ptr<Connection> weak = shared_from_this();
+        boost::asio::io_context& context = owner->context;
+        target.suspend([weak, &context, id = request.id](Result<void> result) {
+          boost::asio::post(context, [weak, id, result = std::move(result)] {
+            if (auto self = weak.lock()) {
+              self->reply(result ? Response::success(id) : Response::failure(result.error(), id), {});
+            }
+          });
+        });
+        return;
+      }
+      case RequestKind::kResume: {
+        owner->logger.info("control socket: resume requested");
+        auto result = target.resume();
+        reply(result ? Response::success(request.id) : Response::failure(result.error(), request.id), {});
+        return;
+      }
+      case RequestKind::kStatus: {
+        Response response = Response::success(request.id);
+        response.status = target.status();
+        reply(response, {});
+        return;
+      }
+      case RequestKind::kDiskResize: {
+        owner->logger.info("control socket: resize disk {} to {} bytes", request.disk, request.size);
+        auto result = target.resize_disk(request.disk, request.size);
+        if (!result) owner->logger.warn("control socket: {}", result.error().message);
+        reply(result ? Response::success(request.id) : Response::failure(result.error(), request.id), {});
+        return;
+      }
+    }
+  }
+
+  // Writes `response`; then runs `after` if given, else serves the next line.
+  void reply(const Response& response, std::function<void()> after) {
+    if (closed) return;
+    outgoing = serialize(response);
+    outgoing.push_back('\n');
+    boost::asio::async_write(
+        socket, boost::asio::buffer(outgoing),
+        [self = shared_from_this(), after = std::move(after)](const error_code& error, size_t) {
+          // Runs even when the client has gone: a stop it asked for still happens.
+          if (after) after();
+          if (error || self->closed) return self->close();
+          self->arm_idle_timer();
+          self->next();
+        });
+  }
+
+  void arm_idle_timer() {
+    auto owner = server.lock();
+    if (!owner || closed) return;
+    const uint64_t generation = ++idle_generation;
+    const auto timeout = owner->limits.idle_timeout;
+    idle.expires_after(timeout);
+    idle.async_wait([self = shared_from_this(), generation, timeout](const error_code& error) {
+      if (error || self->closed || generation != self->idle_generation) return;
+      self->timed_out = true;  // a read still pending is ignored from here
+      self->reply(Response::failure(make_error(ErrorCode::kTimeout,
+                                               "no complete request for {} ms; closing the connection",
+                                               timeout.count())),
+                  [self] { self->close(); });
+    });
+  }
+
+  stream_protocol::socket socket;
+  boost::asio::steady_timer idle;
+  std::weak_ptr<ControlServer::State> server;
+  std::array<char, 4096> buffer{};
+  std::string pending;
+  std::string outgoing;
+  uint64_t idle_generation = 0;
+  bool closed = false;
+  bool timed_out = false;
+};
+
+void ControlServer::State::accept_next() {
+  if (stopped) return;
+  acceptor.async_accept([self = shared_from_this()](const error_code& error, stream_protocol::socket socket) {
+    if (self->stopped) return;
+    if (error) {
+      if (error == boost::asio::error::operation_aborted) return;
+      // Out of fds, say: wait a little rather than spin on the error.
+      self->logger.warn("control socket: accept failed: {}", error.message());
+      self->retry.expires_after(std::chrono::milliseconds(100));
+      self->retry.async_wait([self](const error_code& waited) {
+        if (!waited) self->accept_next();
+      });
+      return;
+    }
+    if (self->connections.size() >= self->limits.max_clients) {
+      // Told why, then dropped; the clients already connected go on.
+      auto rejected = std::make_shared<Connection>(std::move(socket), std::weak_ptr<State>{});
+      rejected->reply(Response::failure(make_error(ErrorCode::kState,
+                                                   "too many clients ({} at once); try again later",
+                                                   self->limits.max_clients)),
+                      [rejected] { rejected->close(); });
+    } else {
+      auto connection = std::make_shared<Connection>(std::move(socket), self);
+      self->connections.insert(connection);
+      connection->start();
+    }
+    self->accept_next();
+  });
+}
+
+ControlServer::ControlServer(std::shared_ptr<State> state) : state_(std::move(state)) {}
+
+ControlServer::~ControlServer() { shutdown(); }
+
+Result<std::unique_ptr<ControlServer>> ControlServer::bind(boost::asio::io_context& context,
+                                                           const std::string& requested_path,
+                                                           ControlTarget& target, const Logger& logger,
+                                                           ServerLimits limits) {
+  // In a directory, a second VM of this process takes crosvm-PID-2.sock, and
+  // so on: a live crosvm-PID.sock there can only be this process's own.
+  const unsigned names = names_a_directory(requested_path) ? kMaxVmsPerDirectory : 1;
+  std::string path;
+  sockaddr_un address{};
+  for (unsigned sequence = 1;; ++sequence) {
+    path = CROSVM_TRY(resolve_socket_path(requested_path, sequence));
+    address = CROSVM_TRY(socket_address(path));
+    auto cleared = clear_stale_socket(path, address);
+    if (cleared) break;
+    if (sequence == names || cleared.error().message.find(kInUse) == std::string::npos) {
+      return cleared.error();
+    }
+  }
+
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!fd) return make_errno_error(ErrorCode::kIo, errno, "control socket");
+  if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof(address)) != 0) {
+    return make_errno_error(ErrorCode::kIo, errno, "cannot bind the control socket {}", path);
+  }
+  // Nobody can connect before listen(): the mode is set in time.
+  struct stat info {};
+  if (::chmod(path.c_str(), 0600) != 0 || ::stat(path.c_str(), &info) != 0) {
+    const int saved = errno;
+    ::unlink(path.c_str());
+    return make_errno_error(ErrorCode::kIo, saved, "control socket {}", path);
+  }
+  if (::listen(fd.get(), 16) != 0) {
+    const int saved = errno;
+    ::unlink(path.c_str());
+    return make_errno_error(ErrorCode::kIo, saved, "cannot listen on the control socket {}", path);
+  }
+
+  auto state = std::make_shared<State>(context, target, logger, limits);
+  state->path = path;
+  state->socket_inode = info.st_ino;
+  state->socket_device = info.st_dev;
+  error_code error;
+  state->acceptor.assign(stream_protocol(), fd.get(), error);
+  if (error) {
+    ::unlink(path.c_str());
+    return make_error(ErrorCode::kIo, "control socket {}: {}", path, error.message());
+  }
+  fd.release();
+  return std::unique_ptr<ControlServer>(new ControlServer(std::move(state)));
+}
+
+const std::string& ControlServer::path() const { return state_->path; }
+
+void ControlServer::start() {
+  boost::asio::post(state_->context, [state = state_] { state->accept_next(); });
+}
+
+void ControlServer::shutdown() {
+  State& state = *state_;
+  if (state.stopped) return;
+  state.stopped = true;
+  error_code ignored;
+  state.acceptor.close(ignored);
+  state.retry.cancel();
+  auto connections = state.connections;  // close() edits the set
+  for (const auto& connection : connections) connection->close();
+  state.connections.clear();
+  // Only our own socket: another VMM may have replaced the file since.
+  struct stat info {};
+  if (::lstat(state.path.c_str(), &info) == 0 && info.st_ino == state.socket_inode &&
+      info.st_dev == state.socket_device) {
+    ::unlink(state.path.c_str());
+  }
+}
+
+}  // namespace crosvm::control

@@ -1,0 +1,274 @@
+// The VM's lifecycle and its control socket, driven through the C ABI with
+// a guest that ticks forever: pause stops its progress, resume continues it,
+// stop ends it; callbacks delivered on the embedder's own thread.
+#include <catch2/catch.hpp>
+#include <crosvm/crosvm.h>
+#include <poll.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <future>
+#include <string>
+#include <thread>
+
+#include "guest_vm.h"
+#include "temp_dir.h"
+#include "temp_file.h"
+
+using namespace guest_tests;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr int64_t kHangGuardMs = 60000;  // a hang guard, never a timing check
+
+std::string control(const std::string& socket, const std::string& request, int expected = CROSVM_OK) {
+  char* response = nullptr;
+  const int result = crosvm_control_request(&response, socket.c_str(), request.c_str(), kHangGuardMs);
+  INFO(request << " -> " << crosvm_error_message());
+  CHECK(result == expected);
+  std::string text = response != nullptr ? response : "";
+  crosvm_string_free(response);
+  return text;
+}
+
+// Waits (within the hang guard) until the guest has printed `more` ticks
+// beyond what it had: it makes progress.
+bool ticks_on(GuestVm& vm, int more = 2) {
+  const size_t now = vm.output().size();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kHangGuardMs);
+  while (std::chrono::steady_clock::now() < deadline) {
+    const std::string output = vm.output();
+    int seen = 0;
+    for (size_t at = output.find("tick", now); at != std::string::npos; at = output.find("tick", at + 1)) ++seen;
+    if (seen >= more) return true;
+    std::this_thread::sleep_for(10ms);
+  }
+  return false;
+}
+
+// True when the guest prints nothing for a while (it is held).
+bool stays_silent(GuestVm& vm) {
+  const std::string before = vm.output();
+  std::this_thread::sleep_for(300ms);
+  return vm.output() == before;
+}
+
+}  // namespace
+
+TEST_CASE("pause stops the guest's progress and resume continues it", "[guest][lifecycle]") {
+  GuestVm vm("ticker");
+  CHECK(crosvm_vm_get_state(vm.handle()) == CROSVM_STATE_CREATED);
+  vm.start();
+  REQUIRE(ticks_on(vm));
+  CHECK(crosvm_vm_get_state(vm.handle()) == CROSVM_STATE_RUNNING);
+
+  REQUIRE(crosvm_vm_pause(vm.handle()) == CROSVM_OK);
+  CHECK(crosvm_vm_get_state(vm.handle()) == CROSVM_STATE_PAUSED);
+  CHECK(stays_silent(vm));
+  CHECK(crosvm_vm_pause(vm.handle()) == CROSVM_OK);  // already paused: nothing to do
+
+  REQUIRE(crosvm_vm_resume(vm.handle()) == CROSVM_OK);
+  CHECK(crosvm_vm_get_state(vm.handle()) == CROSVM_STATE_RUNNING);
+  CHECK(ticks_on(vm));
+
+  // A stop returns (within the hang guard) with every thread joined.
+  auto stopped = std::async(std::launch::async, [&] { return crosvm_vm_stop(vm.handle()); });
+  REQUIRE(stopped.wait_for(std::chrono::milliseconds(kHangGuardMs)) == std::future_status::ready);
+  CHECK(stopped.get() == CROSVM_OK);
+  CHECK(crosvm_vm_get_state(vm.handle()) == CROSVM_STATE_STOPPED);
+  CHECK(crosvm_vm_exit_reason(vm.handle()) == CROSVM_EXIT_STOPPED);
+  CHECK(crosvm_vm_resume(vm.handle()) == CROSVM_ERROR_STATE);
+}
+
+TEST_CASE("a pause that a resume overtakes returns instead of waiting for good", "[guest][lifecycle]") {
+  GuestVm vm("ticker", 64, 2);
+  vm.start();
+  REQUIRE(ticks_on(vm));
+  for (int round = 0; round < 200; ++round) {
+    auto paused = std::async(std::launch::async, [&] { return crosvm_vm_pause(vm.handle()); });
+    (void)crosvm_vm_resume(vm.handle());  // before, during or after the pause
+    REQUIRE(paused.wait_for(std::chrono::milliseconds(kHangGuardMs)) == std::future_status::ready);
+    const int result = paused.get();
+    INFO("round " << round << ": " << crosvm_error_message());
+    CHECK((result == CROSVM_OK || result == CROSVM_ERROR_STATE));
+    if (crosvm_vm_get_state(vm.handle()) == CROSVM_STATE_PAUSED) {
+      REQUIRE(crosvm_vm_resume(vm.handle()) == CROSVM_OK);
+    }
+  }
+  CHECK(crosvm_vm_get_state(vm.handle()) == CROSVM_STATE_RUNNING);
+  CHECK(ticks_on(vm));
+}
+
+TEST_CASE("a paused VM can be stopped and destroyed", "[guest][lifecycle]") {
+  GuestVm vm("ticker", 64, 2);
+  vm.start();
+  REQUIRE(ticks_on(vm));
+  REQUIRE(crosvm_vm_pause(vm.handle()) == CROSVM_OK);
+  CHECK(crosvm_vm_stop(vm.handle()) == CROSVM_OK);
+  CHECK(crosvm_vm_exit_reason(vm.handle()) == CROSVM_EXIT_STOPPED);
+}
+
+TEST_CASE("the control socket suspends, resumes, reports and stops a VM", "[guest][control]") {
+  TempDir directory("lifecycle");
+  GuestVm vm("ticker", 64, 1, [&](crosvm_config* config) {
+    REQUIRE(crosvm_config_set_control_socket(config, directory.path().c_str()) == CROSVM_OK);
+  });
+  const std::string socket = crosvm_vm_control_socket_path(vm.handle());
+  CHECK(socket == directory.file("crosvm-" + std::to_string(::getpid()) + ".sock"));
+  struct stat info {};
+  REQUIRE(::stat(socket.c_str(), &info) == 0);
+  CHECK((info.st_mode & 0777) == 0600);
+
+  vm.start();
+  REQUIRE(ticks_on(vm));
+  const std::string status = control(socket, R"({"request":"status"})");
+  CHECK(status.find(R"("state":"running")") != std::string::npos);
+  CHECK(status.find(R"("vcpus":1)") != std::string::npos);
+  CHECK(status.find(R"("memory_mib":64)") != std::string::npos);
+  CHECK(status.find("serial1 (8250 UART, ttyS0)") != std::string::npos);
+
+  control(socket, R"({"request":"suspend"})");
+  CHECK(crosvm_vm_get_state(vm.handle()) == CROSVM_STATE_PAUSED);
+  CHECK(stays_silent(vm));
+  CHECK(control(socket, R"({"request":"status"})").find(R"("state":"paused")") != std::string::npos);
+  control(socket, R"({"request":"resume"})");
+  CHECK(ticks_on(vm));
+  control(socket, R"({"request":"resume"})");  // running already: fine
+
+  control(socket, R"({"request":"stop"})");
+  CHECK(vm.wait_for_exit() == CROSVM_EXIT_STOPPED);
+  CHECK(::access(socket.c_str(), F_OK) != 0);  // removed with the VM
+}
+
+TEST_CASE("a second VM cannot take a live VM's control socket", "[guest][control]") {
+  TempDir directory("lifecycle");
+  const std::string socket = directory.file("vm.sock");
+  GuestVm first("ticker", 64, 1, [&](crosvm_config* config) {
+    REQUIRE(crosvm_config_set_control_socket(config, socket.c_str()) == CROSVM_OK);
+  });
+  crosvm_config* config = nullptr;
+  REQUIRE(crosvm_config_create(&config) == CROSVM_OK);
+  REQUIRE(crosvm_config_set_kernel(config, program_path("ticker").c_str()) == CROSVM_OK);
+  REQUIRE(crosvm_config_set_memory_mib(config, 64) == CROSVM_OK);
+  REQUIRE(crosvm_config_set_log(config, CROSVM_LOG_ERROR, nullptr, nullptr) == CROSVM_OK);
+  REQUIRE(crosvm_config_set_control_socket(config, socket.c_str()) == CROSVM_OK);
+  crosvm_vm* second = nullptr;
+  CHECK(crosvm_vm_create(&second, config) == CROSVM_ERROR_IO);
+  CHECK(std::string(crosvm_error_message()).find("in use by a running process") != std::string::npos);
+  CHECK(second == nullptr);
+  crosvm_config_destroy(config);
+  CHECK(::access(socket.c_str(), F_OK) == 0);  // the first VM's socket is untouched
+}
+
+TEST_CASE("disks grow through the control socket; read-only ones and shrinking are refused",
+          "[guest][control]") {
+  TempDir directory("lifecycle");
+  const std::vector<uint8_t> image(1 << 20, 0);
+  TempFile writable("resize-rw", image);
+  TempFile read_only("resize-ro", image);
+  const std::string socket = directory.file("vm.sock");
+  GuestVm vm("ticker", 64, 1, [&](crosvm_config* config) {
+    REQUIRE(crosvm_config_set_control_socket(config, socket.c_str()) == CROSVM_OK);
+    crosvm_disk_options disk = CROSVM_DISK_OPTIONS_INIT;
+    disk.path = writable.path().c_str();
+    REQUIRE(crosvm_config_add_disk(config, &disk) == CROSVM_OK);
+    disk.path = read_only.path().c_str();
+    disk.flags = CROSVM_DISK_READ_ONLY;
+    REQUIRE(crosvm_config_add_disk(config, &disk) == CROSVM_OK);
+  });
+  vm.start();
+  REQUIRE(ticks_on(vm));
+
+  control(socket, R"({"request":"disk_resize","disk":0,"size":4194304})");
+  struct stat info {};
+  REQUIRE(::stat(writable.path().c_str(), &info) == 0);
+  CHECK(info.st_size == 4194304);
+  CHECK(control(socket, R"({"request":"status"})").find(R"("size":4194304)") != std::string::npos);
+
+  CHECK(control(socket, R"({"request":"disk_resize","disk":0,"size":1048576})", CROSVM_ERROR_INVALID_ARGUMENT)
+            .find("shrinking it") != std::string::npos);
+  CHECK(control(socket, R"({"request":"disk_resize","disk":1,"size":4194304})", CROSVM_ERROR_INVALID_ARGUMENT)
+            .find("read-only") != std::string::npos);
+  control(socket, R"({"request":"disk_resize","disk":2,"size":4194304})", CROSVM_ERROR_INVALID_ARGUMENT);
+  REQUIRE(::stat(read_only.path().c_str(), &info) == 0);
+  CHECK(info.st_size == 1 << 20);
+  CHECK(ticks_on(vm));  // the guest is undisturbed
+}
+
+namespace {
+
+struct DispatchedEvents {
+  std::string output;
+  crosvm_exit_reason reason = CROSVM_EXIT_NONE;
+  std::thread::id exit_thread;
+  crosvm_vm* destroy_on_exit = nullptr;
+};
+
+void on_dispatched_output(const uint8_t* data, size_t length, void* userdata) {
+  static_cast<DispatchedEvents*>(userdata)->output.append(reinterpret_cast<const char*>(data), length);
+}
+
+void on_dispatched_exit(crosvm_exit_reason reason, void* userdata) {
+  auto* events = static_cast<DispatchedEvents*>(userdata);
+  events->reason = reason;
+  events->exit_thread = std::this_thread::get_id();
+  // Allowed from a dispatched callback: freed once this returns.
+  if (events->destroy_on_exit != nullptr) crosvm_vm_destroy(events->destroy_on_exit);
+}
+
+}  // namespace
+
+TEST_CASE("an embedder's loop gets callbacks on its own thread through the event fd",
+          "[guest][lifecycle]") {
+  DispatchedEvents events;
+  crosvm_config* config = nullptr;
+  REQUIRE(crosvm_config_create(&config) == CROSVM_OK);
+  REQUIRE(crosvm_config_set_kernel(config, program_path("ticker").c_str()) == CROSVM_OK);
+  REQUIRE(crosvm_config_set_memory_mib(config, 64) == CROSVM_OK);
+  crosvm_serial_options serial = CROSVM_SERIAL_OPTIONS_INIT;
+  serial.type = CROSVM_SERIAL_CALLBACK;
+  serial.callback = &on_dispatched_output;
+  serial.userdata = &events;
+  REQUIRE(crosvm_config_add_serial(config, &serial) == CROSVM_OK);
+  REQUIRE(crosvm_config_set_callback_mode(config, CROSVM_CALLBACKS_ON_DISPATCH) == CROSVM_OK);
+  REQUIRE(crosvm_config_set_exit_callback(config, &on_dispatched_exit, &events) == CROSVM_OK);
+  crosvm_vm* vm = nullptr;
+  REQUIRE(crosvm_vm_create(&vm, config) == CROSVM_OK);
+  crosvm_config_destroy(config);
+  events.destroy_on_exit = vm;
+  int fd = -1;
+  REQUIRE(crosvm_vm_event_fd(&fd, vm) == CROSVM_OK);
+  REQUIRE(crosvm_vm_start(vm) == CROSVM_OK);
+
+  // The embedder's loop: poll the fd, dispatch; stop after a few ticks.
+  bool stop_requested = false;
+  for (int rounds = 0; events.reason == CROSVM_EXIT_NONE && rounds < 100000; ++rounds) {
+    pollfd entry{fd, POLLIN, 0};
+    REQUIRE(::poll(&entry, 1, static_cast<int>(kHangGuardMs)) == 1);
+    size_t ran = 0;
+    REQUIRE(crosvm_vm_dispatch(&ran, vm) == CROSVM_OK);
+    if (!stop_requested && events.output.find("tick 3\n") != std::string::npos) {
+      REQUIRE(crosvm_vm_request_stop(vm) == CROSVM_OK);  // returns at once
+      stop_requested = true;
+    }
+  }
+  CHECK(stop_requested);
+  CHECK(events.reason == CROSVM_EXIT_STOPPED);
+  CHECK(events.exit_thread == std::this_thread::get_id());
+  CHECK(events.output.rfind("tick 0\ntick 1\ntick 2\ntick 3\n", 0) == 0);
+  // `vm` was freed by the exit callback.
+}
+
+TEST_CASE("the exit callback runs on the VM's thread by default", "[guest][lifecycle]") {
+  DispatchedEvents events;
+  GuestVm vm("hello", 64, 1, [&](crosvm_config* config) {
+    REQUIRE(crosvm_config_set_exit_callback(config, &on_dispatched_exit, &events) == CROSVM_OK);
+  });
+  int fd = -1;
+  CHECK(crosvm_vm_event_fd(&fd, vm.handle()) == CROSVM_ERROR_STATE);
+  vm.start();
+  CHECK(vm.wait_for_exit() == CROSVM_EXIT_POWEROFF);
+  CHECK(events.reason == CROSVM_EXIT_POWEROFF);
+  CHECK(events.exit_thread != std::this_thread::get_id());
+}
