@@ -1,13 +1,13 @@
 // The guest tests need a KVM; without one they are skipped (exit 77), with
 // the reason on stdout.
-#define CATCH_CONFIG_RUNNER
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <catch2/catch.hpp>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+
+#include "catch_session.h"
 
 int main(int argc, char** argv) {
   const int fd = ::open("/dev/kvm", O_RDWR | O_CLOEXEC);
@@ -16,5 +16,5 @@ int main(int argc, char** argv) {
     return 77;
   }
   ::close(fd);
-  return Catch::Session().run(argc, argv);
+  return run_catch_tests(argc, argv);
 }
