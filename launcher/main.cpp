@@ -3,7 +3,6 @@
 #include <crosvm/crosvm.h>
 #include <poll.h>
 #include <pthread.h>
-#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <termios.h>
 #include <unistd.h>
@@ -14,7 +13,6 @@
 #include <cstring>
 #include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "options.h"
@@ -32,6 +30,7 @@ const char* const kUsage =
     "\n"
     "commands:\n"
     "  run [OPTIONS] [KERNEL]   boot a VM (see crosvm-launch run --help)\n"
+    "%s"
     "  version                  print the version\n";
 
 int error(const std::string& message) {
@@ -126,13 +125,18 @@ int configure(crosvm_config* config, const launcher::RunOptions& options) {
     if (crosvm_config_add_disk(config, &added) != 0) return -1;
   }
   if (crosvm_config_set_rng(config, options.rng ? 1 : 0) != 0) return -1;
+  if (crosvm_config_set_hugepages(config, options.hugepages ? 1 : 0) != 0) return -1;
+  if (!options.socket.empty() && crosvm_config_set_control_socket(config, options.socket.c_str()) != 0) {
+    return -1;
+  }
   return 0;
 }
 
 // SIGINT, SIGTERM and SIGHUP stop the VM in order. They are blocked before
 // any VM thread exists (threads inherit the mask) and read from a signalfd
-// by one watcher thread, which the main thread joins before it destroys the
-// VM: the watcher may be inside crosvm_vm_stop() at that moment.
+// by the main thread, which runs the VM as an embedder would: it watches the
+// VM's event fd beside the signalfd and dispatches the VM's callbacks (the
+// exit callback says when the VM has stopped). No thread of its own.
 sigset_t stop_signals() {
   sigset_t set;
   sigemptyset(&set);
@@ -142,45 +146,41 @@ sigset_t stop_signals() {
   return set;
 }
 
-class StopSignalWatcher {
- public:
-  explicit StopSignalWatcher(crosvm_vm* vm) {
-    const sigset_t set = stop_signals();
-    signals_ = ::signalfd(-1, &set, SFD_CLOEXEC);
-    done_ = ::eventfd(0, EFD_CLOEXEC);
-    if (signals_ < 0 || done_ < 0) return;
-    thread_ = std::thread([this, vm] { watch(vm); });
-  }
-  ~StopSignalWatcher() {
-    if (thread_.joinable()) {
-      const uint64_t one = 1;
-      (void)::write(done_, &one, sizeof(one));
-      thread_.join();
-    }
-    if (signals_ >= 0) ::close(signals_);
-    if (done_ >= 0) ::close(done_);
-  }
-  StopSignalWatcher(const StopSignalWatcher&) = delete;
-  StopSignalWatcher& operator=(const StopSignalWatcher&) = delete;
+void note_stopped(crosvm_exit_reason /*reason*/, void* userdata) { *static_cast<bool*>(userdata) = true; }
 
- private:
-  void watch(crosvm_vm* vm) {
-    pollfd fds[2] = {{signals_, POLLIN, 0}, {done_, POLLIN, 0}};
-    while (::poll(fds, 2, -1) < 0 && errno == EINTR) {
+// Runs a created VM until it stops; a stop signal asks it to stop in order.
+int run_until_stopped(crosvm_exit_reason* reason, crosvm_vm* vm, const bool& stopped) {
+  const sigset_t set = stop_signals();
+  const int signals = ::signalfd(-1, &set, SFD_CLOEXEC);
+  if (signals < 0) {
+    std::fprintf(stderr, "crosvm-launch: error: signalfd: %s\n", std::strerror(errno));
+    return -2;
+  }
+  int events = -1;
+  if (crosvm_vm_event_fd(&events, vm) != 0 || crosvm_vm_start(vm) != 0) {
+    ::close(signals);
+    return -1;
+  }
+  bool stop_asked = false;
+  while (!stopped) {
+    pollfd fds[2] = {{events, POLLIN, 0}, {signals, POLLIN, 0}};
+    if (::poll(fds, stop_asked ? 1 : 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      break;
     }
-    if ((fds[0].revents & POLLIN) == 0) return;  // the VM ended first
+    if ((fds[0].revents & POLLIN) != 0 && crosvm_vm_dispatch(nullptr, vm) != 0) break;
     signalfd_siginfo info{};
-    if (::read(signals_, &info, sizeof(info)) == sizeof(info)) {
+    if (!stop_asked && (fds[1].revents & POLLIN) != 0 &&
+        ::read(signals, &info, sizeof(info)) == sizeof(info)) {
       std::fprintf(stderr, "crosvm-launch: %s: stopping the VM\n",
                    ::strsignal(static_cast<int>(info.ssi_signo)));
+      stop_asked = crosvm_vm_request_stop(vm) == 0;
     }
-    crosvm_vm_stop(vm);
   }
-
-  int signals_ = -1;
-  int done_ = -1;
-  std::thread thread_;
-};
+  ::close(signals);
+  if (!stopped) crosvm_vm_request_stop(vm);  // the loop failed: end the VM rather than hang
+  return crosvm_vm_wait(reason, vm, -1);
+}
 
 int run(const std::vector<std::string>& args) {
   auto parsed = launcher::parse_run_options(args);
@@ -197,6 +197,11 @@ int run(const std::vector<std::string>& args) {
   ConfigHandle config;
   if (crosvm_config_create(&config.config) != 0) return library_error("configuration");
   if (configure(config.config, options) != 0) return error(crosvm_error_message());
+  bool stopped = false;
+  if (crosvm_config_set_callback_mode(config.config, CROSVM_CALLBACKS_ON_DISPATCH) != 0 ||
+      crosvm_config_set_exit_callback(config.config, note_stopped, &stopped) != 0) {
+    return error(crosvm_error_message());
+  }
   VmHandle vm;
   if (crosvm_vm_create(&vm.vm, config.config) != 0) return error(crosvm_error_message());
 
@@ -206,28 +211,38 @@ int run(const std::vector<std::string>& args) {
   if (reads_stdin) terminal.emplace();
 
   crosvm_exit_reason reason = CROSVM_EXIT_NONE;
-  int ran;
-  {
-    StopSignalWatcher watcher(vm.vm);
-    ran = crosvm_vm_run(&reason, vm.vm);
-  }
+  const int ran = run_until_stopped(&reason, vm.vm, stopped);
   terminal.reset();
+  if (ran == -2) return kExitError;  // said already
   if (ran != 0) return error(crosvm_error_message());
   return exit_code(reason);
 }
+
+// One request to a running VM's control socket.
+int control(const launcher::ControlCommand& command) {
+  char* response = nullptr;
+  const int sent = crosvm_control_request(&response, command.socket.c_str(),
+                                          command.request_json.c_str(), 30000);
+  if (sent == 0 && command.print_response && response != nullptr) std::printf("%s\n", response);
+  crosvm_string_free(response);
+  if (sent != 0) return error(crosvm_error_message());
+  return kExitOk;
+}
+
+void print_usage(FILE* stream) { std::fprintf(stream, kUsage, launcher::kControlUsage); }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty()) {
-    std::fputs(kUsage, stderr);
+    print_usage(stderr);
     return kExitError;
   }
   const std::string command = args.front();
   args.erase(args.begin());
   if (command == "-h" || command == "--help" || command == "help") {
-    std::fputs(kUsage, stdout);
+    print_usage(stdout);
     return kExitOk;
   }
   if (command == "version" || command == "--version") {
@@ -235,5 +250,9 @@ int main(int argc, char** argv) {
     return kExitOk;
   }
   if (command == "run") return run(args);
+  if (auto parsed = launcher::parse_control_command(command, args)) {
+    if (auto* message = std::get_if<std::string>(&*parsed)) return error(*message);
+    return control(std::get<launcher::ControlCommand>(*parsed));
+  }
   return error("unknown command '" + command + "' (see crosvm-launch --help)");
 }

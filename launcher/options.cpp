@@ -119,11 +119,15 @@ const char* const kRunUsage =
     "      --rwdisk PATH      writable disk (repeatable)\n"
     "      --block LIST       a disk: path=P,ro=BOOL,root=BOOL,id=ID (repeatable)\n"
     "      --no-rng           no virtio-rng device (there is one by default)\n"
+    "      --no-hugepages     guest RAM in small pages only (default: transparent\n"
+    "                         huge pages; --hugepages is accepted, as crosvm's)\n"
     "      --serial LIST      a serial port: type=stdout|file|sink,num=1..4,path=P,\n"
     "                         hardware=serial|virtio-console,console=BOOL,\n"
     "                         earlycon=BOOL,stdin=BOOL (repeatable; default:\n"
     "                         type=stdout,num=1,console=true,stdin=true)\n"
     "      --demo             boot the built-in demo guest\n"
+    "  -s, --socket PATH      control socket for stop/suspend/resume/status/disk\n"
+    "                         (a directory: crosvm-PID.sock in it)\n"
     "      --log-level LEVEL  error, warn, info (default) or debug\n"
     "  -h, --help             this text\n"
     "\n"
@@ -148,6 +152,57 @@ std::vector<std::pair<std::string, std::string>> split_key_values(const std::str
     start = comma + 1;
   }
   return pairs;
+}
+
+const char* const kControlUsage =
+    "  stop SOCKET              stop the VM (crosvm-launch run exits 0)\n"
+    "  suspend SOCKET           hold every vCPU\n"
+    "  resume SOCKET            let them run again\n"
+    "  status SOCKET            the VM's state, vCPUs, memory and devices (JSON)\n"
+    "  disk resize INDEX SIZE SOCKET\n"
+    "                           grow disk INDEX (0 is vda) to SIZE bytes (K, M, G, T\n"
+    "                           suffixes: binary units)\n";
+
+std::optional<uint64_t> parse_size(const std::string& text) {
+  if (text.empty()) return std::nullopt;
+  uint64_t shift = 0;
+  std::string digits = text;
+  switch (text.back()) {
+    case 'K': case 'k': shift = 10; break;
+    case 'M': case 'm': shift = 20; break;
+    case 'G': case 'g': shift = 30; break;
+    case 'T': case 't': shift = 40; break;
+    default: break;
+  }
+  if (shift != 0) digits.pop_back();
+  auto number = parse_number<uint64_t>(digits);
+  if (!number || (shift != 0 && *number > (UINT64_MAX >> shift))) return std::nullopt;
+  return *number << shift;
+}
+
+std::optional<std::variant<ControlCommand, std::string>> parse_control_command(
+    const std::string& command, const std::vector<std::string>& args) {
+  ControlCommand control;
+  if (command == "stop" || command == "suspend" || command == "resume" || command == "status") {
+    if (args.size() != 1) return std::string("usage: crosvm-launch " + command + " SOCKET");
+    control.socket = args[0];
+    control.request_json = "{\"request\":\"" + command + "\"}";
+    control.print_response = command == "status";
+    return control;
+  }
+  if (command == "disk") {
+    const char* usage = "usage: crosvm-launch disk resize INDEX SIZE SOCKET";
+    if (args.size() != 4 || args[0] != "resize") return std::string(usage);
+    auto index = parse_number<uint32_t>(args[1]);
+    if (!index) return "disk resize: INDEX must be a disk number (0 is vda), not '" + args[1] + "'";
+    auto size = parse_size(args[2]);
+    if (!size) return "disk resize: SIZE must be a number of bytes (or with K, M, G, T), not '" + args[2] + "'";
+    control.socket = args[3];
+    control.request_json = "{\"request\":\"disk_resize\",\"disk\":" + std::to_string(*index) +
+                           ",\"size\":" + std::to_string(*size) + "}";
+    return control;
+  }
+  return std::nullopt;
 }
 
 std::variant<RunOptions, std::string> parse_run_options(const std::vector<std::string>& args) {
@@ -226,12 +281,20 @@ std::variant<RunOptions, std::string> parse_run_options(const std::vector<std::s
       bool no_rng = false;
       error = flag(no_rng);
       options.rng = !no_rng;
+    } else if (arg == "--hugepages" || arg == "--no-hugepages") {
+      bool given = false;
+      error = flag(given);
+      options.hugepages = arg == "--hugepages";
     } else if (arg == "--serial") {
       auto text = value();
       if (!text) return "--serial needs a parameter list";
       auto serial = parse_serial(*text);
       if (auto* message = std::get_if<std::string>(&serial)) return *message;
       options.serials.push_back(std::get<SerialOption>(serial));
+    } else if (arg == "-s" || arg == "--socket") {
+      auto text = value();
+      if (!text || text->empty()) return arg + " needs a path";
+      options.socket = *text;
     } else if (arg == "--log-level") {
       auto text = value();
       auto level = text ? parse_log_level(*text) : std::nullopt;

@@ -37,9 +37,29 @@ struct RunOptions {
   std::vector<SerialOption> serials;  // empty: serial 1 on stdout as console, reading stdin
   std::vector<DiskOption> disks;
   bool rng = true;  // as crosvm: on unless --no-rng
+  bool hugepages = true;  // on unless --no-hugepages (crosvm's --hugepages is accepted)
   int log_level = 2;  // info
+  std::string socket;  // -s/--socket: the control socket (a path or a directory)
   bool help = false;
 };
+
+// stop|suspend|resume|status SOCKET, disk resize INDEX SIZE SOCKET: one
+// request for a running VM's control socket.
+struct ControlCommand {
+  std::string socket;
+  std::string request_json;
+  bool print_response = false;  // status prints the VM's answer
+};
+
+// Parses a control command (`command` is its first word, `args` the rest).
+// Returns nullopt when `command` is not one.
+std::optional<std::variant<ControlCommand, std::string>> parse_control_command(
+    const std::string& command, const std::vector<std::string>& args);
+
+// "1073741824", "512M", "10G" (binary units) into bytes.
+std::optional<uint64_t> parse_size(const std::string& text);
+
+extern const char* const kControlUsage;
 
 // Parses the arguments after "run". Returns the options or one line saying
 // what is wrong.

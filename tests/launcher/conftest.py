@@ -1,22 +1,10 @@
-import os
 import pathlib
+import sys
 
 import pytest
 
-BUILD = pathlib.Path(os.environ.get("CROSVM_BUILD_DIR", pathlib.Path(__file__).parents[2] / "build"))
-
-
-def kvm_unavailable_reason():
-    try:
-        fd = os.open("/dev/kvm", os.O_RDWR)
-    except OSError as error:
-        return f"/dev/kvm cannot be opened ({error.strerror})"
-    os.close(fd)
-    return None
-
-
-needs_kvm = pytest.mark.skipif(kvm_unavailable_reason() is not None,
-                               reason=kvm_unavailable_reason() or "")
+sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "common"))
+from kvm_fixtures import BUILD, guest_program, needs_kvm  # noqa: E402,F401  (fixtures used by the tests)
 
 
 @pytest.fixture
@@ -24,12 +12,3 @@ def launcher():
     path = BUILD / "launcher" / "crosvm-launch"
     assert path.exists(), f"{path} is not built"
     return str(path)
-
-
-@pytest.fixture
-def guest_program():
-    def path(name):
-        program = BUILD / "tests" / "guest" / f"{name}.elf"
-        assert program.exists(), f"{program} is not built"
-        return str(program)
-    return path

@@ -105,6 +105,7 @@ def test_non_kernel_file(launcher, tmp_path):
     assert_one_line_error(run(launcher, "run", str(script)), "not a Linux kernel")
 
 
+@needs_kvm  # the kernel is parsed after /dev/kvm is opened
 def test_truncated_kernel(launcher, tmp_path):
     kernels = sorted(pathlib.Path("/boot").glob("vmlinuz-*"))
     if not kernels or not os.access(kernels[-1], os.R_OK):

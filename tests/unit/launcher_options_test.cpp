@@ -4,6 +4,9 @@
 
 using launcher::parse_run_options;
 using launcher::RunOptions;
+using launcher::ControlCommand;
+using launcher::parse_control_command;
+using launcher::parse_size;
 
 namespace {
 
@@ -117,6 +120,12 @@ TEST_CASE("bad disk options name the problem", "[launcher]") {
   CHECK(parse_error({"--block", "path=x,id=123456789012345678901"}).find("20 bytes") != std::string::npos);
 }
 
+TEST_CASE("huge pages are on by default; --no-hugepages turns them off", "[launcher]") {
+  CHECK(parse_ok({"k"}).hugepages);
+  CHECK_FALSE(parse_ok({"--no-hugepages", "k"}).hugepages);
+  CHECK(parse_ok({"--no-hugepages", "--hugepages", "k"}).hugepages);
+}
+
 TEST_CASE("the rng is on by default and --no-rng turns it off", "[launcher]") {
   CHECK(parse_ok({"k"}).rng);
   CHECK_FALSE(parse_ok({"--no-rng", "k"}).rng);
@@ -129,4 +138,42 @@ TEST_CASE("a serial can be a virtio console", "[launcher]") {
   CHECK(options.serials[0].console);
   CHECK(parse_error({"--serial", "hardware=usb"}).find("serial or virtio-console") != std::string::npos);
   CHECK(parse_error({"--serial", "hardware=virtio-console,earlycon"}).find("earlycon") != std::string::npos);
+}
+
+TEST_CASE("-s/--socket is kept for the control socket", "[launcher]") {
+  auto parsed = parse_run_options({"-s", "/run/vm.sock", "--demo"});
+  REQUIRE(std::holds_alternative<RunOptions>(parsed));
+  CHECK(std::get<RunOptions>(parsed).socket == "/run/vm.sock");
+  auto inline_value = parse_run_options({"--socket=/tmp/"});
+  REQUIRE(std::holds_alternative<RunOptions>(inline_value));
+  CHECK(std::get<RunOptions>(inline_value).socket == "/tmp/");
+  CHECK(std::get<std::string>(parse_run_options({"-s"})) == "-s needs a path");
+}
+
+TEST_CASE("control commands become one JSON request each", "[launcher]") {
+  auto stop = parse_control_command("stop", {"/run/vm.sock"});
+  REQUIRE(stop.has_value());
+  REQUIRE(std::holds_alternative<ControlCommand>(*stop));
+  CHECK(std::get<ControlCommand>(*stop).socket == "/run/vm.sock");
+  CHECK(std::get<ControlCommand>(*stop).request_json == R"({"request":"stop"})");
+  CHECK_FALSE(std::get<ControlCommand>(*stop).print_response);
+  auto status = parse_control_command("status", {"s"});
+  CHECK(std::get<ControlCommand>(*status).print_response);
+  auto resize = parse_control_command("disk", {"resize", "1", "2G", "s"});
+  CHECK(std::get<ControlCommand>(*resize).request_json ==
+        R"({"request":"disk_resize","disk":1,"size":2147483648})");
+  CHECK_FALSE(parse_control_command("run", {}).has_value());
+  CHECK(std::get<std::string>(*parse_control_command("resume", {})) == "usage: crosvm-launch resume SOCKET");
+}
+
+TEST_CASE("sizes take binary suffixes and refuse overflow", "[launcher]") {
+  CHECK(parse_size("512") == 512u);
+  CHECK(parse_size("4K") == 4096u);
+  CHECK(parse_size("16M") == 16u << 20);
+  CHECK(parse_size("1t") == 1ull << 40);
+  CHECK_FALSE(parse_size("").has_value());
+  CHECK_FALSE(parse_size("G").has_value());
+  CHECK_FALSE(parse_size("-1").has_value());
+  CHECK_FALSE(parse_size("1.5G").has_value());
+  CHECK_FALSE(parse_size("99999999999T").has_value());
 }
