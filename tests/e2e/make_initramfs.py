@@ -9,7 +9,6 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "nested"))
-import cpio  # noqa: E402
 import modules  # noqa: E402
 
 # Drivers for the devices the VMM offers; missing ones are skipped (built in).
@@ -18,20 +17,9 @@ GUEST_MODULES = ["virtio_pci", "virtio_blk", "virtio_console", "virtio-rng", "vi
 
 
 def build(kernel_version: str, output: str) -> None:
-    archive = cpio.CpioWriter()
-    for directory in ("bin", "dev", "proc", "sys", "tmp", "mnt", "modules"):
-        archive.directory(directory)
-    archive.file("bin/busybox", open("/bin/busybox", "rb").read(), 0o755)
-    archive.symlink("bin/sh", "busybox")
-    archive.file("init", open(os.path.join(HERE, "guest-init.sh"), "rb").read(), 0o755)
-    loaded = modules.resolve(kernel_version, GUEST_MODULES)
-    for name, path in loaded:
-        archive.file(f"modules/{name}.ko", modules.read_module(path))
-    archive.file("modules/order", "".join(f"{name}\n" for name, _ in loaded).encode())
-    temporary = output + ".tmp"
-    with open(temporary, "wb") as out:
-        out.write(archive.gzipped())
-    os.replace(temporary, output)
+    init = open(os.path.join(HERE, "guest-init.sh"), "rb").read()
+    modules.write_busybox_initramfs(output, kernel_version, init, GUEST_MODULES,
+                                    directories=("tmp", "mnt"))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import time
 
 HERE = pathlib.Path(__file__).resolve().parent
 SOURCE_ROOT = HERE.parents[1]
-MACHINES = 3
+MACHINES = 5  # a frozen machine is caught in two minutes (its heartbeat)
 # The whole suite takes 10-15 minutes in a machine; one still running after
 # this has stopped making progress (the runner then exits 75 as well).
 MACHINE_LIMIT = 1500
@@ -65,10 +65,12 @@ def main() -> int:
     tests = collect(args)
     outcomes: dict[str, str] = {}
     retried: list[str] = []
+    details: list[str] = []  # what each boot that was tried again left behind
     remaining = tests
     for machine in range(1, MACHINES + 1):
         results = build / "tests" / "e2e" / f"results-{machine}.txt"
         results.unlink(missing_ok=True)
+        pathlib.Path(f"{results}.retries").unlink(missing_ok=True)
         selection = remaining  # node IDs: options such as -k already chose them
         environment = dict(os.environ, CROSVM_E2E_RESULTS=str(results),
                            CROSVM_BUILD_DIR=str(build))
@@ -77,6 +79,10 @@ def main() -> int:
              "--timeout", str(MACHINE_LIMIT), "--", str(HERE / "run-e2e"), *selection],
             cwd=SOURCE_ROOT, env=environment).returncode
         outcomes.update(read_results(results, retried))
+        retry_details = pathlib.Path(f"{results}.retries")
+        if retry_details.exists():
+            details.append(retry_details.read_text())
+            retry_details.unlink()
         remaining = [test for test in tests if test not in outcomes]
         if status != EXIT_OUTER_LOCKUP or not remaining:
             break
@@ -91,6 +97,9 @@ def main() -> int:
     for test in tests:
         if test not in outcomes:
             print(f"nested_e2e: {test} never finished")
+    if details:
+        print("\nnested_e2e: what the boots that were tried again left behind:")
+        print("".join(details))
     for test in retried:
         print(f"nested_e2e: a boot failed before /init and was tried again: {test}")
     print(f"===== {passed} passed, {failed} failed, {skipped} skipped "

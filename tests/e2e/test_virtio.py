@@ -91,7 +91,7 @@ def test_a_virtio_console_carries_the_shell_both_ways(boot, tmp_path):
     kernel_log = tmp_path / "kernel.log"
     guest = boot("--serial", f"type=file,num=1,path={kernel_log},console=true",
                  "--serial", "type=stdout,hardware=virtio-console,num=1,stdin=true",
-                 params="reboot=k crosvm.shell=hvc0")
+                 params="reboot=k crosvm.shell=hvc0", kernel_log=kernel_log)
     # Everything this test typed and read went through hvc0.
     assert guest.run("tty").strip() == "/dev/hvc0"
     assert guest.run("echo $((6 * 7))").strip() == "42"

@@ -1,9 +1,12 @@
 """Finds a kernel's modules and their dependencies with modinfo, so an
-initramfs can carry exactly what it loads, dependencies first."""
+initramfs can carry exactly what it loads, dependencies first; and writes
+the busybox initramfs that the test and benchmark guests boot with."""
 import lzma
 import os
 import shutil
 import subprocess
+
+import cpio  # beside this file: its folder is on the importer's path
 
 
 def _modinfo_program() -> str:
@@ -46,3 +49,28 @@ def read_module(path: str) -> bytes:
     if path.endswith(".zst"):
         return subprocess.run(["zstd", "-qdc", path], check=True, capture_output=True).stdout
     return open(path, "rb").read()
+
+
+def write_busybox_initramfs(output: str, kernel_version: str, init: bytes, wanted: list[str],
+                            directories: tuple[str, ...] = (), files: dict | None = None) -> None:
+    """Writes a gzipped initramfs for a guest of Debian's kernel: busybox-static
+    as /bin/busybox and /bin/sh, `init` as /init, the modules in `wanted` that
+    the kernel has as modules (with their dependencies) under /modules with
+    /modules/order listing them in loading order, `directories` and `files`
+    ({path: (bytes, mode)}). Atomic: a reader never sees half an archive."""
+    archive = cpio.CpioWriter()
+    for directory in ("bin", "dev", "proc", "sys", "modules", *directories):
+        archive.directory(directory)
+    archive.file("bin/busybox", open("/bin/busybox", "rb").read(), 0o755)
+    archive.symlink("bin/sh", "busybox")
+    for path, (data, mode) in (files or {}).items():
+        archive.file(path, data, mode)
+    archive.file("init", init, 0o755)
+    loaded = resolve(kernel_version, wanted)
+    for name, path in loaded:
+        archive.file(f"modules/{name}.ko", read_module(path))
+    archive.file("modules/order", "".join(f"{name}\n" for name, _ in loaded).encode())
+    temporary = output + ".tmp"
+    with open(temporary, "wb") as out:
+        out.write(archive.gzipped())
+    os.replace(temporary, output)
