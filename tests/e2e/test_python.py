@@ -1,0 +1,88 @@
+"""Debian's kernel driven from Python: examples/harness.py itself, and a
+test that scripts a guest through the crosvm package (expect, send, pause,
+resume, a disk, poweroff)."""
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import (BUILD, KERNEL_STARTS_INIT, NESTED, NESTED_BOOT_ATTEMPTS, NESTED_BOOT_LIMIT,
+                      record_retry)
+
+SOURCE = pathlib.Path(__file__).parents[2]
+PYTHONPATH = str(BUILD / "bindings" / "python")
+sys.path.insert(0, PYTHONPATH)
+crosvm = pytest.importorskip("crosvm", reason="the Python bindings were not built (pybind11-dev)")
+
+INIT_REACHED = "crosvm-e2e: init reached"
+HANG_GUARD = 240
+
+
+def test_the_harness_example_checks_uname(request, kernel, initramfs):
+    command = [sys.executable, str(SOURCE / "examples" / "harness.py"), kernel, initramfs,
+               "--prompt", r"guest# $", "--memory", "256",
+               "--timeout", str(NESTED_BOOT_LIMIT if NESTED else HANG_GUARD)]
+    env = dict(os.environ, PYTHONPATH=PYTHONPATH)
+    for attempt in range(NESTED_BOOT_ATTEMPTS if NESTED else 1):
+        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=4 * HANG_GUARD)
+        said = result.stdout + result.stderr  # a timeout's message carries the console's tail
+        if result.returncode == 0 or not NESTED or INIT_REACHED in said or KERNEL_STARTS_INIT in said:
+            break
+        # The nested machine's known failure before the kernel starts /init (conftest.py).
+        what = "crashed (triple fault)" if "the VM stopped (crash)" in result.stderr else "hung"
+        record_retry(request.node.nodeid, what, result.stderr[-3000:] or "(nothing on stderr)")
+    assert result.returncode == 0, result.stdout + result.stderr
+    version = os.path.basename(kernel).removeprefix("vmlinuz-")
+    assert f"the guest runs Linux {version}" in result.stdout
+    assert "the guest stopped: poweroff" in result.stdout
+
+
+def boot(request, config):
+    """Starts a VM from `config` and waits for its shell, retrying (nested
+    only) a boot that hangs or crashes before its kernel starts /init, as
+    the launcher fixture does."""
+    for attempt in range(NESTED_BOOT_ATTEMPTS if NESTED else 1):
+        vm = crosvm.Vm(config)
+        vm.start()
+        try:
+            vm.serial.expect(INIT_REACHED, timeout=NESTED_BOOT_LIMIT if NESTED else HANG_GUARD)
+            break
+        except crosvm.ExpectTimeout as failure:
+            reason = vm.exit_reason  # NONE: still running, that is hung
+            init_started = KERNEL_STARTS_INIT in vm.serial.output
+            vm.close()
+            if (not NESTED or attempt + 1 == NESTED_BOOT_ATTEMPTS or init_started
+                    or reason not in (crosvm.ExitReason.NONE, crosvm.ExitReason.CRASH)):
+                raise
+            record_retry(request.node.nodeid,
+                         "crashed (triple fault)" if reason == crosvm.ExitReason.CRASH else "hung",
+                         f"{failure}\nexit: {vm.exit_message}\nlog:\n{vm.log[-2000:]}")
+    vm.serial.expect(r"guest# ", timeout=HANG_GUARD)
+    return vm
+
+
+def run(vm, command):
+    vm.serial.send(f'echo "@@$((6*7))@@"; {command}; echo "@@$((6*6))@@"\n')
+    return vm.serial.expect(r"(?s)@@42@@\r?\n(.*?)@@36@@", timeout=HANG_GUARD).group(1).replace("\r\n", "\n")
+
+
+def test_a_python_harness_scripts_a_linux_guest(request, kernel, initramfs, tmp_path):
+    image = tmp_path / "disk.img"
+    image.write_bytes(b"crosvm" + b"\0" * (1 << 20))
+    config = crosvm.VmConfig(kernel=kernel, initrd=initramfs, memory_mib=256, vcpus=2,
+                             params="console=ttyS0 reboot=k", disks=[crosvm.Disk(image, read_only=True)])
+    with boot(request, config) as vm:
+        assert run(vm, "grep -c ^processor /proc/cpuinfo").strip() == "2"
+        assert run(vm, "head -c 6 /dev/vda").strip() == "crosvm"
+        vm.pause()
+        assert vm.state == crosvm.State.PAUSED
+        held = len(vm.serial.output)
+        time.sleep(1)
+        assert len(vm.serial.output) == held
+        vm.resume()
+        assert run(vm, "echo back").strip() == "back"
+        vm.serial.send("poweroff -f\n")
+        assert vm.wait(timeout=HANG_GUARD) == crosvm.ExitReason.POWEROFF
