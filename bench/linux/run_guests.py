@@ -1,0 +1,224 @@
+#!/usr/bin/python3
+"""The Linux-guest benchmarks, libcrosvm's launcher and QEMU's microvm side
+by side in one run, on a hardware-backed KVM (bench/run starts this inside
+the nested runner where the machine has none).
+
+    run_guests.py --build DIR --kernel BZIMAGE --initramfs CPIO --runs N --out JSON
+
+For each run, in an order that alternates between runs:
+  boot    a VMM process is started; the time until the guest's /init prints
+          its marker on the serial console (nothing but the kernel and the
+          initramfs; no disk, no network);
+  memory  at that moment, the VMM's peak RSS (VmHWM) and the resident part
+          of its guest RAM mapping (the memory the guest touched, kernel and
+          initramfs included); the overhead is the difference;
+  block   a fresh raw image as a virtio-blk disk on PCI; the guest's
+          blkbench writes and reads 64 MiB sequentially with O_DIRECT and
+          makes 4 KiB random reads.
+A run that fails (the guest never reaches its marker, a VMM ends early) is
+recorded with what it printed, and the run is made again, at most twice.
+"""
+import argparse
+import json
+import os
+import re
+import select
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from staging import Stage  # noqa: E402
+
+MARKER = b"crosvm-bench: init reached"
+DONE = b"crosvm-bench: done"
+PARAMS = "console=ttyS0 reboot=k panic=-1"
+MEMORY_MIB = 256
+BLOCK_MIB = 64
+RANDOM_READS = 2000
+BOOT_LIMIT = 180  # seconds: only a guard against a hung guest
+ATTEMPTS = 3
+
+
+def crosvm_command(launcher: str, kernel: str, initramfs: str, params: str, disk: str | None) -> list[str]:
+    command = [launcher, "run", "--no-rng",
+               "-m", str(MEMORY_MIB), "-i", initramfs, "-p", params]
+    if disk:
+        command += ["--rwdisk", disk]
+    return command + [kernel]
+
+
+def qemu_command(qemu: list[str], kernel: str, initramfs: str, params: str, disk: str | None) -> list[str]:
+    # microvm as QEMU's documentation recommends for fast boots (no option
+    # ROMs), with the ISA serial port the guest's console is on; PCIe only
+    # when there is a virtio-blk-pci disk to put on it. `qemu`: the program
+    # and where its firmware is.
+    machine = "microvm,x-option-roms=off" + (",pcie=on" if disk else "")
+    command = qemu + ["-M", machine, "-enable-kvm", "-cpu", "host",
+               "-m", str(MEMORY_MIB), "-smp", "1", "-nodefaults", "-no-user-config",
+               "-display", "none", "-serial", "stdio", "-no-reboot",
+               "-kernel", kernel, "-initrd", initramfs, "-append", params]
+    if disk:
+        command += ["-drive", f"file={disk},if=none,id=disk0,format=raw",
+                    "-device", "virtio-blk-pci,drive=disk0"]
+    return command
+
+
+def guest_ram_rss_kib(pid: int) -> int:
+    """Resident KiB of the mapping that holds guest RAM: the one mapping of
+    MEMORY_MIB (QEMU's may carry a little alignment slack)."""
+    size = rss = None
+    best = 0
+    with open(f"/proc/{pid}/smaps") as smaps:
+        for line in smaps:
+            header = re.match(r"^([0-9a-f]+)-([0-9a-f]+) ", line)
+            if header:
+                size = int(header.group(2), 16) - int(header.group(1), 16)
+            elif line.startswith("Rss:") and size is not None:
+                rss = int(line.split()[1])
+                if MEMORY_MIB << 20 <= size <= (MEMORY_MIB + 4) << 20:
+                    best = max(best, rss)
+    return best
+
+
+def peak_rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return int(re.search(r"VmHWM:\s+(\d+)", status.read()).group(1))
+
+
+class Guest:
+    """A VMM process whose console (stdout) is read as it comes."""
+
+    def __init__(self, command: list[str], env: dict):
+        self.started = time.monotonic()
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, env=env)
+        self.output = b""
+
+    def wait_for(self, text: bytes, limit: float) -> float | None:
+        """Seconds since the start until `text` appeared, or None."""
+        deadline = self.started + limit
+        while text not in self.output:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            ready, _, _ = select.select([self.process.stdout], [], [], min(remaining, 1.0))
+            if ready:
+                chunk = os.read(self.process.stdout.fileno(), 65536)
+                if not chunk:
+                    return None
+                self.output += chunk
+                if text in self.output:
+                    return time.monotonic() - self.started
+        return time.monotonic() - self.started
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+    def tail(self) -> str:
+        return self.output[-1500:].decode(errors="replace")
+
+
+def boot_once(vmm: str, args) -> dict:
+    command = (crosvm_command(args.launcher, args.kernel, args.initramfs, PARAMS, None) if vmm == "crosvm"
+               else qemu_command(args.qemu, args.kernel, args.initramfs, PARAMS, None))
+    guest = Guest(command, args.env)
+    try:
+        seconds = guest.wait_for(MARKER, BOOT_LIMIT)
+        if seconds is None:
+            return {"failed": f"no marker (exit {guest.process.poll()}): {guest.tail()}"}
+        peak = peak_rss_kib(guest.process.pid)
+        guest_ram = guest_ram_rss_kib(guest.process.pid)
+        return {"boot_s": seconds, "peak_rss_kib": peak, "guest_ram_kib": guest_ram,
+                "overhead_kib": peak - guest_ram}
+    finally:
+        guest.stop()
+
+
+def block_once(vmm: str, args) -> dict:
+    with tempfile.TemporaryDirectory(prefix="crosvm-bench-") as directory:
+        image = os.path.join(directory, "disk.img")
+        with open(image, "wb") as out:
+            out.truncate((BLOCK_MIB + 1) << 20)
+        params = f"{PARAMS} crosvm_bench.block={BLOCK_MIB},{RANDOM_READS}"
+        command = (crosvm_command(args.launcher, args.kernel, args.initramfs, params, image) if vmm == "crosvm"
+                   else qemu_command(args.qemu, args.kernel, args.initramfs, params, image))
+        guest = Guest(command, args.env)
+        try:
+            if guest.wait_for(DONE, BOOT_LIMIT * 3) is None:
+                return {"failed": f"no result (exit {guest.process.poll()}): {guest.tail()}"}
+            found = re.search(rb"blkbench: seq_write_mib_s=([\d.]+) seq_read_mib_s=([\d.]+) "
+                              rb"rand_read_iops=([\d.]+)", guest.output)
+            if not found:
+                return {"failed": f"blkbench failed: {guest.tail()}"}
+            return {"seq_write_mib_s": float(found.group(1)), "seq_read_mib_s": float(found.group(2)),
+                    "rand_read_iops": float(found.group(3))}
+        finally:
+            guest.stop()
+
+
+def measure(kind, vmm: str, args, failures: list) -> dict | None:
+    for attempt in range(ATTEMPTS):
+        result = kind(vmm, args)
+        if "failed" not in result:
+            return result
+        failures.append({"vmm": vmm, "benchmark": kind.__name__, "why": result["failed"]})
+        print(f"run_guests: {vmm} {kind.__name__} failed (attempt {attempt + 1}): "
+              f"{result['failed'][-300:]}", file=sys.stderr, flush=True)
+    return None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--build", required=True)
+    parser.add_argument("--kernel", required=True)
+    parser.add_argument("--initramfs", required=True)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    kernel = args.kernel  # as the report names it
+    # Both VMMs, their libraries, the kernel and the initramfs from tmpfs
+    # inside the nested runner, not over its uncached 9p (bench/staging.py).
+    stage = Stage(enabled=bool(os.environ.get("NESTED_KVM")))
+    args.launcher = stage.program(os.path.join(args.build, "launcher", "crosvm-launch"))
+    args.qemu = stage.qemu(firmware="bios-microvm.bin")
+    args.kernel, args.initramfs = stage.file(args.kernel), stage.file(args.initramfs)
+    args.env = stage.environment()
+
+    results = {"crosvm": {"boot": [], "block": []}, "qemu": {"boot": [], "block": []}}
+    failures: list = []
+    qemu_version = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True,
+                                  text=True).stdout.splitlines()[0]
+    for run in range(args.runs):
+        order = ["crosvm", "qemu"] if run % 2 == 0 else ["qemu", "crosvm"]
+        for vmm in order:
+            result = measure(boot_once, vmm, args, failures)
+            if result:
+                results[vmm]["boot"].append(result)
+        for vmm in order:
+            result = measure(block_once, vmm, args, failures)
+            if result:
+                results[vmm]["block"].append(result)
+        print(f"run_guests: run {run + 1} of {args.runs} done", file=sys.stderr, flush=True)
+    with open(args.out, "w") as out:
+        json.dump({"results": results, "failures": failures, "qemu_version": qemu_version,
+                   "params": PARAMS, "memory_mib": MEMORY_MIB, "block_mib": BLOCK_MIB,
+                   "random_reads": RANDOM_READS, "kernel": kernel, "staged": stage.enabled,
+                   "cpu": cpu_model()}, out, indent=1)
+    stage.close()
+    return 0
+
+
+def cpu_model() -> str:
+    with open("/proc/cpuinfo") as info:
+        for line in info:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
