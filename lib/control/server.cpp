@@ -1,5 +1,6 @@
 #include "control/server.h"
 
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -127,30 +128,30 @@ struct Connection : std::enable_shared_from_this<Connection> {
     if (auto owner = server.lock()) owner->remove(shared_from_this());
   }
 
-  // Serves the next whole line, or reads more.
+  // Serves the next whole line, or reads more. Blank lines between requests
+  // are skipped (in a loop: a client may send thousands in one write).
   void next() {
     if (closed) return;
-    const size_t newline = pending.find('\n');
-    if (newline == std::string::npos) {
-      if (pending.size() > kMaxMessageBytes) {
-        reply(Response::failure(make_error(ErrorCode::kProtocol,
-                                           "a message longer than {} bytes; closing the connection",
-                                           kMaxMessageBytes)),
-              [self = shared_from_this()] { self->close(); });
+    std::string line;
+    do {
+      const size_t newline = pending.find('\n');
+      if (newline == std::string::npos) {
+        if (pending.size() > kMaxMessageBytes) {
+          reply(Response::failure(make_error(ErrorCode::kProtocol,
+                                             "a message longer than {} bytes; closing the connection",
+                                             kMaxMessageBytes)),
+                [self = shared_from_this()] { self->close(); });
+          return;
+        }
+        read_more();
         return;
       }
-      read_more();
-      return;
-    }
-    std::string line = pending.substr(0, newline);
-    pending.erase(0, newline + 1);
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.find_first_not_of(" \t") == std::string::npos) {
-      next();  // blank lines are allowed between requests
-      return;
-    }
+      line = pending.substr(0, newline);
+      pending.erase(0, newline + 1);
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+    } while (line.find_first_not_of(" \t") == std::string::npos);
     idle.cancel();
-    ++idle_generation;
+    ++idle_generation;  // no idle deadline while the request is served
     serve(line);
   }
 
@@ -220,13 +221,22 @@ struct Connection : std::enable_shared_from_this<Connection> {
   }
 
   // Writes `response`; then runs `after` if given, else serves the next line.
+  // One write at a time, under the same deadline as an idle client: one
+  // that sends and never reads is dropped, not served forever.
   void reply(const Response& response, std::function<void()> after) {
     if (closed) return;
+    if (writing) {  // never two writes on one socket (Asio forbids it)
+      if (after) after();
+      return close();
+    }
+    writing = true;
     outgoing = serialize(response);
     outgoing.push_back('\n');
+    arm_idle_timer();
     boost::asio::async_write(
         socket, boost::asio::buffer(outgoing),
         [self = shared_from_this(), after = std::move(after)](const error_code& error, size_t) {
+          self->writing = false;
           // Runs even when the client has gone: a stop it asked for still happens.
           if (after) after();
           if (error || self->closed) return self->close();
@@ -236,13 +246,17 @@ struct Connection : std::enable_shared_from_this<Connection> {
   }
 
   void arm_idle_timer() {
+    const uint64_t generation = ++idle_generation;
     auto owner = server.lock();
     if (!owner || closed) return;
-    const uint64_t generation = ++idle_generation;
     const auto timeout = owner->limits.idle_timeout;
     idle.expires_after(timeout);
     idle.async_wait([self = shared_from_this(), generation, timeout](const error_code& error) {
       if (error || self->closed || generation != self->idle_generation) return;
+      if (self->writing) {
+        self->close();  // the client has not read its answer in all that time
+        return;
+      }
       self->timed_out = true;  // a read still pending is ignored from here
       self->reply(Response::failure(make_error(ErrorCode::kTimeout,
                                                "no complete request for {} ms; closing the connection",
@@ -258,6 +272,7 @@ struct Connection : std::enable_shared_from_this<Connection> {
   std::string pending;
   std::string outgoing;
   uint64_t idle_generation = 0;
+  bool writing = false;
   bool closed = false;
   bool timed_out = false;
 };
@@ -276,6 +291,9 @@ void ControlServer::State::accept_next() {
       });
       return;
     }
+    // Asio's accept() does not set close-on-exec: an embedder's children
+    // must not inherit a control connection.
+    ::fcntl(socket.native_handle(), F_SETFD, FD_CLOEXEC);
     if (self->connections.size() >= self->limits.max_clients) {
       // Told why, then dropped; the clients already connected go on.
       auto rejected = std::make_shared<Connection>(std::move(socket), std::weak_ptr<State>{});

@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/thread.h"
 #include "base/unique_fd.h"
 #include "control/client.h"
 #include "control/server.h"
@@ -54,10 +55,15 @@ class FakeVm final : public ControlTarget {
   bool refuse = false;
 };
 
-// An io_context on its own thread, as the VM's event loop.
+// An io_context on a thread of the library's own kind (its stack size
+// included), as the VM's event loop.
 class Loop {
  public:
-  Loop() : work_(context_.get_executor()), thread_([this] { context_.run(); }) {}
+  Loop() : work_(context_.get_executor()) {
+    auto thread = Thread::start("control-test", [this] { context_.run(); });
+    REQUIRE(thread.ok());
+    thread_ = std::move(thread).value();
+  }
   ~Loop() {
     work_.reset();
     context_.stop();
@@ -77,7 +83,7 @@ class Loop {
  private:
   boost::asio::io_context context_{1};
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
-  std::thread thread_;
+  Thread thread_;
 };
 
 struct Fixture {
@@ -131,6 +137,19 @@ class RawClient {
       const ssize_t n = ::send(fd_.get(), bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
       if (n <= 0) return;  // the server may drop us mid-way: what is read next tells
       sent += static_cast<size_t>(n);
+    }
+  }
+  // Sends `line` again and again, in large writes, without blocking until
+  // the socket takes no more; returns how many whole lines went.
+  size_t send_until_full(const std::string& line) {
+    std::string block;
+    for (int i = 0; i < 1024; ++i) block += line;
+    size_t total = 0;
+    for (;;) {
+      const size_t offset = total % block.size();
+      const ssize_t n = ::send(fd_.get(), block.data() + offset, block.size() - offset, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n <= 0) return total / line.size();
+      total += static_cast<size_t>(n);
     }
   }
   // One line, or "" at end of file.
@@ -250,6 +269,36 @@ TEST_CASE("half a message, or silence, is dropped after the idle limit", "[contr
     CHECK(response.error == "CROSVM_ERROR_TIMEOUT");
     CHECK(client->closed_by_server());
   }
+}
+
+TEST_CASE("blank lines by the thousand are skipped, then the request is served", "[control]") {
+  // Each read takes 4096 of them at once: skipping them must not nest calls
+  // on the event loop's 1 MiB stack.
+  Fixture fixture;
+  RawClient client(fixture.server->path());
+  client.send(std::string(1 << 20, '\n') + "{\"request\":\"status\",\"id\":7}\n");
+  Response response = client.read_response();
+  CHECK(response.ok);
+  CHECK(response.id == 7);
+}
+
+TEST_CASE("a client that sends and never reads its answers is dropped at the deadline", "[control]") {
+  Fixture fixture(ServerLimits{.max_clients = 1, .idle_timeout = 200ms});
+  RawClient greedy(fixture.server->path());
+  const size_t requests = greedy.send_until_full("{\"request\":\"status\"}\n");
+  REQUIRE(requests > 0);
+  // Its answers fill the socket and the server's write waits: at the
+  // deadline the connection is closed, and its slot goes to the next client.
+  // Until then a newcomer is refused ("too many clients"), and may find the
+  // connection closed before its request is even written.
+  CHECK(eventually([&] {
+    auto answer = send_request_line(fixture.server->path(), R"({"request":"status"})", 10s);
+    auto response = answer ? parse_response(*answer) : Result<Response>(answer.error());
+    return response.ok() && response->ok;
+  }));
+  size_t answered = 0;
+  while (!greedy.read_line().empty()) ++answered;
+  CHECK(answered < requests);
 }
 
 TEST_CASE("several clients are served at once, up to the limit", "[control]") {
