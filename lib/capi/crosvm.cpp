@@ -335,11 +335,15 @@ int crosvm_vm_create(crosvm_vm** out_vm, const crosvm_config* config) {
       }
     }
     if (config->exit_callback != nullptr) {
-      crosvm_vm* self = handle.get();
-      vm_config.on_stopped = [self, callback = config->exit_callback, userdata = config->exit_userdata] {
-        const auto reason = static_cast<crosvm_exit_reason>(self->vm->exit_reason());
-        if (self->queue) {
-          self->queue->push([callback, reason, userdata] { callback(reason, userdata); });
+      // The reason comes with the call: when crosvm_vm_destroy() stops a
+      // running VM, this runs inside the Vm's destructor, and self->vm may
+      // no longer be used.
+      crosvm::CallbackQueue* queue = handle->queue.get();
+      vm_config.on_stopped = [queue, callback = config->exit_callback,
+                              userdata = config->exit_userdata](crosvm::ExitReason stopped) {
+        const auto reason = static_cast<crosvm_exit_reason>(stopped);
+        if (queue != nullptr) {
+          queue->push([callback, reason, userdata] { callback(reason, userdata); });
         } else {
           callback(reason, userdata);
         }

@@ -265,7 +265,7 @@ void Vm::request_exit(ExitReason reason, const std::string& message) {
 
 void Vm::announce_stopped() {
   if (control_server_) control_server_->shutdown();  // the socket file goes with the VM
-  if (config_.on_stopped) config_.on_stopped();
+  if (config_.on_stopped) config_.on_stopped(exit_reason());
 }
 
 void Vm::kick_all_vcpus() {

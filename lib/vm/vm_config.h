@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "base/log.h"
+#include "vm/exit_reason.h"
 
 namespace crosvm {
 
@@ -53,9 +54,10 @@ struct VmConfig {
   // crosvm-PID.sock in it; empty for none.
   std::string control_socket;
   Logger logger;
-  // Called once when the VM has stopped, on the thread that saw it stop
-  // (the event loop, or the caller of stop() before start()).
-  std::function<void()> on_stopped;
+  // Called once when the VM has stopped, with the reason, on the thread
+  // that saw it stop (the event loop, or the caller of stop() before
+  // start(), or of the Vm's destructor).
+  std::function<void(ExitReason)> on_stopped;
 
   // The command line the guest gets: defaults, the root disk, consoles, then
   // params (so a parameter given later overrides).
