@@ -34,14 +34,19 @@ Result<Thread> Thread::start(const std::string& name, std::function<void()> body
     return make_errno_error(ErrorCode::kInternal, error, "cannot start thread {}", name);
   }
   ::pthread_attr_setstacksize(&attributes, kStackSize);
-  auto owned = std::make_unique<std::function<void()>>(std::move(body));
+  // The thread names itself: for the calling thread glibc sets the name with
+  // one prctl(), for another it opens and writes /proc/self/task/TID/comm.
+  auto owned = std::make_unique<std::function<void()>>(
+      [name = name.substr(0, 15), body = std::move(body)] {
+        ::pthread_setname_np(::pthread_self(), name.c_str());
+        body();
+      });
   Thread thread;
   const int error = ::pthread_create(&thread.handle_, &attributes, run_body, owned.get());
   ::pthread_attr_destroy(&attributes);
   if (error != 0) return make_errno_error(ErrorCode::kInternal, error, "cannot start thread {}", name);
   owned.release();  // the thread owns it now
   thread.started_ = true;
-  ::pthread_setname_np(thread.handle_, name.substr(0, 15).c_str());
   return thread;
 }
 

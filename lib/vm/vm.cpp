@@ -273,7 +273,10 @@ void Vm::kick_all_vcpus() {
   if (threads_joined_) return;
   for (size_t i = 0; i < vcpu_threads_.size(); ++i) {
     __atomic_store_n(&vcpus_[i].run_data()->immediate_exit, 1, __ATOMIC_SEQ_CST);
-    kick_thread(vcpu_threads_[i].native_handle());
+    // A vCPU asking for this itself (a guest power-off) is not in KVM_RUN:
+    // immediate_exit is enough, and a signal to itself is two syscalls and
+    // a handler for nothing.
+    if (!vcpu_threads_[i].is_current()) kick_thread(vcpu_threads_[i].native_handle());
   }
 }
 
