@@ -1,8 +1,29 @@
 #include "vm/host_output.h"
 
+#include <limits.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+
 #include "base/file_io.h"
 
 namespace crosvm {
+
+namespace {
+// How long the loop leaves an fd that was not writable before trying again.
+constexpr std::chrono::milliseconds kRetryInterval{10};
+}  // namespace
+
+struct HostOutput::Retry {
+  explicit Retry(boost::asio::io_context& context) : timer(context) {}
+  boost::asio::steady_timer timer;
+};
+
+HostOutput::HostOutput(EventLoop& loop, int fd, std::shared_ptr<UniqueFd> owned)
+    : loop_(loop), fd_(fd), owned_(std::move(owned)), retry_(std::make_unique<Retry>(loop.context())) {}
 
 HostOutput::~HostOutput() { flush(); }
 
@@ -19,7 +40,7 @@ void HostOutput::write(std::span<const uint8_t> bytes) {
     flush();  // the guest waits for a slow reader, as for a slow UART
   } else if (post) {
     loop_.post([weak = weak_from_this()] {
-      if (auto self = weak.lock()) self->flush();
+      if (auto self = weak.lock()) self->flush_ready();
     });
   }
 }
@@ -35,6 +56,52 @@ void HostOutput::flush() {
   if (!batch.empty()) {
     (void)write_all(fd_, std::span(reinterpret_cast<const uint8_t*>(batch.data()), batch.size()));
   }
+}
+
+void HostOutput::flush_ready() {
+  // A vCPU writing a full buffer holds the lock while it waits for the
+  // reader: the loop does not wait with it.
+  std::unique_lock writing(write_mutex_, std::try_to_lock);
+  if (!writing.owns_lock()) return retry_later();
+  for (;;) {
+    pollfd ready{fd_, POLLOUT, 0};
+    if (::poll(&ready, 1, 0) <= 0) return retry_later();  // not writable yet (or poll failed)
+    std::string chunk;
+    {
+      std::lock_guard lock(pending_mutex_);
+      if (pending_.empty()) {
+        flush_posted_ = false;
+        return;
+      }
+      // A pipe that polls writable has room for PIPE_BUF bytes at least: a
+      // write of no more does not block, whatever the fd's mode.
+      chunk = pending_.substr(0, PIPE_BUF);
+      pending_.erase(0, chunk.size());
+    }
+    ssize_t written = -1;  // polled without POLLOUT: an error, a hang-up or a bad fd
+    if ((ready.revents & POLLOUT) != 0) {
+      written = ::write(fd_, chunk.data(), chunk.size());
+      if (written < 0 && (errno == EINTR || errno == EAGAIN)) written = 0;
+    }
+    if (written >= 0 && static_cast<size_t>(written) < chunk.size()) {
+      // The rest goes back in front: whatever was appended since comes after it.
+      std::lock_guard lock(pending_mutex_);
+      pending_.insert(0, chunk, static_cast<size_t>(written), std::string::npos);
+      if (written == 0) {
+        return retry_later();
+      }
+    }
+    // written < 0 otherwise: the reader is gone or the fd is broken; the
+    // bytes are dropped, as write_all() drops them.
+  }
+}
+
+void HostOutput::retry_later() {
+  retry_->timer.expires_after(kRetryInterval);
+  retry_->timer.async_wait([weak = weak_from_this()](const boost::system::error_code& error) {
+    if (error) return;
+    if (auto self = weak.lock()) self->flush_ready();
+  });
 }
 
 }  // namespace crosvm

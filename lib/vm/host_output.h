@@ -6,9 +6,18 @@
 // a reader's wake-ups were what made guests stall: docs/testing.md). The
 // vCPU only appends to a buffer and, when it was empty, posts one flush.
 //
+// The event loop never waits on the fd: it writes what the fd takes at once
+// (chunks of at most PIPE_BUF once poll() says it is writable) and tries the
+// rest again a little later, so a reader that stops reading (a paused pager,
+// a harness that forgot its pipe) does not stall the control socket or
+// the devices. Pipes, sockets and files keep that promise; a terminal whose
+// reader stalls (Ctrl-S) may not: it polls writable with less room than
+// PIPE_BUF, and the write then waits for the rest.
+//
 // Bounded: beyond kMaxPending bytes waiting, the writer flushes itself, as
 // a slow UART holds up its guest. Order is kept. Whatever is still pending
-// is written by flush() (the VM calls it when it stops) and the destructor.
+// is written by flush() (the VM calls it when it stops) and the destructor;
+// those wait for the reader, so nothing is lost.
 #pragma once
 
 #include <cstdint>
@@ -27,25 +36,33 @@ class HostOutput : public std::enable_shared_from_this<HostOutput> {
   static constexpr size_t kMaxPending = 64 << 10;
 
   // Writes to `fd`, which it does not own (stdout) unless `owned` holds it.
-  HostOutput(EventLoop& loop, int fd, std::shared_ptr<UniqueFd> owned = nullptr)
-      : loop_(loop), fd_(fd), owned_(std::move(owned)) {}
+  HostOutput(EventLoop& loop, int fd, std::shared_ptr<UniqueFd> owned = nullptr);
   ~HostOutput();
   HostOutput(const HostOutput&) = delete;
   HostOutput& operator=(const HostOutput&) = delete;
 
   // From any thread: queues `bytes` for the fd.
   void write(std::span<const uint8_t> bytes);
-  // Writes everything queued so far, on the calling thread.
+  // Writes everything queued so far, on the calling thread, waiting for the
+  // fd as long as it takes.
   void flush();
 
  private:
+  struct Retry;  // the loop's timer for an fd that was not writable
+
+  // On the loop: writes what the fd takes without waiting; arms the retry
+  // for the rest.
+  void flush_ready();
+  void retry_later();
+
   EventLoop& loop_;
   const int fd_;
   std::shared_ptr<UniqueFd> owned_;
+  std::unique_ptr<Retry> retry_;  // used on the loop only
   std::mutex write_mutex_;    // held while writing to the fd: order across threads
   std::mutex pending_mutex_;  // guards what follows
   std::string pending_;
-  bool flush_posted_ = false;
+  bool flush_posted_ = false;  // a loop flush is posted, or its retry armed
 };
 
 }  // namespace crosvm

@@ -3,10 +3,12 @@
 #include <catch2/catch.hpp>
 
 #include <fcntl.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <fstream>
+#include <future>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -86,4 +88,57 @@ TEST_CASE("a writer that fills the buffer writes it itself instead of growing it
   CHECK(contents(file.path).size() == HostOutput::kMaxPending);
   output->flush();
   CHECK(contents(file.path) == std::string(HostOutput::kMaxPending, 'x') + "y");
+}
+
+TEST_CASE("a reader that stops reading does not hold up the loop, and loses nothing",
+          "[host-output]") {
+  int ends[2];
+  REQUIRE(::pipe2(ends, O_CLOEXEC) == 0);
+  // Fill the pipe, then make its write end blocking again, as a terminal's
+  // or a harness's stdout is.
+  ::fcntl(ends[1], F_SETFL, O_NONBLOCK);
+  const std::string filler(4096, 'f');
+  size_t filled = 0;
+  while (::write(ends[1], filler.data(), filler.size()) > 0) filled += filler.size();
+  ::fcntl(ends[1], F_SETFL, 0);
+
+  EventLoop loop;
+  REQUIRE(loop.start_threads(1).ok());
+  {
+    auto output = std::make_shared<HostOutput>(loop, ends[1]);
+    // Should the loop be stuck in a write after all (a failure), the pipe is
+    // drained before anything waits for the loop, so the test fails, not hangs.
+    struct Drain {
+      int fd;
+      ~Drain() {
+        ::fcntl(fd, F_SETFL, O_NONBLOCK);
+        char sink[4096];
+        for (int quiet = 0; quiet < 5;) {
+          if (::read(fd, sink, sizeof(sink)) > 0) continue;
+          ++quiet;
+          std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+      }
+    } drain{ends[0]};
+    output->write(bytes_of("prompt$ "));
+    // The loop's flush found the pipe full; the loop goes on serving.
+    auto served = std::make_shared<std::promise<void>>();
+    loop.post([served] { served->set_value(); });
+    REQUIRE(served->get_future().wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+
+    // Once the reader reads again, the output follows without another write.
+    std::string received;
+    char buffer[4096];
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (received.size() < filled + 8 && std::chrono::steady_clock::now() < deadline) {
+      pollfd readable{ends[0], POLLIN, 0};
+      if (::poll(&readable, 1, 100) <= 0) continue;
+      const ssize_t n = ::read(ends[0], buffer, sizeof(buffer));
+      if (n > 0) received.append(buffer, static_cast<size_t>(n));
+    }
+    CHECK(received == std::string(filled, 'f') + "prompt$ ");
+  }
+  loop.stop();
+  ::close(ends[0]);
+  ::close(ends[1]);
 }
