@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <string>
@@ -148,7 +149,11 @@ sigset_t stop_signals() {
 
 void note_stopped(crosvm_exit_reason /*reason*/, void* userdata) { *static_cast<bool*>(userdata) = true; }
 
-// Runs a created VM until it stops; a stop signal asks it to stop in order.
+// run_until_stopped() after a second stop signal: the process ends at once.
+constexpr int kGaveUp = -3;
+
+// Runs a created VM until it stops; a stop signal asks it to stop in order,
+// a second one gives up waiting.
 int run_until_stopped(crosvm_exit_reason* reason, crosvm_vm* vm, const bool& stopped) {
   const sigset_t set = stop_signals();
   const int signals = ::signalfd(-1, &set, SFD_CLOEXEC);
@@ -164,16 +169,22 @@ int run_until_stopped(crosvm_exit_reason* reason, crosvm_vm* vm, const bool& sto
   bool stop_asked = false;
   while (!stopped) {
     pollfd fds[2] = {{events, POLLIN, 0}, {signals, POLLIN, 0}};
-    if (::poll(fds, stop_asked ? 1 : 2, -1) < 0) {
+    if (::poll(fds, 2, -1) < 0) {
       if (errno == EINTR) continue;
       break;
     }
     if ((fds[0].revents & POLLIN) != 0 && crosvm_vm_dispatch(nullptr, vm) != 0) break;
     signalfd_siginfo info{};
-    if (!stop_asked && (fds[1].revents & POLLIN) != 0 &&
-        ::read(signals, &info, sizeof(info)) == sizeof(info)) {
-      std::fprintf(stderr, "crosvm-launch: %s: stopping the VM\n",
-                   ::strsignal(static_cast<int>(info.ssi_signo)));
+    if ((fds[1].revents & POLLIN) != 0 && ::read(signals, &info, sizeof(info)) == sizeof(info)) {
+      const char* name = ::strsignal(static_cast<int>(info.ssi_signo));
+      if (stop_asked && !stopped) {
+        // The user asked twice: a stop that does not end (a device or an
+        // output that never returns) must not leave only SIGKILL.
+        std::fprintf(stderr, "crosvm-launch: %s again: exiting without waiting for the VM\n", name);
+        ::close(signals);
+        return kGaveUp;
+      }
+      std::fprintf(stderr, "crosvm-launch: %s: stopping the VM\n", name);
       stop_asked = crosvm_vm_request_stop(vm) == 0;
     }
   }
@@ -213,6 +224,10 @@ int run(const std::vector<std::string>& args) {
   crosvm_exit_reason reason = CROSVM_EXIT_NONE;
   const int ran = run_until_stopped(&reason, vm.vm, stopped);
   terminal.reset();
+  // Without the VM's destructor, which would wait for the stop again; the
+  // kernel reclaims the rest, and a control socket left behind is stale
+  // (the next VMM given that path replaces it).
+  if (ran == kGaveUp) std::_Exit(kExitError);
   if (ran == -2) return kExitError;  // said already
   if (ran != 0) return error(crosvm_error_message());
   return exit_code(reason);

@@ -1,10 +1,14 @@
 """crosvm-launch as a user at a shell meets it: its exit codes, its one-line
 errors for bad input, its serial options and signals."""
+import fcntl
 import os
 import pathlib
 import shutil
 import signal
+import struct
 import subprocess
+import termios
+import time
 
 import pytest
 
@@ -86,6 +90,45 @@ def test_sigterm_stops_the_vm_in_order(launcher, guest_program):
         process.kill()
     assert process.returncode == 0, stderr
     assert "stopping the VM" in stderr
+
+
+@needs_kvm
+def test_a_second_signal_ends_a_stop_that_cannot_finish(launcher, guest_program, tmp_path):
+    # The guest floods its console and nobody reads crosvm-launch's stdout:
+    # once the pipe is full the vCPU waits on it, as on a slow UART, and an
+    # orderly stop cannot finish. A second signal must still end the process.
+    stderr_path = tmp_path / "stderr"
+    with open(stderr_path, "w") as stderr:
+        process = subprocess.Popen([launcher, "run", guest_program("flood")],
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr)
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        # Full: what the pipe holds has not changed for a second (its size
+        # depends on the host's limits).
+        queued, since = -1, time.monotonic()
+        while queued <= 0 or time.monotonic() - since < 1:
+            assert process.poll() is None and time.monotonic() < deadline, stderr_path.read_text()
+            now = queued_bytes(process.stdout)
+            if now != queued:
+                queued, since = now, time.monotonic()
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        while "stopping the VM" not in stderr_path.read_text():
+            assert time.monotonic() < deadline, stderr_path.read_text()
+            time.sleep(0.05)
+        time.sleep(0.5)
+        assert process.poll() is None, "the stop finished although stdout was never read"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=TIMEOUT) == 1
+    finally:
+        process.kill()
+        process.stdout.close()
+    assert "again: exiting without waiting for the VM" in stderr_path.read_text()
+
+
+def queued_bytes(pipe) -> int:
+    """How many bytes wait unread in a pipe."""
+    return struct.unpack("i", fcntl.ioctl(pipe.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
 
 
 def test_missing_kernel(launcher):
