@@ -43,6 +43,17 @@ int tg_getc(void) {
   return tg_inb(kCom1);
 }
 
+void tg_getline(char *line, unsigned size) {
+  unsigned length = 0;
+  for (;;) {
+    const int c = tg_getc();
+    if (c < 0) continue;
+    if (c == '\n' || length + 1 >= size) break;
+    line[length++] = (char)c;
+  }
+  line[length] = '\0';
+}
+
 void tg_power_off(void) {
   tg_outw(kPm1aControl, (uint16_t)((kSleepTypeS5 << 10) | kSleepEnable));
   for (;;) __asm__ volatile("hlt");

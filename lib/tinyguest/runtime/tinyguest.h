@@ -48,6 +48,9 @@ void tg_put_hex(uint64_t value);
 void tg_put_dec(uint64_t value);
 /* Returns -1 when no byte is waiting. */
 int tg_getc(void);
+/* Waits for a line on COM1 and stores it without its newline, cut at
+ * size - 1 characters, NUL-terminated. */
+void tg_getline(char *line, unsigned size);
 
 /* ACPI S5 through the PM1a control block, as Linux's poweroff does. */
 void tg_power_off(void) __attribute__((noreturn));
