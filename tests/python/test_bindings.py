@@ -124,6 +124,7 @@ def test_the_transcript_is_text_without_control_sequences(pieces, text):
 def test_expect_times_out_with_the_tail_of_the_output(guest_program):
     with crosvm.Vm(crosvm.VmConfig(kernel=guest_program("serial_echo"), memory_mib=64)) as vm:
         vm.start()
+        vm.serial.expect("ready", timeout=HANG_GUARD)  # however slow the machine
         with pytest.raises(crosvm.ExpectTimeout) as timeout:
             vm.serial.expect("never printed", timeout=1)
         assert "ready" in str(timeout.value)

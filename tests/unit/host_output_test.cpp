@@ -16,6 +16,7 @@
 #include "temp_dir.h"
 #include "vm/event_loop.h"
 #include "vm/host_output.h"
+#include "hang_guard.h"
 
 using namespace crosvm;
 
@@ -52,7 +53,7 @@ TEST_CASE("host output is written by the loop, not by the writer, and keeps its 
   CHECK(contents(file.path).empty());  // the loop has not run yet
 
   REQUIRE(loop.start_threads(1).ok());
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  const auto deadline = std::chrono::steady_clock::now() + crosvm::testing::kHangGuard;
   while (contents(file.path) != "hello" && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
@@ -124,12 +125,12 @@ TEST_CASE("a reader that stops reading does not hold up the loop, and loses noth
     // The loop's flush found the pipe full; the loop goes on serving.
     auto served = std::make_shared<std::promise<void>>();
     loop.post([served] { served->set_value(); });
-    REQUIRE(served->get_future().wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+    REQUIRE(served->get_future().wait_for(crosvm::testing::kHangGuard) == std::future_status::ready);
 
     // Once the reader reads again, the output follows without another write.
     std::string received;
     char buffer[4096];
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    const auto deadline = std::chrono::steady_clock::now() + crosvm::testing::kHangGuard;
     while (received.size() < filled + 8 && std::chrono::steady_clock::now() < deadline) {
       pollfd readable{ends[0], POLLIN, 0};
       if (::poll(&readable, 1, 100) <= 0) continue;
