@@ -1,5 +1,6 @@
 #include "base/thread.h"
 
+#include <exception>
 #include <memory>
 #include <utility>
 
@@ -28,7 +29,8 @@ Thread& Thread::operator=(Thread&& other) noexcept {
   return *this;
 }
 
-Result<Thread> Thread::start(const std::string& name, std::function<void()> body) {
+Result<Thread> Thread::start(const std::string& name, std::function<void()> body,
+                             ExceptionHandler on_exception) {
   pthread_attr_t attributes;
   if (int error = ::pthread_attr_init(&attributes); error != 0) {
     return make_errno_error(ErrorCode::kInternal, error, "cannot start thread {}", name);
@@ -37,9 +39,21 @@ Result<Thread> Thread::start(const std::string& name, std::function<void()> body
   // The thread names itself: for the calling thread glibc sets the name with
   // one prctl(), for another it opens and writes /proc/self/task/TID/comm.
   auto owned = std::make_unique<std::function<void()>>(
-      [name = name.substr(0, 15), body = std::move(body)] {
+      [name = name.substr(0, 15), body = std::move(body), on_exception = std::move(on_exception)] {
         ::pthread_setname_np(::pthread_self(), name.c_str());
-        body();
+        std::string what;
+        try {
+          body();
+          return;
+        } catch (const std::exception& error) {
+          what = error.what();
+        } catch (...) {
+          what = "an exception of unknown type";
+        }
+        try {
+          if (on_exception) on_exception(what);
+        } catch (...) {
+        }
       });
   Thread thread;
   const int error = ::pthread_create(&thread.handle_, &attributes, run_body, owned.get());

@@ -5,12 +5,17 @@
 // page at its first touch, which cost 2 MiB of RSS per thread (seen next to
 // guest RAM, whose mapping is 2 MiB-aligned). Callbacks an embedder runs on
 // these threads have this stack.
+//
+// No exception leaves one of these threads: what escapes the body goes to
+// the thread's exception handler (which ends the VM or fails the device,
+// with the reason), never to std::terminate and the embedder's process.
 #pragma once
 
 #include <pthread.h>
 
 #include <functional>
 #include <string>
+#include <string_view>
 
 #include "base/result.h"
 
@@ -31,8 +36,13 @@ class Thread {
   Thread(const Thread&) = delete;
   Thread& operator=(const Thread&) = delete;
 
+  // Called on the thread, after `body` threw, with what() of the exception.
+  // An exception from the handler itself is dropped.
+  using ExceptionHandler = std::function<void(std::string_view)>;
+
   // Starts `body` on a new thread named `name` (at most 15 characters shown).
-  static Result<Thread> start(const std::string& name, std::function<void()> body);
+  static Result<Thread> start(const std::string& name, std::function<void()> body,
+                              ExceptionHandler on_exception);
 
   bool joinable() const { return started_; }
   void join();

@@ -27,7 +27,7 @@
 #include <string>
 
 #include "base/unique_fd.h"
-#include "vm/event_loop.h"
+#include "base/event_loop.h"
 
 namespace crosvm {
 

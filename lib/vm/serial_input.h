@@ -8,7 +8,7 @@
 
 #include "base/result.h"
 #include "devices/host_input.h"
-#include "vm/event_loop.h"
+#include "base/event_loop.h"
 
 namespace crosvm {
 

@@ -9,6 +9,29 @@ namespace crosvm {
 
 void Vm::run_vcpu(size_t index) {
   unblock_kick_signal();
+  // Nothing thrown on this thread (an embedder's callback, an allocation)
+  // may end the process: it ends the VM, with the reason.
+  try {
+    vcpu_loop(index);
+  } catch (const std::exception& error) {
+    fail_internally(fmt::format("vCPU {}", index), error.what());
+  } catch (...) {
+    fail_internally(fmt::format("vCPU {}", index), "an exception of unknown type");
+  }
+  vcpu_finished();
+}
+
+void Vm::fail_internally(const std::string& where, std::string_view what) noexcept {
+  try {
+    request_exit(ExitReason::kError, fmt::format("{}: internal error: {}", where, what));
+  } catch (...) {
+    // Out of memory even for the message: stop without one.
+    stop_requested_ = true;
+    kick_all_vcpus();
+  }
+}
+
+void Vm::vcpu_loop(size_t index) {
   const kvm::VcpuFd& vcpu = vcpus_[index];
   kvm_run* run = vcpu.run_data();
   while (true) {
@@ -28,7 +51,6 @@ void Vm::run_vcpu(size_t index) {
     if (*status == kvm::VcpuFd::RunStatus::kInterrupted) continue;
     if (!handle_exit(vcpu)) break;
   }
-  vcpu_finished();
 }
 
 bool Vm::handle_exit(const kvm::VcpuFd& vcpu) {

@@ -38,6 +38,7 @@ Vm::~Vm() {
 
 Result<void> Vm::start() {
   CROSVM_TRY(install_kick_handler());
+  loop_.set_failure_handler([this](std::string_view what) { fail_internally("the event loop", what); });
   bool failed = false;
   {
     std::lock_guard lock(mutex_);
@@ -52,7 +53,12 @@ Result<void> Vm::start() {
     state_ = VmState::kRunning;
     std::lock_guard threads_lock(threads_mutex_);
     for (size_t i = 0; i < vcpus_.size() && !failed; ++i) {
-      auto thread = Thread::start(fmt::format("crosvm_vcpu{}", i), [this, i] { run_vcpu(i); });
+      // run_vcpu() contains what its loop throws; this handler is for
+      // anything after that.
+      auto thread = Thread::start(fmt::format("crosvm_vcpu{}", i), [this, i] { run_vcpu(i); },
+                                  [this, i](std::string_view what) {
+                                    fail_internally(fmt::format("vCPU {}", i), what);
+                                  });
       if (thread) {
         vcpu_threads_.push_back(std::move(thread).value());
       } else {
@@ -265,7 +271,16 @@ void Vm::request_exit(ExitReason reason, const std::string& message) {
 
 void Vm::announce_stopped() {
   if (control_server_) control_server_->shutdown();  // the socket file goes with the VM
-  if (config_.on_stopped) config_.on_stopped(exit_reason());
+  if (!config_.on_stopped) return;
+  // The embedder's callback: whatever it throws stays here, and whoever
+  // waits for the VM is still woken.
+  try {
+    config_.on_stopped(exit_reason());
+  } catch (const std::exception& error) {
+    logger_.error("the VM's exit callback threw: {}", error.what());
+  } catch (...) {
+    logger_.error("the VM's exit callback threw");
+  }
 }
 
 void Vm::kick_all_vcpus() {

@@ -39,7 +39,7 @@
 #include "devices/virtio/virtio_pci.h"
 #include "kvm/kvm.h"
 #include "memory/guest_memory.h"
-#include "vm/event_loop.h"
+#include "base/event_loop.h"
 #include "vm/host_output.h"
 #include "vm/exit_reason.h"
 #include "vm/irq_routing.h"
@@ -124,6 +124,10 @@ class Vm final : public PowerEvents {
 
   // Running (vcpu_loop.cpp).
   void run_vcpu(size_t index);
+  void vcpu_loop(size_t index);
+  // An exception reached the top of a thread of the VM's: the VM ends with
+  // CROSVM_EXIT_ERROR and the reason.
+  void fail_internally(const std::string& where, std::string_view what) noexcept;
   bool handle_exit(const kvm::VcpuFd& vcpu);
   void report_crash(const kvm::VcpuFd& vcpu, const std::string& what);
   void park_vcpu();

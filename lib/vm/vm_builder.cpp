@@ -274,16 +274,16 @@ Result<void> Vm::attach_pci_devices() {
     const DiskConfig& disk = disks[i];
     auto file = disk::open_raw({.path = disk.path, .read_only = disk.read_only});
     if (!file) return Error{ErrorCode::kDevice, file.error().message};
-    auto block = std::make_shared<virtio::Block>(loop_.context(), std::move(file).value(), disk.id,
+    auto block = std::make_shared<virtio::Block>(std::move(file).value(), disk.id,
                                                  fmt::format("virtio-blk {} ({})", i, disk.path), logger_);
     CROSVM_TRY(attach_virtio(block));
     disks_.push_back(std::move(block));
   }
-  if (config_.rng) CROSVM_TRY(attach_virtio(std::make_shared<virtio::Rng>(loop_.context(), logger_)));
+  if (config_.rng) CROSVM_TRY(attach_virtio(std::make_shared<virtio::Rng>(logger_)));
   for (const SerialConfig& serial : config_.serials) {
     if (serial.hardware != SerialHardware::kVirtioConsole) continue;
     auto console = std::make_shared<virtio::Console>(
-        loop_.context(), fmt::format("virtio-console {}", serial.number), CROSVM_TRY(output_sink(serial)),
+        fmt::format("virtio-console {}", serial.number), CROSVM_TRY(output_sink(serial)),
         logger_);
     CROSVM_TRY(attach_virtio(console));
     if (serial.read_stdin) {

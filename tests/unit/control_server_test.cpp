@@ -61,7 +61,7 @@ class FakeVm final : public ControlTarget {
 class Loop {
  public:
   Loop() : work_(context_.get_executor()) {
-    auto thread = Thread::start("control-test", [this] { context_.run(); });
+    auto thread = Thread::start("control-test", [this] { context_.run(); }, {});
     REQUIRE(thread.ok());
     thread_ = std::move(thread).value();
   }

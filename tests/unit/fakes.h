@@ -4,7 +4,9 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <map>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -14,6 +16,7 @@
 #include "devices/irq.h"
 #include "devices/pci/msix.h"
 #include "devices/power_events.h"
+#include "devices/virtio/virtio_device.h"
 
 namespace crosvm::testing {
 
@@ -77,6 +80,27 @@ class RecordingIoEvents final : public IoEventRegistry {
     return {};
   }
   std::map<uint64_t, std::pair<int, uint32_t>> registered;
+};
+
+// What a device tells its driver, counted (from any thread).
+class RecordingInterrupt final : public virtio::Interrupt {
+ public:
+  void signal_used(uint16_t) override { ++used; }
+  void signal_config_change() override { ++config_changes; }
+  void report_needs_reset(std::string_view why) override {
+    std::lock_guard lock(mutex);
+    reasons.emplace_back(why);
+  }
+  std::vector<std::string> needs_reset() {
+    std::lock_guard lock(mutex);
+    return reasons;
+  }
+  std::atomic<int> used{0};
+  std::atomic<int> config_changes{0};
+
+ private:
+  std::mutex mutex;
+  std::vector<std::string> reasons;
 };
 
 }  // namespace crosvm::testing

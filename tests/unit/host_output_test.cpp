@@ -14,7 +14,7 @@
 #include <thread>
 
 #include "temp_dir.h"
-#include "vm/event_loop.h"
+#include "base/event_loop.h"
 #include "vm/host_output.h"
 #include "hang_guard.h"
 

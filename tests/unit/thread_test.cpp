@@ -4,6 +4,8 @@
 
 #include <atomic>
 #include <cstring>
+#include <stdexcept>
+#include <string>
 
 #include "base/thread.h"
 
@@ -24,7 +26,7 @@ TEST_CASE("a library thread runs its body under its name, on a stack below 2 MiB
     ::pthread_attr_destroy(&attributes);
     ::pthread_getname_np(::pthread_self(), name, sizeof(name));
     current = self->is_current();
-  });
+  }, {});
   REQUIRE(thread);
   self = &thread.value();
   CHECK_FALSE(thread->is_current());
@@ -42,10 +44,25 @@ TEST_CASE("a library thread runs its body under its name, on a stack below 2 MiB
 TEST_CASE("a thread that is moved or destroyed is still joined exactly once", "[thread]") {
   std::atomic<int> runs{0};
   {
-    auto first = Thread::start("crosvm_a", [&] { ++runs; });
+    auto first = Thread::start("crosvm_a", [&] { ++runs; }, {});
     REQUIRE(first);
     Thread moved = std::move(first).value();
     CHECK(moved.joinable());
   }  // joined by the destructor
   CHECK(runs == 1);
+}
+
+TEST_CASE("an exception that escapes a library thread goes to its handler, not std::terminate", "[thread][hostile]") {
+  std::string reported;
+  auto thread = Thread::start("crosvm_throws", [] { throw std::runtime_error("out of something"); },
+                              [&](std::string_view what) { reported = what; });
+  REQUIRE(thread);
+  thread->join();
+  CHECK(reported == "out of something");
+
+  // A handler that throws as well is dropped: the process still lives.
+  auto careless = Thread::start("crosvm_throws", [] { throw 42; },
+                                [](std::string_view) { throw std::runtime_error("again"); });
+  REQUIRE(careless);
+  careless->join();
 }

@@ -181,9 +181,8 @@ uint32_t serve_block_request(disk::DiskFile& disk, const GuestMemory& memory,
   return outcome.written + 1;
 }
 
-Block::Block(boost::asio::io_context& context, std::unique_ptr<disk::DiskFile> disk, std::string id,
-             std::string name, const Logger& logger)
-    : QueueDevice(context, std::move(name), logger),
+Block::Block(std::unique_ptr<disk::DiskFile> disk, std::string id, std::string name, const Logger& logger)
+    : QueueDevice(std::move(name), logger),
       disk_(std::move(disk)),
       id_(std::move(id)),
       capacity_sectors_(disk_->size() / kSectorSize) {}
@@ -225,8 +224,8 @@ void Block::write_config(uint64_t, std::span<const uint8_t>) {
   // Nothing is writable without VIRTIO_BLK_F_CONFIG_WCE, which we do not offer.
 }
 
-void Block::on_kick(ActiveQueue& queue) {
-  serve_all(queue, [this](const DescriptorChain& chain) {
+QueueDevice::Turn Block::on_kick(ActiveQueue& queue) {
+  return serve_available(queue, [this](const DescriptorChain& chain) {
     std::string problem;
     const uint32_t written = serve_block_request(*disk_, memory(), chain, id_, limits_, &problem);
     if (!problem.empty()) report_problem(problem);

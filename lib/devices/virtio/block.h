@@ -48,8 +48,7 @@ class Block final : public QueueDevice {
  public:
   static constexpr uint16_t kQueueSize = 256;
 
-  Block(boost::asio::io_context& context, std::unique_ptr<disk::DiskFile> disk, std::string id,
-        std::string name, const Logger& logger);
+  Block(std::unique_ptr<disk::DiskFile> disk, std::string id, std::string name, const Logger& logger);
 
   DeviceType type() const override { return DeviceType::kBlock; }
   uint32_t pci_class() const override { return 0x018000; }  // mass storage, other
@@ -65,7 +64,7 @@ class Block final : public QueueDevice {
   Result<void> resize(uint64_t new_size);
 
  private:
-  void on_kick(ActiveQueue& queue) override;
+  Turn on_kick(ActiveQueue& queue) override;
 
   std::unique_ptr<disk::DiskFile> disk_;
   std::string id_;

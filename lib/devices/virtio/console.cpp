@@ -17,8 +17,8 @@ struct [[gnu::packed]] ConsoleConfig {
 
 }  // namespace
 
-Console::Console(boost::asio::io_context& context, std::string name, OutputSink output, const Logger& logger)
-    : QueueDevice(context, std::move(name), logger), output_(std::move(output)) {}
+Console::Console(std::string name, OutputSink output, const Logger& logger)
+    : QueueDevice(std::move(name), logger), output_(std::move(output)) {}
 
 void Console::read_config(uint64_t offset, std::span<uint8_t> data) {
   const ConsoleConfig config{0, 0, 1, 0};
@@ -42,13 +42,13 @@ void Console::set_input_space_listener(std::function<void()> listener) {
   input_space_listener_ = std::move(listener);
 }
 
-void Console::on_kick(ActiveQueue& queue) {
+QueueDevice::Turn Console::on_kick(ActiveQueue& queue) {
   if (queue.index == kReceiveQueue) {
     deliver_input();
-    return;
+    return Turn::kIdle;
   }
-  if (queue.index != kTransmitQueue) return;
-  serve_all(queue, [this](const DescriptorChain& chain) -> uint32_t {
+  if (queue.index != kTransmitQueue) return Turn::kIdle;
+  return serve_available(queue, [this](const DescriptorChain& chain) -> uint32_t {
     ChainReader reader(memory(), chain.readable);
     std::vector<uint8_t> bytes(reader.remaining());
     if (reader.read(bytes) && output_) output_(bytes);

@@ -21,7 +21,7 @@ class Console final : public QueueDevice, public HostInput {
   static constexpr uint16_t kTransmitQueue = 1;
   static constexpr size_t kInputCapacity = 4096;
 
-  Console(boost::asio::io_context& context, std::string name, OutputSink output, const Logger& logger);
+  Console(std::string name, OutputSink output, const Logger& logger);
 
   DeviceType type() const override { return DeviceType::kConsole; }
   uint32_t pci_class() const override { return 0x078000; }  // communication controller, other
@@ -34,7 +34,7 @@ class Console final : public QueueDevice, public HostInput {
   void set_input_space_listener(std::function<void()> listener) override;
 
  private:
-  void on_kick(ActiveQueue& queue) override;
+  Turn on_kick(ActiveQueue& queue) override;
   void deliver_input();  // under the worker's lock
 
   OutputSink output_;

@@ -3,79 +3,129 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/strand.hpp>
+#include <exception>
 #include <vector>
+
+#include "base/unique_fd.h"
 
 namespace crosvm::virtio {
 
 struct DeviceWorker::Session : std::enable_shared_from_this<DeviceWorker::Session> {
-  using Strand = boost::asio::strand<boost::asio::io_context::executor_type>;
+  Session(boost::asio::io_context& io, std::shared_ptr<std::mutex> lock, KickHandler kick_handler,
+          FailureHandler failure_handler)
+      : context(io),
+        mutex(std::move(lock)),
+        on_kick(std::move(kick_handler)),
+        on_failure(std::move(failure_handler)) {}
 
-  Session(boost::asio::io_context& context, std::shared_ptr<std::mutex> lock,
-          std::function<void(size_t)> handler)
-      : strand(boost::asio::make_strand(context)), mutex(std::move(lock)), on_kick(std::move(handler)) {}
+  // Runs `body` with the lock held, if the session is still live; an
+  // exception fails the device.
+  template <typename Body>
+  auto contained(Body&& body) -> decltype(body()) {
+    std::string what;
+    try {
+      return body();
+    } catch (const std::exception& error) {
+      what = error.what();
+    } catch (...) {
+      what = "an exception of unknown type";
+    }
+    try {
+      on_failure(what);
+    } catch (...) {
+    }
+    return decltype(body())();
+  }
 
-  // On the strand: a kick arrived (or the session starts) for queue `index`.
+  // On the worker: a kick arrived (or the session starts, or a turn that
+  // yielded goes on) for queue `index`.
   void handle(size_t index) {
+    Turn turn = Turn::kIdle;
     {
       std::lock_guard guard(*mutex);
       if (!live) return;
       uint64_t count;
       while (::read(descriptors[index]->native_handle(), &count, sizeof(count)) > 0) {
       }
-      on_kick(index);
+      turn = contained([&] { return on_kick(index); });
     }
-    wait(index);
+    if (turn == Turn::kMore) {
+      boost::asio::post(context, [self = shared_from_this(), index] { self->handle(index); });
+    } else {
+      wait(index);
+    }
   }
 
   void wait(size_t index) {
     descriptors[index]->async_wait(
         boost::asio::posix::stream_descriptor::wait_read,
-        boost::asio::bind_executor(strand, [self = shared_from_this(), index](const boost::system::error_code& error) {
+        [self = shared_from_this(), index](const boost::system::error_code& error) {
           if (!error) self->handle(index);
-        }));
+        });
   }
 
-  Strand strand;
+  boost::asio::io_context& context;
   std::shared_ptr<std::mutex> mutex;  // the worker's
-  std::function<void(size_t)> on_kick;
-  bool live = true;   // guarded by `mutex`
-  std::vector<std::unique_ptr<boost::asio::posix::stream_descriptor>> descriptors;  // strand only
+  KickHandler on_kick;
+  FailureHandler on_failure;
+  bool live = true;  // guarded by `mutex`
+  // On the worker's thread only (or under run_sync()).
+  std::vector<std::unique_ptr<boost::asio::posix::stream_descriptor>> descriptors;
 };
 
-DeviceWorker::DeviceWorker(boost::asio::io_context& context, std::string name, const Logger& logger)
-    : context_(context), name_(std::move(name)), logger_(logger) {}
-
-DeviceWorker::~DeviceWorker() { stop(); }
-
-Result<void> DeviceWorker::start(std::span<const EventFd* const> kicks,
-                                 std::function<void(size_t)> on_kick) {
-  std::vector<int> copies;
-  for (const EventFd* kick : kicks) {
-    const int copy = ::fcntl(kick->fd(), F_DUPFD_CLOEXEC, 0);
-    if (copy < 0) {
-      const int error = errno;
-      for (int fd : copies) ::close(fd);
-      return make_errno_error(ErrorCode::kIo, error, "{}: cannot duplicate a queue eventfd", name_);
-    }
-    copies.push_back(copy);
-  }
-
-  std::lock_guard guard(*mutex_);
-  if (session_) session_->live = false;
-  auto session = std::make_shared<Session>(context_, mutex_, std::move(on_kick));
-  session_ = session;
-  boost::asio::post(session->strand, [session, copies = std::move(copies)] {
-    for (int fd : copies) {
-      session->descriptors.push_back(
-          std::make_unique<boost::asio::posix::stream_descriptor>(session->strand, fd));
-    }
-    for (size_t i = 0; i < session->descriptors.size(); ++i) session->handle(i);
+DeviceWorker::DeviceWorker(std::string name, const Logger& logger)
+    : name_(std::move(name)), logger_(logger), loop_(name_) {
+  loop_.set_failure_handler([this](std::string_view what) {
+    logger_.error("{}: {}", name_, what);  // a handler outside any session
   });
+}
+
+DeviceWorker::~DeviceWorker() {
+  stop();
+  loop_.stop();
+}
+
+Result<void> DeviceWorker::start(std::span<const EventFd* const> kicks, KickHandler on_kick,
+                                 FailureHandler on_failure) {
+  std::vector<UniqueFd> copies;
+  for (const EventFd* kick : kicks) {
+    UniqueFd copy(::fcntl(kick->fd(), F_DUPFD_CLOEXEC, 0));
+    if (!copy) return make_errno_error(ErrorCode::kIo, errno, "{}: cannot duplicate a queue eventfd", name_);
+    copies.push_back(std::move(copy));
+  }
+  if (!loop_.running()) CROSVM_TRY(loop_.start_threads(1));
+
+  auto session = std::make_shared<Session>(loop_.context(), mutex_, std::move(on_kick), std::move(on_failure));
+  {
+    std::lock_guard guard(*mutex_);
+    if (session_) session_->live = false;
+    session_ = session;
+  }
+  Result<void> armed;
+  loop_.run_sync([&] {
+    for (UniqueFd& copy : copies) {
+      boost::system::error_code error;
+      auto descriptor = std::make_unique<boost::asio::posix::stream_descriptor>(loop_.context());
+      descriptor->assign(copy.get(), error);
+      if (error) {
+        armed = make_error(ErrorCode::kIo, "{}: cannot wait on a queue eventfd: {}", name_, error.message());
+        return;
+      }
+      copy.release();
+      session->descriptors.push_back(std::move(descriptor));
+    }
+    // Kicks that came before the session, after what is queued now.
+    for (size_t i = 0; i < session->descriptors.size(); ++i) {
+      boost::asio::post(loop_.context(), [session, i] { session->handle(i); });
+    }
+  });
+  if (!armed) {
+    stop();
+    return armed;
+  }
   return {};
 }
 
@@ -87,10 +137,9 @@ void DeviceWorker::stop() {
     session_->live = false;
     ended = std::move(session_);
   }
-  // Closing the descriptors cancels the waits; it happens on the strand,
-  // where the waits live. If the executor has stopped, it never runs and the
-  // executor's destruction frees everything.
-  boost::asio::post(ended->strand, [ended] { ended->descriptors.clear(); });
+  // Closing the descriptors cancels their waits; it happens on the worker,
+  // where the waits live, and before this returns.
+  loop_.run_sync([&ended] { ended->descriptors.clear(); });
 }
 
 void DeviceWorker::post(std::function<void()> task) {
@@ -100,9 +149,9 @@ void DeviceWorker::post(std::function<void()> task) {
     session = session_;
   }
   if (!session) return;
-  boost::asio::post(session->strand, [session, task = std::move(task)] {
+  loop_.post([session, task = std::move(task)] {
     std::lock_guard guard(*session->mutex);
-    if (session->live) task();
+    if (session->live) session->contained(task);
   });
 }
 

@@ -1,13 +1,22 @@
-// Runs a virtio device's work on the VM's executor (a Boost.Asio io_context):
-// it waits on the queues' kick eventfds and calls the device's handler on a
-// strand, so a device's handlers never run concurrently, and never on a vCPU
-// thread.
+// Runs a virtio device's work on an executor of the device's own (one
+// thread, started with the first activation): it waits on the queues' kick
+// eventfds and calls the device's handler, so a device's handlers never run
+// concurrently, never on a vCPU thread, and a device kept busy by its guest
+// never holds up the VM's loop (the control socket, host input) or another
+// device.
 //
 // Each activation is a session. Handlers run under the worker's lock and
-// only while the session is live; stop() takes the lock and ends the
-// session, so when it returns (from a vCPU thread resetting the device, say)
-// no handler is running and none will touch guest memory again, without
-// waiting for the executor.
+// only while the session is live; stop() takes the lock, ends the session
+// and closes the session's copies of the kick eventfds before it returns.
+// So when stop() returns (from a vCPU thread resetting the device, say) no
+// handler runs or will touch guest memory again, and nothing of the session
+// stays open in the process, however many resets a driver makes.
+//
+// A handler serves a bounded amount of work per turn and says whether more
+// is waiting: then the worker runs it again after whatever else is queued
+// (the device's other queues, host input, a reset) instead of waiting for a
+// kick. An exception that escapes a handler fails the device (the failure
+// handler), never the process.
 #pragma once
 
 #include <functional>
@@ -15,30 +24,38 @@
 #include <mutex>
 #include <span>
 #include <string>
+#include <string_view>
 
 #include "base/event_fd.h"
+#include "base/event_loop.h"
 #include "base/log.h"
 #include "base/result.h"
-
-namespace boost::asio {
-class io_context;
-}
 
 namespace crosvm::virtio {
 
 class DeviceWorker {
  public:
-  DeviceWorker(boost::asio::io_context& context, std::string name, const Logger& logger);
+  // What a handler's turn left: nothing until the next kick, or more work
+  // that it yielded (it runs again soon, without a kick).
+  enum class Turn { kIdle, kMore };
+  using KickHandler = std::function<Turn(size_t)>;
+  // Called under the lock, on the worker's thread, with what an escaped
+  // exception said. Must not throw.
+  using FailureHandler = std::function<void(std::string_view)>;
+
+  // `name` names the worker's thread.
+  DeviceWorker(std::string name, const Logger& logger);
   ~DeviceWorker();
   DeviceWorker(const DeviceWorker&) = delete;
   DeviceWorker& operator=(const DeviceWorker&) = delete;
 
   // Starts a session: each kick of `kicks[i]` calls on_kick(i) (and once at
-  // the start, for kicks that came before). The eventfds are duplicated.
-  Result<void> start(std::span<const EventFd* const> kicks, std::function<void(size_t)> on_kick);
+  // the start, for kicks that came before). The eventfds are duplicated;
+  // the copies live exactly as long as the session.
+  Result<void> start(std::span<const EventFd* const> kicks, KickHandler on_kick, FailureHandler on_failure);
   // Ends the session. Not from inside a handler.
   void stop();
-  // Runs `task` on the strand, under the lock, if the session that is live
+  // Runs `task` on the worker, under the lock, if the session that is live
   // now is still live then (e.g. host input for a console).
   void post(std::function<void()> task);
 
@@ -47,9 +64,9 @@ class DeviceWorker {
 
  private:
   struct Session;
-  boost::asio::io_context& context_;
   std::string name_;
   Logger logger_;
+  EventLoop loop_;  // the device's own executor
   // Shared with the sessions: a handler still queued when the worker goes
   // away finds the session dead under a mutex that still exists.
   std::shared_ptr<std::mutex> mutex_ = std::make_shared<std::mutex>();

@@ -4,8 +4,22 @@
 
 namespace crosvm::virtio {
 
-QueueDevice::QueueDevice(boost::asio::io_context& context, std::string name, const Logger& logger)
-    : name_(std::move(name)), logger_(logger), worker_(context, name_, logger) {}
+namespace {
+
+// The worker's thread, as the VM's own are named ("crosvm_vcpu0"): the
+// device "virtio-blk 0 (disk.img)" runs on "crosvm_blk0" (a thread name
+// shows 15 characters).
+std::string thread_name(const std::string& device) {
+  std::string kind = device.substr(0, device.find(" ("));
+  if (kind.starts_with("virtio-")) kind.erase(0, 7);
+  std::erase(kind, ' ');
+  return "crosvm_" + kind;
+}
+
+}  // namespace
+
+QueueDevice::QueueDevice(std::string name, const Logger& logger)
+    : name_(std::move(name)), logger_(logger), worker_(thread_name(name_), logger) {}
 
 Result<void> QueueDevice::activate(Activation activation) {
   CROSVM_TRY(on_activate(activation));
@@ -20,9 +34,10 @@ Result<void> QueueDevice::activate(Activation activation) {
   }
   // Positions in `kicks` are positions in activation_->queues, which stays
   // put until the next reset.
-  return worker_.start(kicks, [this](size_t position) {
-    if (active()) on_kick(activation_->queues[position]);
-  });
+  return worker_.start(
+      kicks,
+      [this](size_t position) { return active() ? on_kick(activation_->queues[position]) : Turn::kIdle; },
+      [this](std::string_view what) { fail(fmt::format("internal error: {}", what)); });
 }
 
 void QueueDevice::reset() {
@@ -49,36 +64,46 @@ bool QueueDevice::complete(ActiveQueue& queue, uint16_t head, uint32_t written) 
   return true;
 }
 
-void QueueDevice::serve_all(ActiveQueue& queue,
-                            const std::function<uint32_t(const DescriptorChain&)>& serve) {
-  bool served = false;
-  do {
-    while (active()) {
-      auto popped = queue.queue.pop();
-      if (!popped) {
-        fail(popped.error().message);
-        return;
-      }
-      if (!popped->has_value()) break;
-      const PoppedChain& next = **popped;
-      uint32_t written = 0;
-      if (next.chain) {
-        written = serve(*next.chain);
-      } else {
-        report_problem(fmt::format("queue {}: {}", queue.index, next.problem));
-      }
-      if (!complete(queue, next.head, written)) return;
-      served = true;
+QueueDevice::Turn QueueDevice::serve_available(
+    ActiveQueue& queue, const std::function<uint32_t(const DescriptorChain&)>& serve) {
+  unsigned served = 0;
+  Turn turn = Turn::kIdle;
+  while (active()) {
+    if (served == kChainsPerTurn) {
+      turn = Turn::kMore;
+      break;
     }
-    if (!active()) return;
-    auto more = queue.queue.enable_notification();
-    if (!more) {
-      fail(more.error().message);
-      return;
+    auto popped = queue.queue.pop();
+    if (!popped) {
+      fail(popped.error().message);
+      return Turn::kIdle;
     }
-    if (!*more) break;
-  } while (true);
-  if (!served) return;
+    if (!popped->has_value()) {
+      // Empty: ask for a kick for what comes next, unless something came.
+      auto more = queue.queue.enable_notification();
+      if (!more) {
+        fail(more.error().message);
+        return Turn::kIdle;
+      }
+      if (*more) continue;
+      break;
+    }
+    const PoppedChain& next = **popped;
+    uint32_t written = 0;
+    if (next.chain) {
+      written = serve(*next.chain);
+    } else {
+      report_problem(fmt::format("queue {}: {}", queue.index, next.problem));
+    }
+    if (!complete(queue, next.head, written)) return Turn::kIdle;
+    ++served;
+  }
+  if (served > 0) notify_used(queue);
+  return active() ? turn : Turn::kIdle;
+}
+
+void QueueDevice::notify_used(ActiveQueue& queue) {
+  if (!active()) return;
   auto notify = queue.queue.should_notify();
   if (!notify) {
     fail(notify.error().message);
@@ -97,7 +122,7 @@ void QueueDevice::report_problem(std::string_view problem) {
 }
 
 void QueueDevice::fail(std::string_view why) {
-  if (broken_) return;
+  if (broken_ || !activation_) return;
   broken_ = true;
   interrupt().report_needs_reset(why);
 }

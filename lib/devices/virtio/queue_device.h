@@ -1,7 +1,7 @@
 // What every queue-driven virtio device shares: the worker that runs its
-// handlers on the VM's executor, the current activation, serving a queue
-// chain by chain, and telling what the guest did wrong without letting a
-// hostile guest flood the log.
+// handlers on an executor of the device's own, the current activation,
+// serving a queue chain by chain within a budget per turn, and telling what
+// the guest did wrong without letting a hostile guest flood the log.
 #pragma once
 
 #include <functional>
@@ -16,16 +16,22 @@ namespace crosvm::virtio {
 
 class QueueDevice : public VirtioDevice {
  public:
-  QueueDevice(boost::asio::io_context& context, std::string name, const Logger& logger);
+  // A turn serves at most this many chains, then yields to the device's
+  // other work (its other queues, host input, a reset).
+  static constexpr unsigned kChainsPerTurn = 64;
+  using Turn = DeviceWorker::Turn;
+
+  QueueDevice(std::string name, const Logger& logger);
 
   std::string_view name() const override { return name_; }
   Result<void> activate(Activation activation) final;
   void reset() final;
 
  protected:
-  // A kick (or the start of the activation) for `queue`; runs on the
-  // device's strand under worker().lock().
-  virtual void on_kick(ActiveQueue& queue) = 0;
+  // A kick (or the start of the activation, or the rest of a turn that
+  // yielded) for `queue`; runs on the device's worker under worker().lock().
+  // Serves a bounded amount and says whether more is waiting.
+  virtual Turn on_kick(ActiveQueue& queue) = 0;
   // Checks an activation (e.g. that the needed queues are there).
   virtual Result<void> on_activate(const Activation& activation) {
     (void)activation;
@@ -33,15 +39,19 @@ class QueueDevice : public VirtioDevice {
   }
   virtual void on_reset() {}
 
-  // Serves every available chain of `queue`: serve() returns how many bytes
-  // it wrote into the chain; a malformed chain goes back unused. Tells the
-  // driver once at the end if it asked to be told. Under the lock.
-  void serve_all(ActiveQueue& queue, const std::function<uint32_t(const DescriptorChain&)>& serve);
+  // Serves the available chains of `queue`, up to kChainsPerTurn: serve()
+  // returns how many bytes it wrote into the chain; a malformed chain goes
+  // back unused. Tells the driver at the end if it asked to be told; kMore
+  // when chains are still waiting. Under the lock.
+  Turn serve_available(ActiveQueue& queue, const std::function<uint32_t(const DescriptorChain&)>& serve);
+  // After chains were completed: interrupts the driver if it asked for it.
+  void notify_used(ActiveQueue& queue);
   // Returns one chain to the driver and reports a broken ring. Under the lock.
   bool complete(ActiveQueue& queue, uint16_t head, uint32_t written);
   // A guest mistake that costs one request; logged a limited number of times.
   void report_problem(std::string_view problem);
-  // The driver broke a ring: DEVICE_NEEDS_RESET, nothing more is served.
+  // The driver broke a ring (or the device itself failed: an exception):
+  // DEVICE_NEEDS_RESET, nothing more is served. Under the lock.
   void fail(std::string_view why);
 
   // The active queue with this index, if the driver enabled it. Under the lock.

@@ -10,8 +10,8 @@
 
 namespace crosvm::virtio {
 
-void Rng::on_kick(ActiveQueue& queue) {
-  serve_all(queue, [this](const DescriptorChain& chain) -> uint32_t {
+QueueDevice::Turn Rng::on_kick(ActiveQueue& queue) {
+  return serve_available(queue, [this](const DescriptorChain& chain) -> uint32_t {
     ChainWriter writer(memory(), chain.writable);
     const uint64_t wanted = std::min<uint64_t>(writer.remaining(), kMaxBytesPerRequest);
     auto buffers = writer.take(wanted);

@@ -12,8 +12,7 @@ class Rng final : public QueueDevice {
   // At most this much per request, so one huge buffer cannot hold the worker.
   static constexpr uint32_t kMaxBytesPerRequest = 64 * 1024;
 
-  Rng(boost::asio::io_context& context, const Logger& logger)
-      : QueueDevice(context, "virtio-rng", logger) {}
+  explicit Rng(const Logger& logger) : QueueDevice("virtio-rng", logger) {}
 
   DeviceType type() const override { return DeviceType::kRng; }
   uint32_t pci_class() const override { return 0xff0000; }  // unclassified
@@ -23,7 +22,7 @@ class Rng final : public QueueDevice {
   void write_config(uint64_t, std::span<const uint8_t>) override {}
 
  private:
-  void on_kick(ActiveQueue& queue) override;
+  Turn on_kick(ActiveQueue& queue) override;
 };
 
 }  // namespace crosvm::virtio
