@@ -25,9 +25,40 @@ struct HostOutput::Retry {
 HostOutput::HostOutput(EventLoop& loop, int fd, std::shared_ptr<UniqueFd> owned)
     : loop_(loop), fd_(fd), owned_(std::move(owned)), retry_(std::make_unique<Retry>(loop.context())) {}
 
-HostOutput::~HostOutput() { flush(); }
+HostOutput::~HostOutput() {
+  {
+    std::lock_guard lock(pending_mutex_);
+    writable_waiter_ = nullptr;  // its device may be going away too
+  }
+  flush();
+}
 
-void HostOutput::write(std::span<const uint8_t> bytes) {
+size_t HostOutput::write_some(std::span<const uint8_t> bytes) {
+  bool post = false;
+  size_t taken = 0;
+  {
+    std::lock_guard lock(pending_mutex_);
+    taken = std::min(bytes.size(), kMaxPending - std::min(kMaxPending, pending_.size()));
+    pending_.append(reinterpret_cast<const char*>(bytes.data()), taken);
+    if (taken > 0 && !flush_posted_) flush_posted_ = post = true;
+  }
+  if (post) post_flush();
+  return taken;
+}
+
+void HostOutput::when_writable(std::function<void()> ready) {
+  {
+    std::lock_guard lock(pending_mutex_);
+    if (!ready || !has_room_locked()) {
+      writable_waiter_ = std::move(ready);
+      return;
+    }
+    writable_waiter_ = nullptr;
+  }
+  ready();
+}
+
+void HostOutput::write_waiting(std::span<const uint8_t> bytes) {
   bool post = false;
   bool full = false;
   {
@@ -39,23 +70,40 @@ void HostOutput::write(std::span<const uint8_t> bytes) {
   if (full) {
     flush();  // the guest waits for a slow reader, as for a slow UART
   } else if (post) {
-    loop_.post([weak = weak_from_this()] {
-      if (auto self = weak.lock()) self->flush_ready();
-    });
+    post_flush();
   }
 }
 
-void HostOutput::flush() {
-  std::lock_guard writing(write_mutex_);
-  std::string batch;
+void HostOutput::post_flush() {
+  loop_.post([weak = weak_from_this()] {
+    if (auto self = weak.lock()) self->flush_ready();
+  });
+}
+
+void HostOutput::wake_writer() {
+  std::function<void()> waiter;
   {
     std::lock_guard lock(pending_mutex_);
-    batch.swap(pending_);
-    flush_posted_ = false;
+    if (!writable_waiter_ || !has_room_locked()) return;
+    waiter.swap(writable_waiter_);
   }
-  if (!batch.empty()) {
-    (void)write_all(fd_, std::span(reinterpret_cast<const uint8_t*>(batch.data()), batch.size()));
+  waiter();
+}
+
+void HostOutput::flush() {
+  {
+    std::lock_guard writing(write_mutex_);
+    std::string batch;
+    {
+      std::lock_guard lock(pending_mutex_);
+      batch.swap(pending_);
+      flush_posted_ = false;
+    }
+    if (!batch.empty()) {
+      (void)write_all(fd_, std::span(reinterpret_cast<const uint8_t*>(batch.data()), batch.size()));
+    }
   }
+  wake_writer();
 }
 
 void HostOutput::flush_ready() {
@@ -63,7 +111,15 @@ void HostOutput::flush_ready() {
   // reader: the loop does not wait with it.
   std::unique_lock writing(write_mutex_, std::try_to_lock);
   if (!writing.owns_lock()) return retry_later();
+  size_t budget = kMaxWritePerTurn;
   for (;;) {
+    if (budget == 0) {
+      // More is waiting (a guest that never pauses): the rest in another
+      // turn, after whatever else the loop has to do. flush_posted_ stays.
+      writing.unlock();
+      wake_writer();
+      return post_flush();
+    }
     pollfd ready{fd_, POLLOUT, 0};
     if (::poll(&ready, 1, 0) <= 0) return retry_later();  // not writable yet (or poll failed)
     std::string chunk;
@@ -71,13 +127,14 @@ void HostOutput::flush_ready() {
       std::lock_guard lock(pending_mutex_);
       if (pending_.empty()) {
         flush_posted_ = false;
-        return;
+        break;
       }
       // A pipe that polls writable has room for PIPE_BUF bytes at least: a
       // write of no more does not block, whatever the fd's mode.
-      chunk = pending_.substr(0, PIPE_BUF);
+      chunk = pending_.substr(0, std::min<size_t>(PIPE_BUF, budget));
       pending_.erase(0, chunk.size());
     }
+    budget -= chunk.size();
     ssize_t written = -1;  // polled without POLLOUT: an error, a hang-up or a bad fd
     if ((ready.revents & POLLOUT) != 0) {
       written = ::write(fd_, chunk.data(), chunk.size());
@@ -94,6 +151,8 @@ void HostOutput::flush_ready() {
     // written < 0 otherwise: the reader is gone or the fd is broken; the
     // bytes are dropped, as write_all() drops them.
   }
+  writing.unlock();
+  wake_writer();
 }
 
 void HostOutput::retry_later() {

@@ -14,10 +14,15 @@
 // reader stalls (Ctrl-S) may not: it polls writable with less room than
 // PIPE_BUF, and the write then waits for the rest.
 //
-// Bounded: beyond kMaxPending bytes waiting, the writer flushes itself, as
-// a slow UART holds up its guest. Order is kept. Whatever is still pending
-// is written by flush() (the VM calls it when it stops) and the destructor;
-// those wait for the reader, so nothing is lost.
+// Bounded: at most kMaxPending bytes wait. A device's write_some() takes
+// only what fits and is told (when_writable) once room opens, so a virtio
+// console leaves its guest's buffers in the ring meanwhile and nothing
+// waits; a UART's vCPU (write_waiting) flushes the buffer itself when it is
+// full, as a slow UART holds up its guest. Order is kept. The loop writes
+// at most kMaxWritePerTurn bytes per turn and then yields, so a guest
+// printing without pause to a fast file cannot keep the loop to itself.
+// Whatever is still pending is written by flush() (the VM calls it when it
+// stops) and the destructor; those wait for the reader, so nothing is lost.
 #pragma once
 
 #include <cstdint>
@@ -26,23 +31,30 @@
 #include <span>
 #include <string>
 
-#include "base/unique_fd.h"
 #include "base/event_loop.h"
+#include "base/unique_fd.h"
+#include "devices/output_stream.h"
 
 namespace crosvm {
 
-class HostOutput : public std::enable_shared_from_this<HostOutput> {
+class HostOutput final : public OutputStream, public std::enable_shared_from_this<HostOutput> {
  public:
   static constexpr size_t kMaxPending = 64 << 10;
+  static constexpr size_t kMaxWritePerTurn = 64 << 10;
 
   // Writes to `fd`, which it does not own (stdout) unless `owned` holds it.
   HostOutput(EventLoop& loop, int fd, std::shared_ptr<UniqueFd> owned = nullptr);
-  ~HostOutput();
+  ~HostOutput() override;
   HostOutput(const HostOutput&) = delete;
   HostOutput& operator=(const HostOutput&) = delete;
 
-  // From any thread: queues `bytes` for the fd.
-  void write(std::span<const uint8_t> bytes);
+  // From any thread. Queues what fits below kMaxPending.
+  size_t write_some(std::span<const uint8_t> bytes) override;
+  // `ready` runs once at least half the buffer is free.
+  void when_writable(std::function<void()> ready) override;
+  // From any thread: queues all of `bytes`, flushing on this thread when
+  // the buffer is full.
+  void write_waiting(std::span<const uint8_t> bytes) override;
   // Writes everything queued so far, on the calling thread, waiting for the
   // fd as long as it takes.
   void flush();
@@ -54,6 +66,10 @@ class HostOutput : public std::enable_shared_from_this<HostOutput> {
   // for the rest.
   void flush_ready();
   void retry_later();
+  void post_flush();
+  // Hands room to the waiting writer, if there is room (pending_mutex_ not held).
+  void wake_writer();
+  bool has_room_locked() const { return pending_.size() <= kMaxPending / 2; }
 
   EventLoop& loop_;
   const int fd_;
@@ -63,6 +79,7 @@ class HostOutput : public std::enable_shared_from_this<HostOutput> {
   std::mutex pending_mutex_;  // guards what follows
   std::string pending_;
   bool flush_posted_ = false;  // a loop flush is posted, or its retry armed
+  std::function<void()> writable_waiter_;  // when_writable()'s, until there is room
 };
 
 }  // namespace crosvm

@@ -138,7 +138,7 @@ class Vm final : public PowerEvents {
   void announce_stopped();
   void kick_all_vcpus();
   Result<void> attach_control_socket();
-  Result<Serial::OutputSink> output_sink(const SerialConfig& config);
+  Result<std::shared_ptr<OutputStream>> output_stream(const SerialConfig& config);
   using PauseWaiter = std::function<void(Result<void>)>;
   // Hands the pending pause waiters `result`; call without mutex_ held.
   static void settle_pause(std::vector<PauseWaiter> waiters, const Result<void>& result);

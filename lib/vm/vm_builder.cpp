@@ -225,11 +225,12 @@ acpi::MachineDescription Vm::describe_machine() const {
 
 // Where a port's output goes: nowhere, stdout or a file (both written in
 // batches by the event loop: HostOutput), or the embedder's callback.
-Result<Serial::OutputSink> Vm::output_sink(const SerialConfig& config) {
+Result<std::shared_ptr<OutputStream>> Vm::output_stream(const SerialConfig& config) {
   std::shared_ptr<HostOutput> output;
   switch (config.output) {
-    case SerialOutput::kSink: return Serial::OutputSink();
-    case SerialOutput::kCallback: return Serial::OutputSink(config.callback);
+    case SerialOutput::kSink: return std::shared_ptr<OutputStream>(std::make_shared<CallbackOutput>());
+    case SerialOutput::kCallback:
+      return std::shared_ptr<OutputStream>(std::make_shared<CallbackOutput>(config.callback));
     case SerialOutput::kStdout: output = std::make_shared<HostOutput>(loop_, STDOUT_FILENO); break;
     case SerialOutput::kFile: {
       auto file = std::make_shared<UniqueFd>(
@@ -239,12 +240,14 @@ Result<Serial::OutputSink> Vm::output_sink(const SerialConfig& config) {
     }
   }
   host_outputs_.push_back(output);
-  return Serial::OutputSink([output](std::span<const uint8_t> bytes) { output->write(bytes); });
+  return std::shared_ptr<OutputStream>(output);
 }
 
 Result<void> Vm::attach_serial(const SerialConfig& config) {
   const size_t index = config.number - 1;
-  Serial::OutputSink sink = CROSVM_TRY(output_sink(config));
+  // The UART's vCPU waits when the output is full, as on a slow line.
+  std::shared_ptr<OutputStream> output = CROSVM_TRY(output_stream(config));
+  Serial::OutputSink sink = [output](std::span<const uint8_t> bytes) { output->write_waiting(bytes); };
   auto irq = CROSVM_TRY(create_irq_line(Serial::kIrqs[index]));
   static constexpr std::string_view kNames[] = {"serial 1", "serial 2", "serial 3", "serial 4"};
   auto serial = std::make_shared<Serial>(kNames[index], std::move(irq), std::move(sink));
@@ -283,7 +286,7 @@ Result<void> Vm::attach_pci_devices() {
   for (const SerialConfig& serial : config_.serials) {
     if (serial.hardware != SerialHardware::kVirtioConsole) continue;
     auto console = std::make_shared<virtio::Console>(
-        fmt::format("virtio-console {}", serial.number), CROSVM_TRY(output_sink(serial)),
+        fmt::format("virtio-console {}", serial.number), CROSVM_TRY(output_stream(serial)),
         logger_);
     CROSVM_TRY(attach_virtio(console));
     if (serial.read_stdin) {

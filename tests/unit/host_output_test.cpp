@@ -48,8 +48,8 @@ TEST_CASE("host output is written by the loop, not by the writer, and keeps its 
   EventLoop loop;
   auto output = std::make_shared<HostOutput>(loop, file.fd);
 
-  output->write(bytes_of("hel"));
-  output->write(bytes_of("lo"));
+  output->write_waiting(bytes_of("hel"));
+  output->write_waiting(bytes_of("lo"));
   CHECK(contents(file.path).empty());  // the loop has not run yet
 
   REQUIRE(loop.start_threads(1).ok());
@@ -67,10 +67,10 @@ TEST_CASE("flush writes what is pending at once, and the destructor writes the r
   EventLoop loop;  // never started: only flush() and the destructor write
   {
     auto output = std::make_shared<HostOutput>(loop, file.fd);
-    output->write(bytes_of("last "));
+    output->write_waiting(bytes_of("last "));
     output->flush();
     CHECK(contents(file.path) == "last ");
-    output->write(bytes_of("words"));
+    output->write_waiting(bytes_of("words"));
   }
   CHECK(contents(file.path) == "last words");
 }
@@ -82,10 +82,10 @@ TEST_CASE("a writer that fills the buffer writes it itself instead of growing it
   auto output = std::make_shared<HostOutput>(loop, file.fd);
   const std::string chunk(1024, 'x');
   for (size_t written = 0; written < HostOutput::kMaxPending; written += chunk.size()) {
-    output->write(bytes_of(chunk));
+    output->write_waiting(bytes_of(chunk));
   }
   CHECK(contents(file.path).size() == HostOutput::kMaxPending);
-  output->write(bytes_of("y"));
+  output->write_waiting(bytes_of("y"));
   CHECK(contents(file.path).size() == HostOutput::kMaxPending);
   output->flush();
   CHECK(contents(file.path) == std::string(HostOutput::kMaxPending, 'x') + "y");
@@ -121,7 +121,7 @@ TEST_CASE("a reader that stops reading does not hold up the loop, and loses noth
         }
       }
     } drain{ends[0]};
-    output->write(bytes_of("prompt$ "));
+    output->write_waiting(bytes_of("prompt$ "));
     // The loop's flush found the pipe full; the loop goes on serving.
     auto served = std::make_shared<std::promise<void>>();
     loop.post([served] { served->set_value(); });
@@ -142,4 +142,46 @@ TEST_CASE("a reader that stops reading does not hold up the loop, and loses noth
   loop.stop();
   ::close(ends[0]);
   ::close(ends[1]);
+}
+
+TEST_CASE("a device's write takes only what fits and is told when there is room again",
+          "[host-output][hostile]") {
+  OutputFile file;
+  EventLoop loop;  // never started: only flush() writes
+  auto output = std::make_shared<HostOutput>(loop, file.fd);
+  const std::string big(HostOutput::kMaxPending + 1000, 'b');
+  CHECK(output->write_some(bytes_of(big)) == HostOutput::kMaxPending);
+  CHECK(output->write_some(bytes_of("more")) == 0);  // full: nothing is queued beyond the bound
+  bool told = false;
+  output->when_writable([&] { told = true; });
+  CHECK_FALSE(told);
+  output->flush();
+  CHECK(told);
+  CHECK(contents(file.path) == std::string(HostOutput::kMaxPending, 'b'));
+  bool at_once = false;
+  output->when_writable([&] { at_once = true; });  // room now: told at once
+  CHECK(at_once);
+}
+
+TEST_CASE("a writer that never pauses does not keep the loop to itself", "[host-output][hostile]") {
+  // A guest printing as fast as it can to a file the host writes quickly:
+  // the loop writes in bounded turns and still serves its other work.
+  const int null = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+  REQUIRE(null >= 0);
+  EventLoop loop;
+  REQUIRE(loop.start_threads(1).ok());
+  auto output = std::make_shared<HostOutput>(loop, null);
+  std::atomic<bool> writing{true};
+  std::thread writer([&] {
+    const std::string chunk(4096, 'w');
+    while (writing) (void)output->write_some(bytes_of(chunk));
+  });
+  std::promise<void> served;
+  for (int i = 0; i < 100; ++i) loop.post([] {});
+  loop.post([&] { served.set_value(); });
+  CHECK(served.get_future().wait_for(crosvm::testing::kHangGuard) == std::future_status::ready);
+  writing = false;
+  writer.join();
+  loop.stop();
+  ::close(null);
 }

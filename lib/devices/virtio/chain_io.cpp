@@ -34,6 +34,32 @@ Result<std::vector<iovec>> ChainCursor::take(uint64_t length) {
   return pieces;
 }
 
+Result<std::span<uint8_t>> ChainCursor::peek(uint64_t max) {
+  if (remaining_ == 0 || max == 0) return std::span<uint8_t>();
+  const GuestBuffer& buffer = buffers_[buffer_index_];
+  const uint64_t step = std::min({max, remaining_, buffer.length - buffer_offset_});
+  return memory_.slice(buffer.address + buffer_offset_, step);
+}
+
+Result<void> ChainCursor::skip(uint64_t length) {
+  if (length > remaining_) {
+    return make_error(ErrorCode::kDevice, "cannot skip {} bytes, the chain has {}", length, remaining_);
+  }
+  remaining_ -= length;
+  consumed_ += length;
+  while (length > 0) {
+    const GuestBuffer& buffer = buffers_[buffer_index_];
+    const uint64_t step = std::min<uint64_t>(length, buffer.length - buffer_offset_);
+    buffer_offset_ += step;
+    length -= step;
+    if (buffer_offset_ == buffer.length) {
+      ++buffer_index_;
+      buffer_offset_ = 0;
+    }
+  }
+  return {};
+}
+
 Result<void> ChainCursor::exclude_tail(uint64_t length) {
   if (length > remaining_) {
     return make_error(ErrorCode::kDevice, "the chain has {} bytes, fewer than {}", remaining_, length);

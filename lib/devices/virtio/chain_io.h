@@ -31,6 +31,12 @@ class ChainCursor {
   // Drops the last `length` bytes from what remains (e.g. a status byte that
   // is written separately); fails when fewer remain.
   Result<void> exclude_tail(uint64_t length);
+  // The next contiguous piece of what remains, at most `max` bytes, as host
+  // memory, without consuming it (empty when nothing remains): for a device
+  // that streams a chain through a bounded window instead of copying it.
+  Result<std::span<uint8_t>> peek(uint64_t max);
+  // Consumes `length` bytes; fails (consuming nothing) when fewer remain.
+  Result<void> skip(uint64_t length);
 
  protected:
   const GuestMemory& memory_;

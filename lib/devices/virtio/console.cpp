@@ -17,7 +17,7 @@ struct [[gnu::packed]] ConsoleConfig {
 
 }  // namespace
 
-Console::Console(std::string name, OutputSink output, const Logger& logger)
+Console::Console(std::string name, std::shared_ptr<OutputStream> output, const Logger& logger)
     : QueueDevice(std::move(name), logger), output_(std::move(output)) {}
 
 void Console::read_config(uint64_t offset, std::span<uint8_t> data) {
@@ -48,12 +48,92 @@ QueueDevice::Turn Console::on_kick(ActiveQueue& queue) {
     return Turn::kIdle;
   }
   if (queue.index != kTransmitQueue) return Turn::kIdle;
-  return serve_available(queue, [this](const DescriptorChain& chain) -> uint32_t {
-    ChainReader reader(memory(), chain.readable);
-    std::vector<uint8_t> bytes(reader.remaining());
-    if (reader.read(bytes) && output_) output_(bytes);
-    return 0;
-  });
+  return transmit(queue);
+}
+
+void Console::on_reset() {
+  transmitting_.reset();
+  output_->when_writable({});
+}
+
+QueueDevice::Turn Console::transmit(ActiveQueue& queue) {
+  uint64_t budget = kTransmitBytesPerTurn;
+  unsigned completed = 0;
+  Turn turn = Turn::kIdle;
+  while (active()) {
+    if (!transmitting_) {
+      if (completed == kChainsPerTurn) {
+        turn = Turn::kMore;
+        break;
+      }
+      auto popped = queue.queue.pop();
+      if (!popped) {
+        fail(popped.error().message);
+        return Turn::kIdle;
+      }
+      if (!popped->has_value()) {
+        auto more = queue.queue.enable_notification();
+        if (!more) {
+          fail(more.error().message);
+          return Turn::kIdle;
+        }
+        if (*more) continue;
+        break;
+      }
+      PoppedChain& next = **popped;
+      if (!next.chain) {
+        report_problem(fmt::format("transmit queue: {}", next.problem));
+        if (!complete(queue, next.head, 0)) return Turn::kIdle;
+        ++completed;
+        continue;
+      }
+      transmitting_ = Transmitting{std::move(*next.chain), 0};
+    }
+    const Sent sent = send_transmitting(budget);
+    if (!active()) return Turn::kIdle;
+    if (sent == Sent::kOutputFull) {
+      // The chain waits; a kick (ours, once there is room, or the driver's)
+      // goes on with it.
+      output_->when_writable([this] {
+        worker().post([this] {
+          if (ActiveQueue* transmit_queue = find_queue(kTransmitQueue)) transmit_queue->kick.signal();
+        });
+      });
+      break;
+    }
+    if (sent == Sent::kBudgetUsed) {
+      turn = Turn::kMore;
+      break;
+    }
+    const uint16_t head = transmitting_->chain.head;
+    transmitting_.reset();
+    if (!complete(queue, head, 0)) return Turn::kIdle;
+    ++completed;
+  }
+  if (completed > 0) notify_used(queue);
+  return active() ? turn : Turn::kIdle;
+}
+
+Console::Sent Console::send_transmitting(uint64_t& budget) {
+  ChainReader reader(memory(), transmitting_->chain.readable);
+  if (auto skipped = reader.skip(transmitting_->sent); !skipped) {
+    fail(skipped.error().message);
+    return Sent::kAll;
+  }
+  while (reader.remaining() > 0) {
+    if (budget == 0) return Sent::kBudgetUsed;
+    auto piece = reader.peek(std::min<uint64_t>(budget, kPieceBytes));
+    if (!piece) {
+      fail(piece.error().message);
+      return Sent::kAll;
+    }
+    const size_t taken = output_->write_some(*piece);
+    (void)reader.skip(taken);
+    transmitting_->sent += taken;
+    budget -= taken;
+    if (taken < piece->size()) return Sent::kOutputFull;
+  }
+  return Sent::kAll;
 }
 
 void Console::deliver_input() {

@@ -101,6 +101,7 @@ Result<void> DeviceWorker::start(std::span<const EventFd* const> kicks, KickHand
   auto session = std::make_shared<Session>(loop_.context(), mutex_, std::move(on_kick), std::move(on_failure));
   {
     std::lock_guard guard(*mutex_);
+    std::lock_guard current(session_mutex_);
     if (session_) session_->live = false;
     session_ = session;
   }
@@ -132,7 +133,8 @@ Result<void> DeviceWorker::start(std::span<const EventFd* const> kicks, KickHand
 void DeviceWorker::stop() {
   std::shared_ptr<Session> ended;
   {
-    std::lock_guard guard(*mutex_);
+    std::lock_guard guard(*mutex_);  // waits for a handler that runs now
+    std::lock_guard current(session_mutex_);
     if (!session_) return;
     session_->live = false;
     ended = std::move(session_);
@@ -145,7 +147,7 @@ void DeviceWorker::stop() {
 void DeviceWorker::post(std::function<void()> task) {
   std::shared_ptr<Session> session;
   {
-    std::lock_guard guard(*mutex_);
+    std::lock_guard current(session_mutex_);
     session = session_;
   }
   if (!session) return;

@@ -56,7 +56,8 @@ class DeviceWorker {
   // Ends the session. Not from inside a handler.
   void stop();
   // Runs `task` on the worker, under the lock, if the session that is live
-  // now is still live then (e.g. host input for a console).
+  // now is still live then (e.g. host input for a console). From any
+  // thread, a handler included.
   void post(std::function<void()> task);
 
   // The lock handlers run under, for device state shared with other threads.
@@ -70,7 +71,10 @@ class DeviceWorker {
   // Shared with the sessions: a handler still queued when the worker goes
   // away finds the session dead under a mutex that still exists.
   std::shared_ptr<std::mutex> mutex_ = std::make_shared<std::mutex>();
-  std::shared_ptr<Session> session_;  // guarded by *mutex_
+  // Which session is live; its own lock, so that post() works from inside
+  // a handler (which holds *mutex_).
+  std::mutex session_mutex_;
+  std::shared_ptr<Session> session_;  // guarded by session_mutex_
 };
 
 }  // namespace crosvm::virtio
