@@ -73,6 +73,18 @@ TEST_CASE("i8042 answers Linux's probe: self-test, command byte, no aux port", "
   CHECK(power.events.empty());
 }
 
+TEST_CASE("i8042 holds one byte: answers that are never read do not pile up", "[i8042][hostile]") {
+  // A guest that issues answering commands (a rep outsb gives 4096 a
+  // time) without ever reading port 0x60 costs the host nothing.
+  RecordingPowerEvents power;
+  I8042 controller(power);
+  for (int i = 0; i < 100000; ++i) out8(controller, 4, i % 2 == 0 ? 0xaa : 0x20);
+  CHECK((in8(controller, 4) & 0x01) == 0x01);
+  CHECK(in8(controller, 0) == 0x45);  // the last answer: the command byte
+  CHECK((in8(controller, 4) & 0x01) == 0);  // and nothing behind it
+  CHECK(in8(controller, 0) == 0);
+}
+
 TEST_CASE("CMOS reports the clock in BCD, 24-hour form by default", "[cmos]") {
   Cmos cmos(256ull << 20, 0, [] { return kFixedTime; });
   CHECK(cmos_read(cmos, 0x00) == 0x09);

@@ -45,11 +45,8 @@ void I8042::read(uint64_t offset, std::span<uint8_t> out) {
   if (offset == kCommandOffset) {
     out[0] = status();
   } else if (offset == kDataOffset) {
-    out[0] = 0;
-    if (!output_.empty()) {
-      out[0] = output_.front();
-      output_.pop_front();
-    }
+    out[0] = output_.value_or(0);
+    output_.reset();
   }
 }
 
@@ -81,7 +78,7 @@ void I8042::write(uint64_t offset, std::span<const uint8_t> in) {
 void I8042::command(uint8_t value) {
   pending_command_ = 0;
   switch (value) {
-    case kReadCommandByte: output_.push_back(command_byte_); break;
+    case kReadCommandByte: respond(command_byte_); break;
     case kWriteCommandByte:
     case kWriteOutputPort:
     case kWriteKeyboardBuffer:
@@ -91,15 +88,15 @@ void I8042::command(uint8_t value) {
       break;
     case kDisableAux: command_byte_ |= kCommandByteAuxDisabled; break;
     case kEnableAux: command_byte_ &= static_cast<uint8_t>(~kCommandByteAuxDisabled); break;
-    case kTestAux: output_.push_back(kAuxTestNoDevice); break;
+    case kTestAux: respond(kAuxTestNoDevice); break;
     case kSelfTest:
       self_tested_ = true;
-      output_.push_back(kSelfTestPassed);
+      respond(kSelfTestPassed);
       break;
-    case kTestKeyboard: output_.push_back(kPortTestPassed); break;
+    case kTestKeyboard: respond(kPortTestPassed); break;
     case kDisableKeyboard: command_byte_ |= kCommandByteKeyboardDisabled; break;
     case kEnableKeyboard: command_byte_ &= static_cast<uint8_t>(~kCommandByteKeyboardDisabled); break;
-    case kReadOutputPort: output_.push_back(kOutputPortDefault); break;
+    case kReadOutputPort: respond(kOutputPortDefault); break;
     default: break;  // other commands have no effect here
   }
 }
@@ -109,10 +106,10 @@ void I8042::data(uint8_t value) {
   pending_command_ = 0;
   switch (command) {
     case kWriteCommandByte: command_byte_ = value; break;
-    case kWriteKeyboardBuffer: output_.push_back(value); break;
+    case kWriteKeyboardBuffer: respond(value); break;
     // The aux loop-back answer comes without the aux-data status bit, which
     // tells Linux at once that there is no aux port (no 0.5 s timeout).
-    case kWriteAuxBuffer: output_.push_back(value); break;
+    case kWriteAuxBuffer: respond(value); break;
     // No keyboard or mouse is attached: bytes for them go nowhere.
     default: break;
   }
@@ -120,7 +117,7 @@ void I8042::data(uint8_t value) {
 
 uint8_t I8042::status() const {
   uint8_t value = kStatusUnlocked;
-  if (!output_.empty()) value |= kStatusOutputFull;
+  if (output_) value |= kStatusOutputFull;
   if (self_tested_) value |= kStatusSystemFlag;
   if (last_write_was_command_) value |= kStatusLastWasCommand;
   return value;

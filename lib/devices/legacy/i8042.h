@@ -2,10 +2,13 @@
 // set for Linux's i8042 driver to probe it quickly (self-test, the command
 // byte, port tests; no keyboard or mouse behind it), and the CPU reset line:
 // command 0xfe, or bit 0 cleared in the output port, resets the machine.
+// Like the real controller it holds one byte for the host to read: a new
+// answer replaces one that was never read, so a guest that issues commands
+// without reading costs nothing.
 #pragma once
 
 #include <cstdint>
-#include <deque>
+#include <optional>
 #include <mutex>
 
 #include "devices/bus.h"
@@ -26,12 +29,13 @@ class I8042 final : public BusDevice {
 
  private:
   void command(uint8_t value);
+  void respond(uint8_t value) { output_ = value; }
   void data(uint8_t value);
   uint8_t status() const;
 
   PowerEvents& power_;
   std::mutex mutex_;
-  std::deque<uint8_t> output_;
+  std::optional<uint8_t> output_;  // the output buffer: one byte
   uint8_t command_byte_ = 0x45;  // keyboard interrupt on, system flag, translation
   uint8_t pending_command_ = 0;  // a command waiting for its data byte
   bool last_write_was_command_ = false;
