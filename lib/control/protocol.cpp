@@ -60,7 +60,12 @@ Result<void> check_fields(const json& object, std::initializer_list<std::string_
 Result<std::optional<int64_t>> parse_id(const json& object) {
   auto found = object.find("id");
   if (found == object.end()) return std::optional<int64_t>{};
-  if (!found->is_number_integer()) return protocol_error("\"id\" must be an integer");
+  // An unsigned number above INT64_MAX is an integer too, and would come
+  // back as a negative one.
+  if (!found->is_number_integer() ||
+      (found->is_number_unsigned() && found->get<uint64_t>() > uint64_t{INT64_MAX})) {
+    return protocol_error("\"id\" must be an integer from -2^63 to 2^63-1");
+  }
   return std::optional<int64_t>{found->get<int64_t>()};
 }
 

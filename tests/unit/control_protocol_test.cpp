@@ -106,7 +106,12 @@ TEST_CASE("malformed requests are refused with a reason", "[control]") {
   CHECK(protocol_error_of("{\"request\":7}") == "\"request\" must be a string");
   CHECK(protocol_error_of("{\"request\":\"reboot\"}").find("unknown request \"reboot\"") == 0);
   CHECK(protocol_error_of("{\"request\":\"stop\",\"force\":true}") == "unknown field \"force\"");
-  CHECK(protocol_error_of("{\"request\":\"stop\",\"id\":\"x\"}") == "\"id\" must be an integer");
+  CHECK(protocol_error_of("{\"request\":\"stop\",\"id\":\"x\"}") == "\"id\" must be an integer from -2^63 to 2^63-1");
+  // Above INT64_MAX it would have come back as a negative id.
+  CHECK(protocol_error_of("{\"request\":\"stop\",\"id\":9223372036854775808}") ==
+        "\"id\" must be an integer from -2^63 to 2^63-1");
+  CHECK(parse_request("{\"request\":\"stop\",\"id\":9223372036854775807}")->id == INT64_MAX);
+  CHECK(parse_request("{\"request\":\"stop\",\"id\":-9223372036854775808}")->id == INT64_MIN);
   CHECK(protocol_error_of("{\"request\":\"disk_resize\",\"size\":512}") == "\"disk\" is missing");
   CHECK(protocol_error_of("{\"request\":\"disk_resize\",\"disk\":0}") == "\"size\" is missing");
   CHECK(protocol_error_of("{\"request\":\"disk_resize\",\"disk\":0,\"size\":-512}") ==

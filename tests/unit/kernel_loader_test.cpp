@@ -169,6 +169,21 @@ TEST_CASE("a relocatable bzImage needs init_size from where it decompresses, not
   CHECK(message_contains(kernel.error(), "up to 26 MiB"));
 }
 
+TEST_CASE("a relocatable bzImage whose preferred address plus init_size wraps is refused", "[kernel][hostile]") {
+  // pref_address near 2^64: runtime start + init_size wrapped to a small
+  // end, the kernel was accepted and the initrd placed where it runs.
+  GuestMemory memory = make_memory();
+  std::vector<uint8_t> image = make_bzimage();
+  SetupHeader header;
+  std::memcpy(&header, image.data() + kSetupHeaderOffset, sizeof(header));
+  header.pref_address = 0xffff'ffff'ffe0'0000ull;
+  header.init_size = 0x400000;
+  std::memcpy(image.data() + kSetupHeaderOffset, &header, sizeof(header));
+  auto kernel = load_kernel(memory, kRam, ImageSource(image));
+  REQUIRE_FALSE(kernel.ok());
+  CHECK(message_contains(kernel.error(), "beyond any address space"));
+}
+
 TEST_CASE("a relocatable bzImage with a kernel_alignment that is not a power of two is refused",
           "[kernel]") {
   GuestMemory memory = make_memory();

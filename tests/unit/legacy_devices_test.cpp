@@ -117,6 +117,29 @@ TEST_CASE("a guest that sets the CMOS clock keeps its own time", "[cmos]") {
   CHECK(cmos_read(cmos, 0x04) == 0x16);  // the offset holds as host time moves
 }
 
+TEST_CASE("a guest writing CMOS years over and over keeps the clock within 1900-9999", "[cmos][hostile]") {
+  // Binary mode lets a year register hold 255: each write used to move the
+  // clock a century on, until the date arithmetic overflowed.
+  Cmos cmos(256ull << 20, 0, [] { return kFixedTime; });
+  out8(cmos, 0, 0x0b);
+  out8(cmos, 1, 0x06);  // binary, 24-hour
+  for (int i = 0; i < 100000; ++i) {
+    out8(cmos, 0, i % 2 == 0 ? 0x09 : 0x32);
+    out8(cmos, 1, 0xff);
+  }
+  CHECK(cmos_read(cmos, 0x09) == 26);  // out of range: ignored
+  CHECK(cmos_read(cmos, 0x32) == 20);
+  out8(cmos, 0, 0x32);
+  out8(cmos, 1, 99);  // the latest century a clock may show
+  out8(cmos, 0, 0x09);
+  out8(cmos, 1, 99);
+  CHECK(cmos_read(cmos, 0x32) == 99);
+  CHECK(cmos_read(cmos, 0x09) == 99);
+  out8(cmos, 0, 0x08);
+  out8(cmos, 1, 13);  // no thirteenth month
+  CHECK(cmos_read(cmos, 0x08) == 11);
+}
+
 TEST_CASE("CMOS records the memory sizes firmware would", "[cmos]") {
   Cmos cmos(3ull << 30, (4ull << 30) + (2ull << 30), [] { return kFixedTime; });
   const uint64_t above_16m = cmos_read(cmos, 0x34) | (cmos_read(cmos, 0x35) << 8);

@@ -138,8 +138,16 @@ Result<LoadedKernel> load_bzimage(const GuestMemory& memory, uint64_t low_ram_en
     }
     runtime_start = std::max((load_address + alignment - 1) & ~(alignment - 1), pref_address);
   }
-  const uint64_t end = std::max(load_address + payload_size, runtime_start + header.init_size);
-  if (end < load_address || end > low_ram_end) return too_small(end, low_ram_end);
+  // The sums are checked before they are made: a pref_address near 2^64
+  // plus init_size wrapped to a small end, and the initrd was then placed
+  // where the kernel decompresses.
+  const uint64_t init_size = header.init_size;
+  if (payload_size > UINT64_MAX - load_address || init_size > UINT64_MAX - runtime_start) {
+    return make_error(ErrorCode::kKernel, "bzImage wants to run at {:#x} (init_size {:#x}): beyond any "
+                      "address space", runtime_start, init_size);
+  }
+  const uint64_t end = std::max(load_address + payload_size, runtime_start + init_size);
+  if (end > low_ram_end) return too_small(end, low_ram_end);
   CROSVM_TRY(image.read(setup_size, CROSVM_TRY(memory.slice(load_address, payload_size))));
 
   LoadedKernel kernel{};

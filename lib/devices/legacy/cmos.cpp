@@ -30,6 +30,27 @@ bool is_time_register(uint8_t index) {
   return index <= kYear || index == kCentury;
 }
 
+// The clock the guest may set: 1900-01-01 to 9999-12-31 (time_t seconds).
+// The offset from the host's clock stays within it, so nothing a guest
+// writes, however often, overflows the date arithmetic.
+constexpr time_t kEarliest = -2208988800;
+constexpr time_t kLatest = 253402300799;
+
+// Whether `value` is one a clock field can hold; a write of anything else
+// is ignored (a value no real clock would show).
+bool in_range(uint8_t index, int value, bool twelve_hour) {
+  switch (index) {
+    case kSeconds:
+    case kMinutes: return value >= 0 && value <= 59;
+    case kHours: return twelve_hour ? value >= 1 && value <= 12 : value >= 0 && value <= 23;
+    case kDayOfMonth: return value >= 1 && value <= 31;
+    case kMonth: return value >= 1 && value <= 12;
+    case kYear: return value >= 0 && value <= 99;
+    case kCentury: return value >= 19 && value <= 99;
+    default: return false;
+  }
+}
+
 }  // namespace
 
 Cmos::Cmos(uint64_t low_memory_end, uint64_t high_memory_end, Clock clock)
@@ -126,6 +147,7 @@ void Cmos::write_register(uint8_t index, uint8_t value) {
   struct tm time {};
   ::gmtime_r(&seconds, &time);
   int field = decode(static_cast<uint8_t>(index == kHours ? value & ~kHourPm : value));
+  if (!in_range(index, field, (ram_[kRegisterB] & kRegisterB24Hour) == 0)) return;
   switch (index) {
     case kSeconds: time.tm_sec = field; break;
     case kMinutes: time.tm_min = field; break;
@@ -143,7 +165,8 @@ void Cmos::write_register(uint8_t index, uint8_t value) {
     default: break;
   }
   const time_t wanted = ::timegm(&time);
-  if (wanted != static_cast<time_t>(-1)) guest_offset_ += wanted - seconds;
+  if (wanted < kEarliest || wanted > kLatest) return;
+  guest_offset_ += wanted - seconds;
 }
 
 }  // namespace crosvm
