@@ -14,7 +14,7 @@ constexpr uint32_t kVectorMasked = 1;
 }  // namespace
 
 Result<std::unique_ptr<MsixTable>> MsixTable::create(uint16_t vectors, MsiRouter& router,
-                                                     const Logger& logger) {
+                                                     std::shared_ptr<GuestLog> log) {
   if (vectors == 0 || vectors > kMaxVectors) {
     return make_error(ErrorCode::kInternal, "an MSI-X table of {} vectors", vectors);
   }
@@ -24,7 +24,7 @@ Result<std::unique_ptr<MsixTable>> MsixTable::create(uint16_t vectors, MsiRouter
     entry.gsi = line.gsi;
     entry.event = std::make_unique<EventFd>(std::move(line.event));
   }
-  return std::unique_ptr<MsixTable>(new MsixTable(std::move(entries), router, logger));
+  return std::unique_ptr<MsixTable>(new MsixTable(std::move(entries), router, std::move(log)));
 }
 
 bool MsixTable::masked_locked(const Entry& entry) const {
@@ -35,7 +35,7 @@ void MsixTable::update_locked(Entry& entry) {
   if (masked_locked(entry)) return;
   if (entry.route_stale) {
     if (auto routed = router_.route_msi(entry.gsi, entry.address, entry.data); !routed) {
-      logger_.warn("MSI-X: cannot route GSI {}: {}", entry.gsi, routed.error().message);
+      log_->warn("MSI-X: cannot route GSI {}: {}", entry.gsi, routed.error().message);
       return;
     }
     entry.route_stale = false;

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "base/event_fd.h"
-#include "base/log.h"
+#include "base/guest_log.h"
 #include "base/result.h"
 
 namespace crosvm::pci {
@@ -37,8 +37,9 @@ class MsixTable {
   static constexpr size_t kEntrySize = 16;
   static constexpr uint16_t kMaxVectors = 2048;
 
+  // `log` says what the guest's table entries made fail (the device's).
   static Result<std::unique_ptr<MsixTable>> create(uint16_t vectors, MsiRouter& router,
-                                                   const Logger& logger);
+                                                   std::shared_ptr<GuestLog> log);
 
   uint16_t vector_count() const { return static_cast<uint16_t>(entries_.size()); }
   uint64_t table_bytes() const { return entries_.size() * kEntrySize; }
@@ -70,8 +71,8 @@ class MsixTable {
     uint32_t gsi = 0;
     std::unique_ptr<EventFd> event;
   };
-  MsixTable(std::vector<Entry> entries, MsiRouter& router, const Logger& logger)
-      : entries_(std::move(entries)), router_(router), logger_(logger) {}
+  MsixTable(std::vector<Entry> entries, MsiRouter& router, std::shared_ptr<GuestLog> log)
+      : entries_(std::move(entries)), router_(router), log_(std::move(log)) {}
 
   bool masked_locked(const Entry& entry) const;
   // Brings the route up to date and fires pending interrupts where unmasked.
@@ -82,7 +83,7 @@ class MsixTable {
   bool enabled_ = false;
   bool function_masked_ = false;
   MsiRouter& router_;
-  Logger logger_;
+  std::shared_ptr<GuestLog> log_;
 };
 
 }  // namespace crosvm::pci

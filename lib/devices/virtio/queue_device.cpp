@@ -19,7 +19,7 @@ std::string thread_name(const std::string& device) {
 }  // namespace
 
 QueueDevice::QueueDevice(std::string name, const Logger& logger)
-    : name_(std::move(name)), logger_(logger), worker_(thread_name(name_), logger) {}
+    : name_(std::move(name)), logger_(logger), worker_(thread_name(name_), logger), guest_log_(logger, name_) {}
 
 Result<void> QueueDevice::activate(Activation activation) {
   CROSVM_TRY(on_activate(activation));
@@ -29,7 +29,6 @@ Result<void> QueueDevice::activate(Activation activation) {
     std::lock_guard lock(worker_.lock());
     activation_ = std::move(activation);
     broken_ = false;
-    problems_ = 0;
     for (const ActiveQueue& queue : activation_->queues) kicks.push_back(&queue.kick);
   }
   // Positions in `kicks` are positions in activation_->queues, which stays
@@ -113,12 +112,7 @@ void QueueDevice::notify_used(ActiveQueue& queue) {
 }
 
 void QueueDevice::report_problem(std::string_view problem) {
-  if (problems_ < kProblemsLogged) {
-    logger_.warn("{}: bad request from the guest: {}", name_, problem);
-  } else if (problems_ == kProblemsLogged) {
-    logger_.warn("{}: more bad requests; no longer logged until the device is reset", name_);
-  }
-  ++problems_;
+  guest_log_.warn("bad request from the guest: {}", problem);
 }
 
 void QueueDevice::fail(std::string_view why) {

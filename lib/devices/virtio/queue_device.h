@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 
+#include "base/guest_log.h"
 #include "base/log.h"
 #include "devices/virtio/device_worker.h"
 #include "devices/virtio/virtio_device.h"
@@ -48,7 +49,8 @@ class QueueDevice : public VirtioDevice {
   void notify_used(ActiveQueue& queue);
   // Returns one chain to the driver and reports a broken ring. Under the lock.
   bool complete(ActiveQueue& queue, uint16_t head, uint32_t written);
-  // A guest mistake that costs one request; logged a limited number of times.
+  // A guest mistake that costs one request; logged within the device's
+  // rate limit (GuestLog), which no reset renews.
   void report_problem(std::string_view problem);
   // The driver broke a ring (or the device itself failed: an exception):
   // DEVICE_NEEDS_RESET, nothing more is served. Under the lock.
@@ -64,14 +66,12 @@ class QueueDevice : public VirtioDevice {
   const Logger& logger() const { return logger_; }
 
  private:
-  static constexpr unsigned kProblemsLogged = 8;
-
   std::string name_;
   Logger logger_;
   DeviceWorker worker_;
   std::optional<Activation> activation_;  // guarded by worker_.lock()
   bool broken_ = false;
-  unsigned problems_ = 0;
+  GuestLog guest_log_;
 };
 
 }  // namespace crosvm::virtio

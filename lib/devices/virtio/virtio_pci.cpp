@@ -79,12 +79,11 @@ bool inside(uint64_t offset, size_t size, uint64_t base, uint64_t length) {
 class VirtioPciDevice::TransportInterrupt final : public Interrupt {
  public:
   TransportInterrupt(std::shared_ptr<pci::MsixTable> msix, std::shared_ptr<LevelIrqLine> intx,
-                     size_t queue_count, std::string name, const Logger& logger)
+                     size_t queue_count, std::shared_ptr<GuestLog> log)
       : msix_(std::move(msix)),
         intx_(std::move(intx)),
         queue_vectors_(queue_count),
-        name_(std::move(name)),
-        logger_(logger) {
+        log_(std::move(log)) {
     reset();
   }
 
@@ -102,7 +101,7 @@ class VirtioPciDevice::TransportInterrupt final : public Interrupt {
   }
 
   void report_needs_reset(std::string_view why) override {
-    if (!needs_reset_.exchange(true)) logger_.warn("{}: {}; the device needs a reset", name_, why);
+    if (!needs_reset_.exchange(true)) log_->warn("{}; the device needs a reset", why);
     notify_config();
   }
 
@@ -162,8 +161,7 @@ class VirtioPciDevice::TransportInterrupt final : public Interrupt {
   std::mutex isr_mutex_;
   uint8_t isr_ = 0;
   bool intx_disabled_ = false;
-  std::string name_;
-  Logger logger_;
+  std::shared_ptr<GuestLog> log_;
 };
 
 Result<std::shared_ptr<VirtioPciDevice>> VirtioPciDevice::create(std::shared_ptr<VirtioDevice> device,
@@ -190,7 +188,7 @@ Result<std::shared_ptr<VirtioPciDevice>> VirtioPciDevice::create(std::shared_ptr
   VirtioPciDevice& self = *device_pointer;
 
   const uint16_t vectors = static_cast<uint16_t>(sizes.size() + 1);  // one per queue, one for config
-  self.msix_ = CROSVM_TRY(pci::MsixTable::create(vectors, *self.resources_.msi_router, self.logger_));
+  self.msix_ = CROSVM_TRY(pci::MsixTable::create(vectors, *self.resources_.msi_router, self.guest_log_));
   std::vector<uint8_t> msix(12, 0);
   msix[0] = pci::kCapabilityMsix;
   const uint16_t control = vectors - 1;
@@ -224,7 +222,7 @@ Result<std::shared_ptr<VirtioPciDevice>> VirtioPciDevice::create(std::shared_ptr
     self.queues_.push_back(queue);
   }
   self.interrupt_ = std::make_shared<TransportInterrupt>(self.msix_, self.resources_.intx, sizes.size(),
-                                                         std::string(self.device_->name()), self.logger_);
+                                                         self.guest_log_);
   return device_pointer;
 }
 
@@ -233,6 +231,7 @@ VirtioPciDevice::VirtioPciDevice(std::shared_ptr<VirtioDevice> device, PciTransp
     : device_(std::move(device)),
       resources_(std::move(resources)),
       logger_(resources_.logger),
+      guest_log_(std::make_shared<GuestLog>(logger_, std::string(device_->name()))),
       config_(std::move(config)) {}
 
 VirtioPciDevice::~VirtioPciDevice() {
@@ -338,7 +337,7 @@ void VirtioPciDevice::bar_mapped(uint8_t bar, std::optional<uint64_t> address) {
     if (auto registered = resources_.io_events->register_mmio(kicks_[i], base + i * kNotifyMultiplier, 2);
         !registered) {
       // The MMIO exit path in bar_write() still delivers the kick.
-      logger_.warn("{}: queue {} notifications go through the VMM: {}", name(), i,
+      guest_log_->warn("queue {} notifications go through the VMM: {}", i,
                    registered.error().message);
     }
   }
@@ -443,9 +442,9 @@ void VirtioPciDevice::write_status_locked(uint8_t value) {
   if ((added & kStatusFeaturesOk) != 0) {
     const uint64_t unknown = driver_features_ & ~offered_features();
     if (unknown != 0 || (driver_features_ & kFeatureVersion1) == 0) {
-      logger_.warn("{}: the driver accepted features {:#x} of {:#x} offered{}; FEATURES_OK refused",
-                   name(), driver_features_, offered_features(),
-                   (driver_features_ & kFeatureVersion1) == 0 ? " without VERSION_1" : "");
+      guest_log_->warn("the driver accepted features {:#x} of {:#x} offered{}; FEATURES_OK refused",
+                       driver_features_, offered_features(),
+                       (driver_features_ & kFeatureVersion1) == 0 ? " without VERSION_1" : "");
       value = static_cast<uint8_t>(value & ~kStatusFeaturesOk);
     }
   }

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "base/event_fd.h"
+#include "base/guest_log.h"
 #include "base/log.h"
 #include "devices/io_events.h"
 #include "devices/irq.h"
@@ -97,6 +98,8 @@ class VirtioPciDevice final : public pci::PciDevice {
   std::shared_ptr<VirtioDevice> device_;
   PciTransportResources resources_;
   Logger logger_;
+  // What the guest's driver does wrong, rate-limited for the device's life.
+  std::shared_ptr<GuestLog> guest_log_;
   pci::ConfigSpace config_;
   uint8_t msix_capability_ = 0;
   uint8_t pci_cfg_capability_ = 0;
