@@ -249,6 +249,10 @@ void print_usage(FILE* stream) { std::fprintf(stream, kUsage, launcher::kControl
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A reader of our output that goes away (`crosvm-launch run ... | tee`,
+  // then tee dies) costs the guest's output, not the VM: writes fail with
+  // EPIPE instead of killing the process.
+  std::signal(SIGPIPE, SIG_IGN);
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty()) {
     print_usage(stderr);

@@ -12,7 +12,9 @@
 namespace crosvm {
 
 // Writes all of `data`, waiting for the fd to become writable if it is
-// non-blocking. Returns false if the fd is gone (EPIPE, EBADF...).
+// non-blocking. Returns false if the fd is gone (EPIPE, EBADF...). Never
+// raises SIGPIPE, on whatever thread it runs (an embedder's included): a
+// reader that went away is an error here, not the end of the process.
 bool write_all(int fd, std::span<const uint8_t> data);
 
 // Opens a file for the VMM, naming `what` ("kernel", "initrd"...) in errors.

@@ -1,5 +1,7 @@
 #include "base/thread.h"
 
+#include <signal.h>
+
 #include <exception>
 #include <memory>
 #include <utility>
@@ -41,6 +43,12 @@ Result<Thread> Thread::start(const std::string& name, std::function<void()> body
   auto owned = std::make_unique<std::function<void()>>(
       [name = name.substr(0, 15), body = std::move(body), on_exception = std::move(on_exception)] {
         ::pthread_setname_np(::pthread_self(), name.c_str());
+        // A write to a pipe whose reader left fails with EPIPE here; the
+        // signal stays blocked and pending on this thread, never delivered.
+        sigset_t pipe;
+        sigemptyset(&pipe);
+        sigaddset(&pipe, SIGPIPE);
+        ::pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
         std::string what;
         try {
           body();

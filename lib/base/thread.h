@@ -6,7 +6,9 @@
 // guest RAM, whose mapping is 2 MiB-aligned). Callbacks an embedder runs on
 // these threads have this stack.
 //
-// No exception leaves one of these threads: what escapes the body goes to
+// SIGPIPE is blocked on these threads: a write to a pipe whose reader left
+// fails with EPIPE and the signal is never delivered. No exception leaves
+// one of these threads: what escapes the body goes to
 // the thread's exception handler (which ends the VM or fails the device,
 // with the reason), never to std::terminate and the embedder's process.
 #pragma once

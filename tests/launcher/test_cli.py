@@ -40,6 +40,20 @@ def test_no_kernel_boots_the_demo_guest_and_exits_0(launcher):
 
 
 @needs_kvm
+def test_a_reader_that_leaves_costs_the_output_not_the_vm(launcher):
+    # `crosvm-launch run ... | tee log`, and tee dies: the guest's next
+    # output must not kill the VMM with SIGPIPE.
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        process = subprocess.run([launcher, "run"], stdin=subprocess.DEVNULL, stdout=writer,
+                                 stderr=subprocess.PIPE, text=True, timeout=TIMEOUT)
+    finally:
+        os.close(writer)
+    assert process.returncode == 0, (process.returncode, process.stderr)
+
+
+@needs_kvm
 def test_demo_flag_takes_memory_option(launcher):
     result = run(launcher, "run", "--demo", "-m", "128")
     assert result.returncode == 0, result.stderr

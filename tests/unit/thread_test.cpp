@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include <pthread.h>
+#include <signal.h>
 
 #include <atomic>
 #include <cstring>
@@ -65,4 +66,16 @@ TEST_CASE("an exception that escapes a library thread goes to its handler, not s
                                 [](std::string_view) { throw std::runtime_error("again"); });
   REQUIRE(careless);
   careless->join();
+}
+
+TEST_CASE("a library thread never takes SIGPIPE", "[thread][hostile]") {
+  bool blocked = false;
+  auto thread = Thread::start("crosvm_pipe", [&] {
+    sigset_t mask;
+    ::pthread_sigmask(SIG_BLOCK, nullptr, &mask);
+    blocked = sigismember(&mask, SIGPIPE) == 1;
+  }, {});
+  REQUIRE(thread);
+  thread->join();
+  CHECK(blocked);
 }
