@@ -48,8 +48,12 @@ crosvm_exit_reason GuestVm::wait_for_exit(std::chrono::seconds limit) {
 }
 
 bool GuestVm::wait_for_output(const std::string& text, std::chrono::seconds limit) {
+  return wait_for_output_after(0, text, limit);
+}
+
+bool GuestVm::wait_for_output_after(size_t offset, const std::string& text, std::chrono::seconds limit) {
   std::unique_lock lock(mutex_);
-  return changed_.wait_for(lock, limit, [&] { return output_.find(text) != std::string::npos; });
+  return changed_.wait_for(lock, limit, [&] { return output_.find(text, offset) != std::string::npos; });
 }
 
 void GuestVm::send(const std::string& text) {

@@ -30,6 +30,9 @@ class GuestVm {
   crosvm_exit_reason wait_for_exit(std::chrono::seconds limit = std::chrono::seconds(120));
   // Waits until the console output contains `text`.
   bool wait_for_output(const std::string& text, std::chrono::seconds limit = std::chrono::seconds(120));
+  // The same, for `text` printed after the first `offset` bytes of output.
+  bool wait_for_output_after(size_t offset, const std::string& text,
+                             std::chrono::seconds limit = std::chrono::seconds(120));
   void send(const std::string& text);
 
   std::string output() const;

@@ -272,3 +272,28 @@ TEST_CASE("the exit callback runs on the VM's thread by default", "[guest][lifec
   CHECK(events.reason == CROSVM_EXIT_POWEROFF);
   CHECK(events.exit_thread != std::this_thread::get_id());
 }
+
+TEST_CASE("a disk its guest keeps busy does not hold up the control socket", "[guest][lifecycle][virtio][hostile]") {
+  // The guest offers each read again the moment it completes: the disk's
+  // queue is never empty. Status requests are still answered, and the
+  // disk is still being served after them.
+  const TempFile image("crosvm-busy-disk", std::vector<uint8_t>(1 << 20, 0x5a));
+  TempDir directory("lifecycle");
+  const std::string socket = directory.path() + "/busy.sock";
+  GuestVm vm("virtio_blk", 64, 1, [&](crosvm_config* config) {
+    crosvm_disk_options disk = CROSVM_DISK_OPTIONS_INIT;
+    disk.path = image.path().c_str();
+    REQUIRE(crosvm_config_add_disk(config, &disk) == CROSVM_OK);
+    REQUIRE(crosvm_config_append_params(config, "busy") == CROSVM_OK);
+    REQUIRE(crosvm_config_set_control_socket(config, socket.c_str()) == CROSVM_OK);
+  });
+  vm.start();
+  REQUIRE(vm.wait_for_output("busy 100\n"));
+  for (int i = 0; i < 20; ++i) {
+    CHECK(control(socket, R"({"request":"status"})").find("\"running\"") != std::string::npos);
+  }
+  const size_t progress = vm.output().size();
+  CHECK(vm.wait_for_output_after(progress, "busy "));
+  CHECK(crosvm_vm_stop(vm.handle()) == CROSVM_OK);
+  CHECK(vm.log().find("needs a reset") == std::string::npos);
+}

@@ -54,6 +54,21 @@ void tg_getline(char *line, unsigned size) {
   line[length] = '\0';
 }
 
+int tg_cmdline_has(const uint8_t *boot_params, const char *word) {
+  uint32_t pointer;
+  memcpy(&pointer, boot_params + 0x228, sizeof(pointer));
+  const char *cmdline = (const char *)(uintptr_t)pointer;
+  if (cmdline == 0) return 0;
+  for (const char *at = cmdline; *at != '\0';) {
+    while (*at == ' ') ++at;
+    unsigned length = 0;
+    while (word[length] != '\0' && at[length] == word[length]) ++length;
+    if (word[length] == '\0' && (at[length] == ' ' || at[length] == '\0')) return 1;
+    while (*at != ' ' && *at != '\0') ++at;
+  }
+  return 0;
+}
+
 void tg_power_off(void) {
   tg_outw(kPm1aControl, (uint16_t)((kSleepTypeS5 << 10) | kSleepEnable));
   for (;;) __asm__ volatile("hlt");

@@ -52,6 +52,10 @@ int tg_getc(void);
  * size - 1 characters, NUL-terminated. */
 void tg_getline(char *line, unsigned size);
 
+/* Whether the kernel command line (boot_params.cmd_line_ptr) holds `word`
+ * as a whole word: how a test tells a program what to do. */
+int tg_cmdline_has(const uint8_t *boot_params, const char *word);
+
 /* ACPI S5 through the PM1a control block, as Linux's poweroff does. */
 void tg_power_off(void) __attribute__((noreturn));
 /* Pulses the CPU reset line through the i8042. */

@@ -2,7 +2,12 @@
  * parses its virtio capabilities, negotiates VERSION_1, sets up one queue,
  * and submits requests, good and malformed. The VMM must return every
  * malformed chain (or fail it with IOERR) and go on serving; a driver that
- * breaks the ring itself gets DEVICE_NEEDS_RESET, and a reset recovers. */
+ * breaks the ring itself gets DEVICE_NEEDS_RESET, and a reset recovers.
+ *
+ * With "busy" on the command line it keeps the disk busy instead, forever:
+ * five reads of 64 KiB in flight, each offered again the moment it comes
+ * back, so the device's queue is never empty (as a second vCPU could keep
+ * it); "busy N" every 100 completions shows progress. */
 #include "tinyguest.h"
 
 #define QUEUE_SIZE 16
@@ -18,6 +23,11 @@
 #define DATA 0x901000ul
 #define STATUS 0x902000ul
 #define TABLE 0x903000ul
+#define BUSY_HEADERS 0xa00000ul
+#define BUSY_STATUS 0xa01000ul
+#define BUSY_DATA 0xb00000ul
+#define BUSY_CHAINS 5
+#define BUSY_BYTES 0x10000u
 
 struct descriptor {
   uint64_t address;
@@ -158,13 +168,46 @@ static void report_unused(const char *what, uint16_t head) {
   tg_puts(submit(head) == 0 ? ": returned unused\n" : ": NOT returned unused\n");
 }
 
+static void offer(uint16_t head) {
+  volatile uint16_t *avail = (volatile uint16_t *)AVAIL;
+  avail[2 + avail_index % QUEUE_SIZE] = head;
+  barrier();
+  avail[1] = ++avail_index;
+  barrier();
+}
+
+static void keep_busy(void) {
+  for (int i = 0; i < BUSY_CHAINS; ++i) {
+    volatile uint32_t *header = (volatile uint32_t *)(BUSY_HEADERS + 16 * i);
+    header[0] = header[1] = header[2] = header[3] = 0;  /* read sector 0 */
+    set_descriptor(3 * i, BUSY_HEADERS + 16 * i, 16, NEXT, (uint16_t)(3 * i + 1));
+    set_descriptor(3 * i + 1, BUSY_DATA + (uint64_t)BUSY_BYTES * i, BUSY_BYTES, NEXT | WRITE,
+                   (uint16_t)(3 * i + 2));
+    set_descriptor(3 * i + 2, BUSY_STATUS + i, 1, WRITE, 0);
+    offer((uint16_t)(3 * i));
+  }
+  *(volatile uint16_t *)notify = 0;
+  for (uint64_t completed = 1;; ++completed) {
+    while (*(volatile uint16_t *)(USED + 2) == used_seen) barrier();
+    const volatile uint32_t *element = (volatile uint32_t *)(USED + 4 + 8 * (used_seen % QUEUE_SIZE));
+    ++used_seen;
+    offer((uint16_t)element[0]);
+    *(volatile uint16_t *)notify = 0;
+    if (completed % 100 == 0) {
+      tg_puts("busy ");
+      tg_put_dec(completed);
+      tg_putc('\n');
+    }
+  }
+}
+
 void guest_main(const uint8_t *boot_params) {
-  (void)boot_params;
   const int slot = find_disk();
   if (slot < 0 || map_capabilities(slot) != 0 || initialize() != 0) {
     tg_puts("no usable virtio-blk device\n");
     return;
   }
+  if (tg_cmdline_has(boot_params, "busy")) keep_busy();
   report_read("read sector 0", 0);
 
   set_descriptor(3, HEADER, 16, NEXT, 4);  /* 3 -> 4 -> 3 -> ... */
