@@ -85,6 +85,14 @@ TEST_CASE("a next index outside the table is refused", "[virtio][hostile]") {
   CHECK_THAT(pop_bad(queue, f.ring), Catch::Contains("outside the queue"));
 }
 
+TEST_CASE("a next index of 0xFFFF is refused", "[virtio][hostile]") {
+  Fixture f;
+  f.ring.descriptor(0, kData, 16, kNext, 0xffff);
+  f.ring.offer(0);
+  SplitQueue queue = f.queue();
+  CHECK_THAT(pop_bad(queue, f.ring), Catch::Contains("descriptor index 65535 is outside the queue"));
+}
+
 TEST_CASE("a head index outside the table breaks the ring", "[virtio][hostile]") {
   for (uint16_t head : {kSize, uint16_t{0xffff}}) {
     Fixture f;
@@ -142,6 +150,17 @@ TEST_CASE("a readable buffer after a writable one is refused", "[virtio][hostile
   CHECK_THAT(pop_bad(queue, f.ring), Catch::Contains("readable buffer after a writable"));
 }
 
+TEST_CASE("a zero-length readable descriptor after a writable one is refused", "[virtio][hostile]") {
+  // It carries no bytes, but a readable one after a writable one is still
+  // against the rules (the device would misjudge where the request ends).
+  Fixture f;
+  f.ring.descriptor(0, kData, 16, kNext | kWrite, 1);
+  f.ring.descriptor(1, kData + 16, 0, 0);
+  f.ring.offer(0);
+  SplitQueue queue = f.queue();
+  CHECK_THAT(pop_bad(queue, f.ring), Catch::Contains("readable buffer after a writable"));
+}
+
 TEST_CASE("bad indirect tables are refused", "[virtio][hostile]") {
   constexpr uint64_t kTable = 0x8000;
   SECTION("empty") {
@@ -188,6 +207,22 @@ TEST_CASE("bad indirect tables are refused", "[virtio][hostile]") {
     SplitQueue queue = f.queue();
     CHECK_THAT(pop_bad(queue, f.ring), Catch::Contains("outside guest RAM"));
   }
+  SECTION("longer than the queue") {
+    Fixture f;
+    f.ring.descriptor(0, kTable, 16 * (kSize + 1), kIndirect);
+    f.ring.offer(0);
+    SplitQueue queue = f.queue();
+    CHECK_THAT(pop_bad(queue, f.ring), Catch::Contains("longer than the queue"));
+  }
+  SECTION("a descriptor loop inside it") {
+    Fixture f;
+    f.ring.descriptor(0, kTable, 32, kIndirect);
+    f.ring.descriptor(0, kData, 16, kNext, 1, kTable);
+    f.ring.descriptor(1, kData + 16, 16, kNext, 0, kTable);  // back to 0
+    f.ring.offer(0);
+    SplitQueue queue = f.queue();
+    CHECK_THAT(pop_bad(queue, f.ring), Catch::Contains("a loop?"));
+  }
   SECTION("an index past the table's end") {
     Fixture f;
     f.ring.descriptor(0, kTable, 32, kIndirect);
@@ -219,6 +254,21 @@ TEST_CASE("an avail index more than the queue size ahead breaks the ring", "[vir
   auto popped = queue.pop();
   REQUIRE_FALSE(popped.ok());
   CHECK_THAT(popped.error().message, Catch::Contains("ahead"));
+}
+
+TEST_CASE("the avail and used indices wrap at 65536 and the ring goes on", "[virtio]") {
+  // Legitimate: a driver's indices are free-running 16-bit counters.
+  Fixture f;
+  f.ring.descriptor(0, kData, 16, kWrite);
+  SplitQueue queue = f.queue();
+  for (uint32_t round = 0; round < 65536 + 100; ++round) {
+    f.ring.offer(0);
+    const PoppedChain popped = pop_one(queue);
+    REQUIRE(popped.chain.has_value());
+    REQUIRE(queue.push_used(popped.head, 16).ok());
+  }
+  CHECK(f.ring.used_index() == 100);
+  CHECK_FALSE(queue.pop()->has_value());
 }
 
 TEST_CASE("queue set-up that breaks a rule is refused", "[virtio][hostile]") {
