@@ -71,6 +71,29 @@ crosvm::LogLevel clamp_level(int level) {
   return static_cast<crosvm::LogLevel>(std::clamp(level, 0, 3));
 }
 
+
+// Timeouts beyond this are forever: a deadline of now() plus a huge
+// timeout_ms would overflow the clock and time out at once.
+constexpr std::chrono::milliseconds kLongestTimeout = std::chrono::hours(24 * 365);
+
+std::optional<std::chrono::milliseconds> bounded_timeout(int64_t timeout_ms) {
+  if (timeout_ms < 0 || timeout_ms > kLongestTimeout.count()) return std::nullopt;
+  return std::chrono::milliseconds(timeout_ms);
+}
+
+int write_input(size_t* out_written, crosvm_vm* vm, crosvm::SerialHardware hardware, uint32_t number,
+                const void* data, size_t length) {
+  return guarded([&] {
+    if (vm == nullptr) return null_argument("vm");
+    if (data == nullptr && length != 0) return null_argument("data");
+    auto written =
+        vm->vm->write_serial_input(hardware, number, std::span(static_cast<const uint8_t*>(data), length));
+    if (!written) return fail(written.error());
+    if (out_written != nullptr) *out_written = *written;
+    return succeed();
+  });
+}
+
 }  // namespace
 
 extern "C" {
@@ -365,18 +388,6 @@ int crosvm_vm_start(crosvm_vm* vm) {
   });
 }
 
-namespace {
-
-// Timeouts beyond this are forever: a deadline of now() plus a huge
-// timeout_ms would overflow the clock and time out at once.
-constexpr std::chrono::milliseconds kLongestTimeout = std::chrono::hours(24 * 365);
-
-std::optional<std::chrono::milliseconds> bounded_timeout(int64_t timeout_ms) {
-  if (timeout_ms < 0 || timeout_ms > kLongestTimeout.count()) return std::nullopt;
-  return std::chrono::milliseconds(timeout_ms);
-}
-
-}  // namespace
 
 int crosvm_vm_wait(crosvm_exit_reason* out_reason, crosvm_vm* vm, int64_t timeout_ms) {
   return guarded([&] {
@@ -494,22 +505,6 @@ const char* crosvm_vm_exit_message(const crosvm_vm* vm) {
   return message.c_str();
 }
 
-namespace {
-
-int write_input(size_t* out_written, crosvm_vm* vm, crosvm::SerialHardware hardware, uint32_t number,
-                const void* data, size_t length) {
-  return guarded([&] {
-    if (vm == nullptr) return null_argument("vm");
-    if (data == nullptr && length != 0) return null_argument("data");
-    auto written =
-        vm->vm->write_serial_input(hardware, number, std::span(static_cast<const uint8_t*>(data), length));
-    if (!written) return fail(written.error());
-    if (out_written != nullptr) *out_written = *written;
-    return succeed();
-  });
-}
-
-}  // namespace
 
 int crosvm_vm_serial_write(size_t* out_written, crosvm_vm* vm, uint32_t number, const void* data,
                            size_t length) {
