@@ -1,12 +1,19 @@
 """Virtio devices on PCI with Debian's kernel and its own drivers: a disk the
 guest reads and writes (and the host then checks), a read-only disk, the
 rng, and a virtio console in both directions."""
+import fcntl
 import hashlib
+import json
+import os
 import pathlib
+import struct
 import subprocess
+import termios
+import time
 
 import pytest
 
+HANG_GUARD = 240  # a guard against hangs, never a timing check
 HOST_TEXT = "written by the host before boot\n"
 GUEST_TEXT = "written by the guest"
 
@@ -105,14 +112,57 @@ def test_a_virtio_console_carries_the_shell_both_ways(boot, tmp_path):
     assert "crosvm-e2e: init reached" in guest.output
 
 
-def test_output_written_to_hvc0_reaches_a_file(boot, tmp_path):
-    console_file = tmp_path / "hvc0.out"
-    guest = boot("--serial", "type=stdout,num=1,console=true,stdin=true",
-                 "--serial", f"type=file,hardware=virtio-console,num=1,path={console_file}")
-    guest.run("echo crosvm-hvc0-marker > /dev/hvc0")
-    guest.send("poweroff -f\n")
-    assert guest.wait() == 0
-    assert "crosvm-hvc0-marker" in console_file.read_text()
+def queued_bytes(fd: int) -> int:
+    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+
+
+def test_hvc0_output_waits_for_its_reader_without_holding_up_the_vmm(boot, launcher, tmp_path):
+    # The console's output goes to a FIFO that the test does not read yet.
+    # The guest writes a megabyte: the pipe fills, the VMM's 64 KiB fill,
+    # and the guest waits (virtio's flow control: Linux's hvc driver spins
+    # until the device takes its buffer, as it would on a slow line). The
+    # VMM meanwhile serves its control socket; once the reader reads, every
+    # byte arrives, in order, and the guest goes on.
+    fifo = tmp_path / "hvc0.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # so the VMM's open does not wait
+    sock = tmp_path / "vm.sock"
+    try:
+        guest = boot("--serial", "type=stdout,num=1,console=true,stdin=true",
+                     "--serial", f"type=file,hardware=virtio-console,num=1,path={fifo}",
+                     "-s", str(sock))
+        guest.run("echo crosvm-hvc0-marker > /dev/hvc0")
+        guest.send("head -c 1048576 /dev/zero > /dev/hvc0 &\n")
+        deadline = time.monotonic() + HANG_GUARD
+        queued, since = -1, time.monotonic()
+        while queued <= 0 or time.monotonic() - since < 2:  # full: unchanged for 2 s
+            assert time.monotonic() < deadline, "the console's output never reached the FIFO"
+            now = queued_bytes(reader)
+            if now != queued:
+                queued, since = now, time.monotonic()
+            time.sleep(0.1)
+
+        status = subprocess.run([launcher, "status", str(sock)], capture_output=True, text=True,
+                                timeout=HANG_GUARD)
+        assert status.returncode == 0, status.stderr
+        assert json.loads(status.stdout)["status"]["state"] == "running"
+
+        expected = b"crosvm-hvc0-marker\n" + bytes(1 << 20)
+        received = bytearray()
+        while len(received) < len(expected):
+            assert time.monotonic() < deadline + HANG_GUARD, f"{len(received)} bytes arrived"
+            try:
+                chunk = os.read(reader, 65536)
+            except BlockingIOError:
+                time.sleep(0.05)
+                continue
+            received.extend(chunk)
+        assert bytes(received) == expected
+        guest.run("wait")
+        guest.send("poweroff -f\n")
+        assert guest.wait() == 0
+    finally:
+        os.close(reader)
 
 
 @pytest.mark.parametrize("args, message", [

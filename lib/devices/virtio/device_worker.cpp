@@ -21,8 +21,8 @@ struct DeviceWorker::Session : std::enable_shared_from_this<DeviceWorker::Sessio
         on_kick(std::move(kick_handler)),
         on_failure(std::move(failure_handler)) {}
 
-  // Runs `body` with the lock held, if the session is still live; an
-  // exception fails the device.
+  // Runs `body` (the caller holds the lock); an exception it throws fails
+  // the device instead of leaving the worker's thread.
   template <typename Body>
   auto contained(Body&& body) -> decltype(body()) {
     std::string what;
