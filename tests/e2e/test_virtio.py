@@ -31,9 +31,14 @@ def digest(path: pathlib.Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_the_guest_reads_and_writes_an_ext4_disk_that_stays_clean(boot, tmp_path):
+def test_the_guest_reads_and_writes_an_ext4_disk_that_stays_clean_and_reads_its_hwrng(boot, tmp_path):
     image = make_ext4(tmp_path / "data.img", {"host.txt": HOST_TEXT})
     guest = boot("--rwdisk", str(image))
+    # virtio-rng is there by default: /dev/hwrng yields data.
+    assert "virtio_rng" in guest.run("cat /sys/class/misc/hw_random/rng_current")
+    random = guest.run("head -c 32 /dev/hwrng | od -An -v -tx1").split()
+    assert len(random) == 32
+    assert len(set(random)) > 8  # not a constant fill
     assert guest.run("cat /sys/block/vda/ro").strip() == "0"
     guest.run("mount -t ext4 /dev/vda /mnt")
     assert guest.run("cat /mnt/host.txt") == HOST_TEXT
@@ -66,29 +71,13 @@ def test_a_read_only_disk_refuses_writes(boot, tmp_path):
     assert digest(read_only) == before
 
 
-def test_the_root_disk_comes_first_and_is_on_the_command_line(boot, tmp_path):
+def test_the_root_disk_comes_first_and_is_on_the_command_line_and_no_rng_means_none(boot, tmp_path):
     data = make_ext4(tmp_path / "data.img", {})
     root = make_ext4(tmp_path / "root.img", {"root-marker": "root\n"})
-    guest = boot("--rwdisk", str(data), "--root", str(root))
+    guest = boot("--rwdisk", str(data), "--root", str(root), "--no-rng")
     assert "root=/dev/vda ro" in guest.run("cat /proc/cmdline")
     guest.run("mount -t ext4 -o ro /dev/vda /mnt")
     assert guest.run("cat /mnt/root-marker").strip() == "root"
-    guest.send("poweroff -f\n")
-    assert guest.wait() == 0
-
-
-def test_hwrng_yields_data_from_virtio_rng(boot):
-    guest = boot()
-    assert "virtio_rng" in guest.run("cat /sys/class/misc/hw_random/rng_current")
-    random = guest.run("head -c 32 /dev/hwrng | od -An -v -tx1").split()
-    assert len(random) == 32
-    assert len(set(random)) > 8  # not a constant fill
-    guest.send("poweroff -f\n")
-    assert guest.wait() == 0
-
-
-def test_no_rng_means_no_rng(boot):
-    guest = boot("--no-rng")
     assert "virtio" not in guest.run("cat /sys/class/misc/hw_random/rng_current 2>&1")
     guest.send("poweroff -f\n")
     assert guest.wait() == 0

@@ -1,6 +1,7 @@
 """`pip install .` as docs/python.md gives it: offline, with Debian's
 packages only, into a virtual environment; the installed package works
-without the build tree."""
+without the build tree. Its build is also the test command's release build
+(docs/building.md): warnings are errors in it, as in every build of CI."""
 import os
 import pathlib
 import subprocess
@@ -19,6 +20,8 @@ def test_pip_installs_the_package_offline_into_a_virtual_environment(tmp_path):
     environment["TMPDIR"] = str(tmp_path)
     install = subprocess.run(
         [str(venv / "bin" / "pip"), "install", "--no-build-isolation", "--no-index",
+         "--config-settings=setup-args=-Dbuildtype=release",
+         "--config-settings=setup-args=-Dwerror=true",
          "--config-settings=setup-args=-Dtests=false",
          "--config-settings=setup-args=-Dpython=enabled", str(SOURCE)],
         capture_output=True, text=True, env=environment, timeout=1500)
