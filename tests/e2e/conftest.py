@@ -25,7 +25,7 @@ BUILD = pathlib.Path(os.environ.get("CROSVM_BUILD_DIR", HERE.parents[1] / "build
 # or crashes before that line, the boot is tried again (NESTED_BOOT_ATTEMPTS
 # boots in all) and every retry is recorded and printed. Once /init runs,
 # the virtio drivers load and talk to our devices: nothing after that line
-# is ever retried. A boot takes 10-20 s there; two minutes means it hung.
+# is ever retried. A boot takes 20-30 s there; two minutes means it hung.
 KERNEL_STARTS_INIT = "Run /init as init process"
 TRIPLE_FAULT = "crashed: triple fault"  # what crosvm-launch says of one"
 NESTED = bool(os.environ.get("NESTED_KVM"))

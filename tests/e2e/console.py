@@ -6,7 +6,7 @@ import subprocess
 import threading
 import time
 
-# Nested KVM is slow (a boot to the shell takes 10-20 s there); this only
+# Nested KVM is slow (a boot to the shell takes 20-30 s there); this only
 # guards against hangs, and is short enough that a hung guest costs a few
 # minutes of the suite, not the whole CI budget.
 DEFAULT_TIMEOUT = 240

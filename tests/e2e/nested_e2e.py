@@ -9,10 +9,15 @@ with exit status 75. Whatever test was running then never finished, and no
 verdict about the VMM can be drawn from it. So each test reports its
 outcome the moment it ends (CROSVM_E2E_RESULTS, see conftest.py), and when
 the machine locks up, the tests that had not finished run again in a fresh
-machine (at most MACHINES in all). A test that finished keeps its verdict:
-nothing that failed is ever run again. Every re-run is said in the output,
-as are the boots that conftest.py tried again (a guest that hung or
-crashed before /init; see there).
+machine (at most MACHINES for each share of the tests, see below). A test
+that finished keeps its verdict: nothing that failed is ever run again.
+Every re-run is said in the output, as are the boots that conftest.py
+tried again (a guest that hung or crashed before /init; see there).
+
+The runner's machines have one CPU (with two, the emulator's own fault
+struck most boots: tests/nested/run), so the tests are dealt to PARALLEL
+machines that run side by side, one per core of this machine, each
+with its own re-runs; each machine's output is printed whole when it ends.
 
 usage: nested_e2e.py BUILD [PYTEST ARGS...]
 Ends with one pytest-style line "== N passed, N failed, N skipped in Ts ==".
@@ -21,14 +26,18 @@ import os
 import pathlib
 import subprocess
 import sys
+import threading
 import time
 
 HERE = pathlib.Path(__file__).resolve().parent
 SOURCE_ROOT = HERE.parents[1]
-MACHINES = 5  # a frozen machine is caught in two minutes (its heartbeat)
-# The whole suite takes 10-15 minutes in a machine; one still running after
-# this has stopped making progress (the runner then exits 75 as well).
+MACHINES = 4  # per share of the tests; a frozen machine is caught in two minutes (its heartbeat)
+# A share of the suite takes 10-15 minutes in a machine; one still running
+# after this has stopped making progress (the runner then exits 75 as well).
 MACHINE_LIMIT = 1500
+# Machines side by side: each is one emulating thread, so one per core, and
+# no more than two (each takes 4 GiB; 5 GiB guests overcommit it).
+PARALLEL = max(1, min(2, os.cpu_count() or 1))
 EXIT_OUTER_LOCKUP = 75
 
 
@@ -69,36 +78,51 @@ def main() -> int:
     retried: list[str] = []
     details: list[str] = []  # what each boot that was tried again left behind
     triple_faulted: set[str] = set()
-    machine = 0
+    machines = iter(range(1, 1000))  # numbers the result files of every machine
+    lock = threading.Lock()
 
     def run_in_machines(selected: list[str]) -> None:
         """Runs `selected` in a machine, and the unfinished ones in a fresh
         machine while a machine locks up (MACHINES in all)."""
-        nonlocal machine
         remaining = selected
-        while machine < MACHINES:
-            machine += 1
+        for _ in range(MACHINES):
+            with lock:
+                machine = next(machines)
             results = build / "tests" / "e2e" / f"results-{machine}.txt"
             results.unlink(missing_ok=True)
             pathlib.Path(f"{results}.retries").unlink(missing_ok=True)
             environment = dict(os.environ, CROSVM_E2E_RESULTS=str(results),
                                CROSVM_BUILD_DIR=str(build))
-            status = subprocess.run(
+            run = subprocess.run(
                 [str(SOURCE_ROOT / "tests" / "nested" / "run"), "--share", str(build),
                  "--timeout", str(MACHINE_LIMIT), "--", str(HERE / "run-e2e"), *remaining],
-                cwd=SOURCE_ROOT, env=environment).returncode
-            outcomes.update(read_results(results, retried, triple_faulted))
-            retry_details = pathlib.Path(f"{results}.retries")
-            if retry_details.exists():
-                details.append(retry_details.read_text())
-                retry_details.unlink()
-            remaining = [test for test in remaining if test not in outcomes]
-            if status != EXIT_OUTER_LOCKUP or not remaining:
+                cwd=SOURCE_ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            with lock:
+                print(f"\n===== nested_e2e: machine {machine} ({len(remaining)} test(s)), "
+                      f"exit {run.returncode} =====", flush=True)
+                sys.stdout.buffer.write(run.stdout)
+                sys.stdout.flush()
+                outcomes.update(read_results(results, retried, triple_faulted))
+                retry_details = pathlib.Path(f"{results}.retries")
+                if retry_details.exists():
+                    details.append(retry_details.read_text())
+                    retry_details.unlink()
+                remaining = [test for test in remaining if test not in outcomes]
+            if run.returncode != EXIT_OUTER_LOCKUP or not remaining:
                 return
             print(f"\nnested_e2e: the outer machine locked up during {remaining[0]}; "
                   f"{len(remaining)} unfinished test(s) run again in a fresh machine\n", flush=True)
 
-    run_in_machines(tests)  # node IDs: options such as -k already chose them
+    def run_side_by_side(selected: list[str]) -> None:
+        """Deals `selected` to up to PARALLEL machines at once."""
+        shares = [selected[i::PARALLEL] for i in range(PARALLEL) if selected[i::PARALLEL]]
+        threads = [threading.Thread(target=run_in_machines, args=(share,)) for share in shares]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    run_side_by_side(tests)  # node IDs: options such as -k already chose them
     # A test that failed on a triple fault (the emulator's #PF fault, which
     # also strikes after /init: docs/testing.md) runs once more, in a fresh
     # machine; failing twice, it fails. Every such test is named below.
@@ -108,7 +132,7 @@ def main() -> int:
               f"fresh machine: {', '.join(crashed)}\n", flush=True)
         for test in crashed:
             del outcomes[test]
-        run_in_machines(crashed)
+        run_side_by_side(crashed)
 
     passed = sum(1 for test in tests if outcomes.get(test) == "passed")
     skipped = sum(1 for test in tests if outcomes.get(test) == "skipped")
