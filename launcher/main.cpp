@@ -105,25 +105,8 @@ int configure(crosvm_config* config, const launcher::RunOptions& options) {
   for (const std::string& params : options.params) {
     if (crosvm_config_append_params(config, params.c_str()) != 0) return -1;
   }
-  for (const launcher::SerialOption& serial : options.serials) {
-    crosvm_serial_options port = CROSVM_SERIAL_OPTIONS_INIT;
-    port.number = serial.number;
-    port.type = serial.type == "file" ? CROSVM_SERIAL_FILE
-                : serial.type == "sink" ? CROSVM_SERIAL_SINK
-                                        : CROSVM_SERIAL_STDOUT;
-    port.path = serial.path.empty() ? nullptr : serial.path.c_str();
-    port.hardware = serial.virtio_console ? CROSVM_SERIAL_HARDWARE_VIRTIO_CONSOLE : CROSVM_SERIAL_HARDWARE_UART;
-    port.flags = (serial.console ? CROSVM_SERIAL_CONSOLE : 0u) |
-                 (serial.earlycon ? CROSVM_SERIAL_EARLYCON : 0u) |
-                 (serial.stdin_input ? CROSVM_SERIAL_STDIN : 0u);
-    if (crosvm_config_add_serial(config, &port) != 0) return -1;
-  }
-  for (const launcher::DiskOption& disk : options.disks) {
-    crosvm_disk_options added = CROSVM_DISK_OPTIONS_INIT;
-    added.path = disk.path.c_str();
-    added.id = disk.id.empty() ? nullptr : disk.id.c_str();
-    added.flags = (disk.read_only ? CROSVM_DISK_READ_ONLY : 0u) | (disk.root ? CROSVM_DISK_ROOT : 0u);
-    if (crosvm_config_add_disk(config, &added) != 0) return -1;
+  for (const launcher::DeviceArg& device : options.devices) {
+    if (crosvm_config_add_device(config, device.kind.c_str(), device.options.c_str()) != 0) return -1;
   }
   if (crosvm_config_set_rng(config, options.rng ? 1 : 0) != 0) return -1;
   if (crosvm_config_set_hugepages(config, options.hugepages ? 1 : 0) != 0) return -1;
@@ -194,11 +177,24 @@ int run_until_stopped(crosvm_exit_reason* reason, crosvm_vm* vm, const bool& sto
 }
 
 int run(const std::vector<std::string>& args) {
-  auto parsed = launcher::parse_run_options(args);
+  auto parsed = launcher::parse_run_options(
+      args, [](const std::string& kind) { return crosvm_device_kind_help(kind.c_str()) != nullptr; });
   if (auto* message = std::get_if<std::string>(&parsed)) return error(*message);
   const launcher::RunOptions& options = std::get<launcher::RunOptions>(parsed);
   if (options.help) {
     std::fputs(launcher::kRunUsage, stdout);
+    // The device options are the library's kinds, each with its keys.
+    std::fputs("\ndevices (repeatable; crosvm's key=value lists, a bare key meaning true):\n", stdout);
+    for (size_t i = 0; const char* kind = crosvm_device_kind_name(i); ++i) {
+      std::printf("  --%s LIST\n", kind);
+      const std::string help = crosvm_device_kind_help(kind);
+      for (size_t at = 0; at < help.size();) {  // each line indented under the option
+        const size_t end = help.find('\n', at);
+        std::printf("    %s\n", help.substr(at, end - at).c_str());
+        at = end == std::string::npos ? help.size() : end + 1;
+      }
+    }
+    std::fputs(launcher::kRunUsageEnd, stdout);
     return kExitOk;
   }
 
@@ -216,10 +212,8 @@ int run(const std::vector<std::string>& args) {
   VmHandle vm;
   if (crosvm_vm_create(&vm.vm, config.config) != 0) return error(crosvm_error_message());
 
-  bool reads_stdin = false;
-  for (const auto& serial : options.serials) reads_stdin |= serial.stdin_input;
   std::optional<RawTerminal> terminal;
-  if (reads_stdin) terminal.emplace();
+  if (crosvm_config_reads_stdin(config.config) == 1) terminal.emplace();
 
   crosvm_exit_reason reason = CROSVM_EXIT_NONE;
   const int ran = run_until_stopped(&reason, vm.vm, stopped);

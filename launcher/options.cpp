@@ -1,5 +1,6 @@
 #include "options.h"
 
+#include <algorithm>
 #include <charconv>
 #include <functional>
 #include <map>
@@ -14,12 +15,6 @@ std::optional<T> parse_number(const std::string& text) {
   auto [stop, error] = std::from_chars(text.data(), end, value);
   if (text.empty() || error != std::errc() || stop != end) return std::nullopt;
   return value;
-}
-
-std::optional<bool> parse_bool(const std::string& text) {
-  if (text == "true" || text == "1" || text == "yes" || text == "on") return true;
-  if (text == "false" || text == "0" || text == "no" || text == "off") return false;
-  return std::nullopt;
 }
 
 std::optional<int> parse_log_level(const std::string& text) {
@@ -42,62 +37,16 @@ std::optional<uint32_t> parse_cpus(const std::string& text) {
   return parse_number<uint32_t>(text);
 }
 
-std::variant<SerialOption, std::string> parse_serial(const std::string& text) {
-  SerialOption serial;
-  for (const auto& [key, value] : split_key_values(text)) {
-    if (key == "type") {
-      if (value != "stdout" && value != "file" && value != "sink") {
-        return "--serial: type must be stdout, file or sink, not '" + value + "'";
-      }
-      serial.type = value;
-    } else if (key == "num") {
-      auto number = parse_number<uint32_t>(value);
-      if (!number || *number < 1 || *number > 4) return "--serial: num must be 1 to 4";
-      serial.number = *number;
-    } else if (key == "path") {
-      serial.path = value;
-    } else if (key == "hardware") {
-      if (value != "serial" && value != "virtio-console") {
-        return "--serial: hardware must be serial or virtio-console, not '" + value + "'";
-      }
-      serial.virtio_console = value == "virtio-console";
-    } else if (key == "console" || key == "earlycon" || key == "stdin") {
-      auto flag = parse_bool(value);
-      if (!flag) return "--serial: " + key + " must be true or false";
-      (key == "console" ? serial.console : key == "earlycon" ? serial.earlycon : serial.stdin_input) = *flag;
-    } else {
-      return "--serial: unknown key '" + key + "'";
-    }
+// -d PATH and friends as a block list; the path is quoted, so commas in
+// it are kept.
+std::variant<DeviceArg, std::string> disk_shorthand(const std::string& flag, const std::string& path,
+                                                    bool read_only, bool root) {
+  if (path.empty()) return flag + " needs a path";
+  if (path.find('"') != std::string::npos) {
+    return flag + ": a path with '\"' in it cannot be given here (use --block path=...)";
   }
-  if (serial.type == "file" && serial.path.empty()) return "--serial: type=file needs path=";
-  if (serial.virtio_console && serial.earlycon) return "--serial: a virtio-console cannot be an earlycon";
-  return serial;
-}
-
-// crosvm's --block path=P,ro=BOOL,root=BOOL,id=ID (a bare first item is the path).
-std::variant<DiskOption, std::string> parse_block(const std::string& text) {
-  DiskOption disk;
-  disk.read_only = false;
-  bool first = true;
-  for (const auto& [key, value] : split_key_values(text)) {
-    if (first && value == "true" && key.find('=') == std::string::npos && key != "ro" && key != "root") {
-      disk.path = key;  // "--block /path/img,ro"
-    } else if (key == "path") {
-      disk.path = value;
-    } else if (key == "ro" || key == "root") {
-      auto flag = parse_bool(value);
-      if (!flag) return "--block: " + key + " must be true or false";
-      (key == "ro" ? disk.read_only : disk.root) = *flag;
-    } else if (key == "id") {
-      if (value.size() > 20) return "--block: id is at most 20 bytes";
-      disk.id = value;
-    } else {
-      return "--block: unknown key '" + key + "'";
-    }
-    first = false;
-  }
-  if (disk.path.empty()) return "--block needs path=";
-  return disk;
+  return DeviceArg{"block", "path=\"" + path + "\",ro=" + (read_only ? "true" : "false") +
+                                ",root=" + (root ? "true" : "false")};
 }
 
 }  // namespace
@@ -117,42 +66,19 @@ const char* const kRunUsage =
     "      --rwroot PATH      writable root disk (root=/dev/vda rw)\n"
     "  -d, --disk PATH        read-only disk (repeatable)\n"
     "      --rwdisk PATH      writable disk (repeatable)\n"
-    "      --block LIST       a disk: path=P,ro=BOOL,root=BOOL,id=ID (repeatable)\n"
     "      --no-rng           no virtio-rng device (there is one by default)\n"
     "      --no-hugepages     guest RAM in small pages only (default: transparent\n"
     "                         huge pages; --hugepages is accepted, as crosvm's)\n"
-    "      --serial LIST      a serial port: type=stdout|file|sink,num=1..4,path=P,\n"
-    "                         hardware=serial|virtio-console,console=BOOL,\n"
-    "                         earlycon=BOOL,stdin=BOOL (repeatable; default:\n"
-    "                         type=stdout,num=1,console=true,stdin=true)\n"
     "      --demo             boot the built-in demo guest\n"
     "  -s, --socket PATH      control socket for stop/suspend/resume/status/disk\n"
     "                         (a directory: crosvm-PID.sock in it)\n"
     "      --log-level LEVEL  error, warn, info (default) or debug\n"
-    "  -h, --help             this text\n"
+    "  -h, --help             this text\n";
+
+const char* const kRunUsageEnd =
     "\n"
     "exit status: 0 the guest powered off or was stopped, 32 it reset,\n"
     "33 it crashed, 34 its kernel panicked, 1 bad arguments or set-up errors.\n";
-
-std::vector<std::pair<std::string, std::string>> split_key_values(const std::string& text) {
-  std::vector<std::pair<std::string, std::string>> pairs;
-  size_t start = 0;
-  while (start <= text.size()) {
-    size_t comma = text.find(',', start);
-    if (comma == std::string::npos) comma = text.size();
-    const std::string item = text.substr(start, comma - start);
-    if (!item.empty()) {
-      const size_t equals = item.find('=');
-      if (equals == std::string::npos) {
-        pairs.emplace_back(item, "true");
-      } else {
-        pairs.emplace_back(item.substr(0, equals), item.substr(equals + 1));
-      }
-    }
-    start = comma + 1;
-  }
-  return pairs;
-}
 
 const char* const kControlUsage =
     "  stop SOCKET              stop the VM (crosvm-launch run exits 0)\n"
@@ -205,7 +131,8 @@ std::optional<std::variant<ControlCommand, std::string>> parse_control_command(
   return std::nullopt;
 }
 
-std::variant<RunOptions, std::string> parse_run_options(const std::vector<std::string>& args) {
+std::variant<RunOptions, std::string> parse_run_options(const std::vector<std::string>& args,
+                                                        const IsDeviceKind& is_device_kind) {
   RunOptions options;
   std::vector<std::string> positional;
   for (size_t i = 0; i < args.size(); ++i) {
@@ -265,18 +192,10 @@ std::variant<RunOptions, std::string> parse_run_options(const std::vector<std::s
     } else if (arg == "-r" || arg == "--root" || arg == "--rwroot" || arg == "-d" || arg == "--disk" ||
                arg == "--rwdisk") {
       auto text = value();
-      if (!text || text->empty()) return arg + " needs a path";
-      DiskOption disk;
-      disk.path = *text;
-      disk.read_only = arg != "--rwroot" && arg != "--rwdisk";
-      disk.root = arg == "-r" || arg == "--root" || arg == "--rwroot";
-      options.disks.push_back(disk);
-    } else if (arg == "--block") {
-      auto text = value();
-      if (!text) return "--block needs a parameter list";
-      auto disk = parse_block(*text);
+      auto disk = disk_shorthand(arg, text.value_or(""), arg != "--rwroot" && arg != "--rwdisk",
+                                 arg == "-r" || arg == "--root" || arg == "--rwroot");
       if (auto* message = std::get_if<std::string>(&disk)) return *message;
-      options.disks.push_back(std::get<DiskOption>(disk));
+      options.devices.push_back(std::get<DeviceArg>(disk));
     } else if (arg == "--no-rng") {
       bool no_rng = false;
       error = flag(no_rng);
@@ -285,12 +204,6 @@ std::variant<RunOptions, std::string> parse_run_options(const std::vector<std::s
       bool given = false;
       error = flag(given);
       options.hugepages = arg == "--hugepages";
-    } else if (arg == "--serial") {
-      auto text = value();
-      if (!text) return "--serial needs a parameter list";
-      auto serial = parse_serial(*text);
-      if (auto* message = std::get_if<std::string>(&serial)) return *message;
-      options.serials.push_back(std::get<SerialOption>(serial));
     } else if (arg == "-s" || arg == "--socket") {
       auto text = value();
       if (!text || text->empty()) return arg + " needs a path";
@@ -300,6 +213,10 @@ std::variant<RunOptions, std::string> parse_run_options(const std::vector<std::s
       auto level = text ? parse_log_level(*text) : std::nullopt;
       if (!level) return "--log-level needs error, warn, info or debug";
       options.log_level = *level;
+    } else if (arg.rfind("--", 0) == 0 && is_device_kind(arg.substr(2))) {
+      auto text = value();
+      if (!text) return arg + " needs a parameter list (see crosvm-launch run --help)";
+      options.devices.push_back(DeviceArg{arg.substr(2), *text});
     } else {
       return "unknown option '" + arg + "' (see crosvm-launch run --help)";
     }
@@ -309,15 +226,9 @@ std::variant<RunOptions, std::string> parse_run_options(const std::vector<std::s
   if (!positional.empty()) options.kernel = positional[0];
   if (options.kernel.empty()) options.demo = true;
   if (options.demo && !options.kernel.empty()) return "--demo and a kernel cannot be combined";
-  size_t roots = 0;
-  for (const DiskOption& disk : options.disks) roots += disk.root ? 1 : 0;
-  if (roots > 1) return "only one root disk can be given";
-  if (options.serials.empty()) {
-    SerialOption console;
-    console.console = true;
-    console.stdin_input = true;
-    options.serials.push_back(console);
-  }
+  const bool has_serial = std::any_of(options.devices.begin(), options.devices.end(),
+                                      [](const DeviceArg& device) { return device.kind == "serial"; });
+  if (!has_serial) options.devices.push_back(DeviceArg{"serial", "type=stdout,num=1,console=true,stdin=true"});
   return options;
 }
 

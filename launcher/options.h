@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <variant>
@@ -10,21 +11,14 @@
 
 namespace launcher {
 
-struct SerialOption {
-  bool virtio_console = false;  // hardware=virtio-console (hvcN) instead of a UART
-  uint32_t number = 1;
-  std::string type = "stdout";  // stdout, file, sink
-  std::string path;
-  bool console = false;
-  bool earlycon = false;
-  bool stdin_input = false;
-};
-
-struct DiskOption {
-  std::string path;
-  bool read_only = true;  // crosvm's -d/--disk and -r/--root are read-only
-  bool root = false;
-  std::string id;
+// A device as the command line gives it, in order: a device kind of the
+// library's and its key=value list, handed as they are to
+// crosvm_config_add_device(), which parses and checks them (one parser for
+// every front end). -d/-r/--rwdisk/--rwroot become "block" lists.
+struct DeviceArg {
+  std::string kind;     // "block", "serial", ...
+  std::string options;  // "path=disk.img,ro=true"
+  bool operator==(const DeviceArg&) const = default;
 };
 
 struct RunOptions {
@@ -34,9 +28,11 @@ struct RunOptions {
   std::string initrd;
   std::string kernel;
   bool demo = false;  // the built-in demo guest (also when no kernel is given)
-  std::vector<SerialOption> serials;  // empty: serial 1 on stdout as console, reading stdin
-  std::vector<DiskOption> disks;
-  bool rng = true;  // as crosvm: on unless --no-rng
+  // --KIND LIST for every kind of the library's (--block, --serial, ...),
+  // and the disk shorthands. Without a serial: serial 1 on stdout as the
+  // console, reading stdin (crosvm's default).
+  std::vector<DeviceArg> devices;
+  bool rng = true;  // as crosvm (and the library): on unless --no-rng
   bool hugepages = true;  // on unless --no-hugepages (crosvm's --hugepages is accepted)
   int log_level = 2;  // info
   std::string socket;  // -s/--socket: the control socket (a path or a directory)
@@ -61,13 +57,19 @@ std::optional<uint64_t> parse_size(const std::string& text);
 
 extern const char* const kControlUsage;
 
+// Whether the library knows a device kind of this name (main asks
+// crosvm_device_kind_help()).
+using IsDeviceKind = std::function<bool(const std::string& kind)>;
+
 // Parses the arguments after "run". Returns the options or one line saying
-// what is wrong.
-std::variant<RunOptions, std::string> parse_run_options(const std::vector<std::string>& args);
+// what is wrong. A device list's keys and values are checked when the
+// library is given them, not here.
+std::variant<RunOptions, std::string> parse_run_options(const std::vector<std::string>& args,
+                                                        const IsDeviceKind& is_device_kind);
 
-// "key=value,key,..." into pairs; a bare key means "true".
-std::vector<std::pair<std::string, std::string>> split_key_values(const std::string& text);
-
+// The usage of `run`: kRunUsage, the device kinds (from the library), then
+// kRunUsageEnd.
 extern const char* const kRunUsage;
+extern const char* const kRunUsageEnd;
 
 }  // namespace launcher

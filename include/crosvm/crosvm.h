@@ -158,9 +158,34 @@ typedef struct crosvm_disk_options {
 
 CROSVM_EXPORT int crosvm_config_add_disk(crosvm_config *config, const crosvm_disk_options *options);
 
-/* A virtio-rng device fed by the host's getrandom() (default: off; the
- * crosvm-launch command turns it on, as crosvm does). */
+/* A virtio-rng device fed by the host's getrandom() (default: on, as in
+ * crosvm; crosvm-launch --no-rng and Python's rng=False turn it off). */
 CROSVM_EXPORT int crosvm_config_set_rng(crosvm_config *config, int enabled);
+
+/* Devices named as text, in crosvm's syntax: a kind ("block", "serial")
+ * and a list "key=value,key=value,..." (a bare key means key=true; a value
+ * in double quotes may hold commas), e.g.
+ *   crosvm_config_add_device(config, "block", "path=disk.img,ro=true");
+ *   crosvm_config_add_device(config, "serial", "type=file,path=out.log,num=2");
+ * The same parser crosvm-launch's --block and --serial go through, with
+ * the same defaults. CROSVM_ERROR_INVALID_ARGUMENT, with a message naming
+ * the kind and the key, for an unknown kind or key, a key given twice or
+ * a bad value. `options` may be NULL (no keys). */
+CROSVM_EXPORT int crosvm_config_add_device(crosvm_config *config, const char *kind, const char *options);
+
+/* 1 when a serial port or console of `config` reads the process's stdin
+ * (CROSVM_SERIAL_STDIN, or stdin=true in a serial list): the caller may
+ * then want its terminal in raw mode. 0 when none does, or a negative
+ * crosvm_error. */
+CROSVM_EXPORT int crosvm_config_reads_stdin(const crosvm_config *config);
+
+/* The device kinds crosvm_config_add_device() knows: the name of kind
+ * `index` (0, 1, ...), NULL past the last. */
+CROSVM_EXPORT const char *crosvm_device_kind_name(size_t index);
+
+/* A kind's summary and its keys, one per line (for usage texts), or NULL
+ * for an unknown kind. The text lives as long as the process. */
+CROSVM_EXPORT const char *crosvm_device_kind_help(const char *kind);
 
 /* Transparent huge pages behind guest RAM (default: on). The guest's first
  * touch of each 2 MiB then costs one page fault instead of 512 and its TLB

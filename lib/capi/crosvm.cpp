@@ -11,6 +11,7 @@
 #include "capi/versioned.h"
 #include "control/client.h"
 #include "vm/callback_queue.h"
+#include "vm/device_options.h"
 #include "vm/vm.h"
 
 struct crosvm_config {
@@ -236,11 +237,7 @@ int crosvm_config_add_serial(crosvm_config* config, const crosvm_serial_options*
     serial.earlycon = (in.flags & CROSVM_SERIAL_EARLYCON) != 0;
     serial.read_stdin = (in.flags & CROSVM_SERIAL_STDIN) != 0;
 
-    auto& serials = config->config.serials;
-    std::erase_if(serials, [&](const crosvm::SerialConfig& existing) {
-      return existing.number == serial.number && existing.hardware == serial.hardware;
-    });
-    serials.push_back(std::move(serial));
+    config->config.set_serial(std::move(serial));
     return succeed();
   });
 }
@@ -263,6 +260,52 @@ int crosvm_config_add_disk(crosvm_config* config, const crosvm_disk_options* opt
     config->config.disks.push_back(std::move(disk));
     return succeed();
   });
+}
+
+int crosvm_config_add_device(crosvm_config* config, const char* kind, const char* options) {
+  return guarded([&] {
+    if (config == nullptr) return null_argument("config");
+    if (kind == nullptr) return null_argument("kind");
+    auto added = crosvm::add_device(config->config, kind, options != nullptr ? options : "");
+    if (!added) return fail(added.error());
+    return succeed();
+  });
+}
+
+int crosvm_config_reads_stdin(const crosvm_config* config) {
+  return guarded([&] {
+    if (config == nullptr) return null_argument("config");
+    last_error.clear();
+    const auto& serials = config->config.serials;
+    return std::any_of(serials.begin(), serials.end(), [](const crosvm::SerialConfig& serial) {
+      return serial.read_stdin;
+    }) ? 1 : 0;
+  });
+}
+
+const char* crosvm_device_kind_name(size_t index) {
+  const auto kinds = crosvm::device_kinds();
+  return index < kinds.size() ? kinds[index].name.data() : nullptr;
+}
+
+const char* crosvm_device_kind_help(const char* kind) {
+  if (kind == nullptr) return nullptr;
+  try {
+    // Built once, kept for the process's life (the kinds are fixed).
+    static const std::vector<std::string> texts = [] {
+      std::vector<std::string> built;
+      for (const crosvm::DeviceKind& known : crosvm::device_kinds()) {
+        built.push_back(crosvm::describe_device_kind(known));
+      }
+      return built;
+    }();
+    const auto kinds = crosvm::device_kinds();
+    for (size_t i = 0; i < kinds.size(); ++i) {
+      if (kinds[i].name == kind) return texts[i].c_str();
+    }
+  } catch (...) {  // out of memory building the texts: none to give
+  }
+  return nullptr;
 }
 
 int crosvm_config_set_rng(crosvm_config* config, int enabled) {

@@ -17,6 +17,13 @@ std::vector<DiskConfig> VmConfig::ordered_disks() const {
   return ordered;
 }
 
+void VmConfig::set_serial(SerialConfig serial) {
+  std::erase_if(serials, [&](const SerialConfig& existing) {
+    return existing.number == serial.number && existing.hardware == serial.hardware;
+  });
+  serials.push_back(std::move(serial));
+}
+
 std::string VmConfig::kernel_cmdline() const {
   // panic=-1: a panicking guest resets at once instead of hanging forever.
   std::string cmdline = "panic=-1";

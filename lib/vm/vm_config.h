@@ -47,7 +47,9 @@ struct VmConfig {
   std::vector<std::string> params;  // appended to the command line in order
   std::vector<SerialConfig> serials;
   std::vector<DiskConfig> disks;  // in the order given; see ordered_disks()
-  bool rng = false;               // a virtio-rng fed by the host's getrandom()
+  // A virtio-rng fed by the host's getrandom(): on unless turned off, in
+  // the C ABI, crosvm-launch (--no-rng) and Python alike, as in crosvm.
+  bool rng = true;
   bool hugepages = true;          // transparent huge pages behind guest RAM
   std::string kvm_path = "/dev/kvm";
   // A control socket (crosvm's -s): a path, or a directory for
@@ -62,6 +64,8 @@ struct VmConfig {
   // The command line the guest gets: defaults, the root disk, consoles, then
   // params (so a parameter given later overrides).
   std::string kernel_cmdline() const;
+  // Adds `serial`, replacing a port of the same hardware and number.
+  void set_serial(SerialConfig serial);
   // The disks in the order the guest finds them (vda, vdb, ...): the root
   // disk first, the others as given.
   std::vector<DiskConfig> ordered_disks() const;

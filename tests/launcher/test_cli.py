@@ -208,6 +208,16 @@ def test_bad_number(launcher):
     assert_one_line_error(run(launcher, "run", "-m", "12x"), "'12x'")
 
 
+def test_bad_device_lists_get_the_librarys_one_line(launcher):
+    # --block and --serial go through the library's parser (the one
+    # crosvm_config_add_device and Python use), which names kind and key.
+    assert_one_line_error(run(launcher, "run", "--demo", "--block", "path=x.img,size=3"),
+                          "block: unknown key 'size' (known: path, ro, root, id)")
+    assert_one_line_error(run(launcher, "run", "--demo", "--serial", "num=7"), "serial: num must be 1 to 4")
+    assert_one_line_error(run(launcher, "run", "--demo", "--serial", "type=sink", "--rwdisk", "a.img",
+                              "--rwroot", "b.img", "--root", "c.img"), "only one disk can be the root")
+
+
 def test_unknown_command(launcher):
     assert_one_line_error(run(launcher, "explode"), "explode")
 
@@ -235,3 +245,6 @@ def test_help(launcher):
     result = run(launcher, "run", "--help")
     assert result.returncode == 0
     assert "--mem" in result.stdout
+    # Each device kind of the library's, with its keys, and the exit codes after them.
+    for line in ("  --block LIST\n", "  --serial LIST\n", "\n      hardware ", "exit status:"):
+        assert line in result.stdout

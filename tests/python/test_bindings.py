@@ -39,6 +39,10 @@ def test_errors_are_named_for_their_codes(tmp_path):
     ({"memory_mib": 2**64}, crosvm.InvalidArgumentError, "at most"),
     ({"console": "usb"}, crosvm.InvalidArgumentError, "console"),
     ({"log_level": "loud"}, crosvm.InvalidArgumentError, "log_level"),
+    ({"devices": [("floppy", "path=a")]}, crosvm.InvalidArgumentError,
+     r"unknown device kind 'floppy' \(known: block, serial\)"),
+    ({"devices": [("block", "path=a,size=3")]}, crosvm.InvalidArgumentError, "block: unknown key 'size'"),
+    ({"devices": ["block"]}, crosvm.InvalidArgumentError, r"\(kind, options\) pair"),
 ])
 def test_configuration_is_validated(options, error, words):
     config = crosvm.VmConfig(**options)
@@ -242,6 +246,36 @@ def test_the_control_socket_from_python(guest_program, tmp_path):
         crosvm.control_request(vm.control_socket, "stop")
         assert vm.wait(timeout=HANG_GUARD) == crosvm.ExitReason.STOPPED
     assert not (tmp_path / f"crosvm-{os.getpid()}.sock").exists()
+
+
+def test_the_device_kinds_are_the_librarys():
+    kinds = crosvm.device_kinds()
+    assert list(kinds) == ["block", "serial"]
+    assert "ro " in kinds["block"] and "hardware " in kinds["serial"]
+
+
+@needs_kvm
+def test_devices_named_as_text_and_the_rng_by_default(guest_program, tmp_path):
+    # The same defaults as crosvm-launch and the C ABI: an rng unless rng=False.
+    image = tmp_path / "a,disk.img"
+    image.write_bytes(b"\0" * 4096)
+    config = crosvm.VmConfig(kernel=guest_program("ticker"), memory_mib=64, control_socket=tmp_path,
+                             devices=[("block", f'path="{image}",ro=true,id=py'), ("serial", "type=sink,num=2")])
+    with crosvm.Vm(config) as vm:
+        vm.start()
+        status = crosvm.control_request(vm.control_socket, "status")["status"]
+        assert [(d["path"], d["read_only"]) for d in status["disks"]] == [(str(image), True)]
+        assert "rng (virtio-rng)" in status["devices"]
+        assert any(d.startswith("serial2 ") for d in status["devices"]), status["devices"]
+        crosvm.control_request(vm.control_socket, "stop")
+        assert vm.wait(timeout=HANG_GUARD) == crosvm.ExitReason.STOPPED
+    config.rng = False
+    with crosvm.Vm(config) as vm:
+        vm.start()
+        status = crosvm.control_request(vm.control_socket, "status")["status"]
+        assert "rng (virtio-rng)" not in status["devices"]
+        crosvm.control_request(vm.control_socket, "stop")
+        assert vm.wait(timeout=HANG_GUARD) == crosvm.ExitReason.STOPPED
 
 
 @needs_kvm

@@ -119,6 +119,36 @@ TEST_CASE("disk options are checked", "[capi]") {
   CHECK(crosvm_config_set_rng(nullptr, 1) == CROSVM_ERROR_INVALID_ARGUMENT);
 }
 
+TEST_CASE("devices named as text: crosvm's key=value lists, one clear error each", "[capi]") {
+  Config config;
+  CHECK(crosvm_config_add_device(config.handle, "block", "path=/tmp/a.img,ro=true,id=a") == CROSVM_OK);
+  CHECK(last_message().empty());
+  CHECK(crosvm_config_add_device(config.handle, "serial", "type=sink,num=2,stdin") == CROSVM_OK);
+  CHECK(crosvm_config_reads_stdin(config.handle) == 1);
+  CHECK(crosvm_config_add_device(config.handle, "serial", "type=sink,num=2") == CROSVM_OK);  // replaces it
+  CHECK(crosvm_config_reads_stdin(config.handle) == 0);
+  CHECK(crosvm_config_reads_stdin(nullptr) == CROSVM_ERROR_INVALID_ARGUMENT);
+
+  CHECK(crosvm_config_add_device(config.handle, "floppy", "path=a") == CROSVM_ERROR_INVALID_ARGUMENT);
+  CHECK(last_message() == "unknown device kind 'floppy' (known: block, serial)");
+  CHECK(crosvm_config_add_device(config.handle, "block", "path=a,size=3") == CROSVM_ERROR_INVALID_ARGUMENT);
+  CHECK(last_message() == "block: unknown key 'size' (known: path, ro, root, id)");
+  CHECK(crosvm_config_add_device(config.handle, "block", nullptr) == CROSVM_ERROR_INVALID_ARGUMENT);
+  CHECK(last_message() == "block: needs path=");
+  CHECK(crosvm_config_add_device(config.handle, nullptr, "") == CROSVM_ERROR_INVALID_ARGUMENT);
+  CHECK(crosvm_config_add_device(nullptr, "block", "a.img") == CROSVM_ERROR_INVALID_ARGUMENT);
+
+  std::string names;
+  for (size_t i = 0; const char* kind = crosvm_device_kind_name(i); ++i) {
+    names += std::string(kind) + " ";
+    REQUIRE(crosvm_device_kind_help(kind) != nullptr);
+    CHECK(std::string(crosvm_device_kind_help(kind)).rfind(kind, 0) == 0);
+  }
+  CHECK(names == "block serial ");
+  CHECK(crosvm_device_kind_help("floppy") == nullptr);
+  CHECK(crosvm_device_kind_help(nullptr) == nullptr);
+}
+
 TEST_CASE("huge pages can be turned off and on, on a config that exists", "[capi]") {
   Config config;
   CHECK(crosvm_config_set_hugepages(config.handle, 0) == CROSVM_OK);

@@ -24,7 +24,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Iterable, Optional, Sequence, Union
+from typing import Dict, Iterable, Optional, Sequence, Tuple, Union
 
 from . import _crosvm
 from ._crosvm import (  # noqa: F401  (re-exported)
@@ -46,7 +46,7 @@ from ._crosvm import (  # noqa: F401  (re-exported)
 
 __all__ = [
     "VmConfig", "Disk", "Vm", "Serial", "State", "ExitReason", "ExpectTimeout", "control_request",
-    "version", "Error", "InvalidArgumentError", "KvmUnavailableError", "KvmCapabilityError",
+    "version", "device_kinds", "Error", "InvalidArgumentError", "KvmUnavailableError", "KvmCapabilityError",
     "KernelError", "InitrdError", "MemoryError", "VcpuError", "IoError", "StateError",
     "TimeoutError", "DeviceError", "ProtocolError", "InternalError",
 ]
@@ -57,6 +57,12 @@ PathLike = Union[str, "os.PathLike[str]"]
 def version() -> str:
     """libcrosvm's release, e.g. "0.1.0"."""
     return _crosvm.version()
+
+
+def device_kinds() -> Dict[str, str]:
+    """The device kinds VmConfig.devices takes, each with its summary and
+    keys (crosvm_device_kind_help)."""
+    return _crosvm.device_kinds()
 
 
 class State(enum.IntEnum):
@@ -108,7 +114,15 @@ class VmConfig:
     reads: "serial" (an 8250 UART, ttyS0) or "virtio" (a virtio console,
     hvc0). `log_level` is "error", "warning", "info" or "debug"; the log is
     kept in `Vm.log`. `hugepages=False` keeps guest RAM in small pages
-    (crosvm_config_set_hugepages).
+    (crosvm_config_set_hugepages). `rng` is on by default, as in the C ABI
+    and crosvm-launch.
+
+    `devices` names devices as crosvm's command line does, (kind,
+    "key=value,...") pairs parsed by the library (crosvm_config_add_device),
+    e.g. ("block", "path=disk.img,ro=true") or ("serial",
+    "type=file,path=out.log,num=2"); `crosvm.device_kinds()` lists the
+    kinds and their keys. They are added after `disks`, and before the
+    console, which keeps port 1 of its kind.
     """
     kernel: Optional[PathLike] = None
     initrd: Optional[PathLike] = None
@@ -116,11 +130,12 @@ class VmConfig:
     memory_mib: int = 256
     vcpus: int = 1
     disks: Sequence[Union[Disk, PathLike]] = field(default_factory=list)
-    rng: bool = False
+    rng: bool = True
     hugepages: bool = True
     console: str = "serial"
     control_socket: Optional[PathLike] = None
     log_level: str = "info"
+    devices: Sequence[Tuple[str, str]] = ()
 
     def _build(self) -> _crosvm.Config:
         native = _crosvm.Config()
@@ -138,6 +153,10 @@ class VmConfig:
             if not isinstance(disk, Disk):
                 disk = Disk(disk)
             native.add_disk(os.fspath(disk.path), disk.read_only, disk.root, disk.id)
+        for device in self.devices:
+            if not (isinstance(device, tuple) and len(device) == 2 and all(isinstance(x, str) for x in device)):
+                raise InvalidArgumentError(f"a device is a (kind, options) pair of strings, not {device!r}")
+            native.add_device(device[0], device[1])
         native.set_rng(bool(self.rng))
         native.set_hugepages(bool(self.hugepages))
         if self.console not in _CONSOLES:

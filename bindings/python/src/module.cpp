@@ -151,6 +151,9 @@ class Config {
   void append_params(const std::string& params) { check(crosvm_config_append_params(config_, params.c_str())); }
   void set_rng(bool enabled) { check(crosvm_config_set_rng(config_, enabled ? 1 : 0)); }
   void set_hugepages(bool enabled) { check(crosvm_config_set_hugepages(config_, enabled ? 1 : 0)); }
+  void add_device(const std::string& kind, const std::string& options) {
+    check(crosvm_config_add_device(config_, kind.c_str(), options.c_str()));
+  }
   void set_control_socket(const std::string& path) {
     check(crosvm_config_set_control_socket(config_, path.c_str()));
   }
@@ -388,6 +391,7 @@ PYBIND11_MODULE(_crosvm, m) {
       .def("set_hugepages", &Config::set_hugepages)
       .def("set_control_socket", &Config::set_control_socket)
       .def("set_log_level", &Config::set_log_level)
+      .def("add_device", &Config::add_device, py::arg("kind"), py::arg("options"))
       .def("add_disk", &Config::add_disk, py::arg("path"), py::arg("read_only"), py::arg("root"), py::arg("id"))
       .def("add_serial", &Config::add_serial, py::arg("number"), py::arg("virtio_console"), py::arg("type"),
            py::arg("console"), py::arg("path"));
@@ -412,4 +416,9 @@ PYBIND11_MODULE(_crosvm, m) {
   m.def("control_request", &control_request, py::arg("socket"), py::arg("request"), py::arg("timeout"));
   m.def("version", [] { return std::string(crosvm_version()); });
   m.def("abi_version", [] { return crosvm_abi_version(); });
+  m.def("device_kinds", [] {
+    py::dict kinds;
+    for (size_t i = 0; const char* kind = crosvm_device_kind_name(i); ++i) kinds[kind] = crosvm_device_kind_help(kind);
+    return kinds;
+  });
 }

@@ -1,0 +1,44 @@
+// Device lists as a user, a script or an embedder writes them (crosvm's
+// key=value syntax, for crosvm_config_add_device and crosvm-launch): the
+// parser never crashes, a list is either refused whole or adds exactly
+// one device, and what it adds holds only what the list said.
+#include <string_view>
+
+#include "fuzz_common.h"
+#include "vm/device_options.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size == 0) return 0;
+  const auto kinds = crosvm::device_kinds();
+  const crosvm::DeviceKind& kind = kinds[data[0] % kinds.size()];
+  const std::string_view text(reinterpret_cast<const char*>(data + 1), size - 1);
+
+  if (auto items = crosvm::split_key_values(text)) {
+    for (const crosvm::KeyValue& item : *items) {
+      FUZZ_CHECK(!item.key.empty());
+      FUZZ_CHECK(text.find(item.key) != std::string_view::npos);  // nothing invented
+      FUZZ_CHECK(!item.bare || item.value == "true");
+    }
+  }
+  crosvm::VmConfig config;
+  config.serials.push_back(crosvm::SerialConfig{});  // a port 1 a serial list may replace
+  auto added = crosvm::add_device(config, kind.name, text);
+  if (!added) {
+    FUZZ_CHECK(added.error().code == crosvm::ErrorCode::kInvalidArgument);
+    FUZZ_CHECK(added.error().message.rfind(std::string(kind.name) + ": ", 0) == 0);
+    FUZZ_CHECK(config.disks.empty() && config.serials.size() == 1);
+    return 0;
+  }
+  if (kind.name == "block") {
+    FUZZ_CHECK(config.disks.size() == 1 && config.serials.size() == 1);
+    FUZZ_CHECK(!config.disks[0].path.empty() && config.disks[0].id.size() <= 20);
+    FUZZ_CHECK(text.find(config.disks[0].path) != std::string_view::npos);
+  } else {
+    FUZZ_CHECK(config.disks.empty() && !config.serials.empty() && config.serials.size() <= 2);
+    const crosvm::SerialConfig& port = config.serials.back();
+    FUZZ_CHECK(port.number >= 1 && port.number <= 4);
+    FUZZ_CHECK((port.output == crosvm::SerialOutput::kFile) == !port.path.empty());
+    FUZZ_CHECK(!(port.earlycon && port.hardware == crosvm::SerialHardware::kVirtioConsole));
+  }
+  return 0;
+}

@@ -1,0 +1,121 @@
+#include <catch2/catch.hpp>
+
+#include "vm/device_options.h"
+
+using crosvm::add_device;
+using crosvm::split_key_values;
+using crosvm::VmConfig;
+
+namespace {
+
+VmConfig added(std::string_view kind, std::string_view options) {
+  VmConfig config;
+  auto result = add_device(config, kind, options);
+  if (!result) FAIL(result.error().message);
+  return config;
+}
+
+std::string refused(std::string_view kind, std::string_view options) {
+  VmConfig config;
+  auto result = add_device(config, kind, options);
+  REQUIRE_FALSE(result.ok());
+  CHECK(result.error().code == crosvm::ErrorCode::kInvalidArgument);
+  CHECK(config.disks.empty());
+  CHECK(config.serials.empty());
+  return result.error().message;
+}
+
+}  // namespace
+
+TEST_CASE("key=value lists split on commas; a bare key means true; quotes keep commas", "[device-options]") {
+  auto items = split_key_values("a=1,,b,c=x=y,d=\"p,q\",e=");
+  REQUIRE(items.ok());
+  REQUIRE(items->size() == 5);
+  CHECK(((*items)[0].key == "a" && (*items)[0].value == "1" && !(*items)[0].bare));
+  CHECK(((*items)[1].key == "b" && (*items)[1].value == "true" && (*items)[1].bare));
+  CHECK(((*items)[2].key == "c" && (*items)[2].value == "x=y"));
+  CHECK(((*items)[3].key == "d" && (*items)[3].value == "p,q"));
+  CHECK(((*items)[4].key == "e" && (*items)[4].value.empty()));
+  CHECK(split_key_values("")->empty());
+  CHECK_FALSE(split_key_values("=x").ok());
+  CHECK_FALSE(split_key_values("a=\"open").ok());
+  CHECK_FALSE(split_key_values("a=\"x\"y").ok());
+}
+
+TEST_CASE("block: crosvm's keys, writable unless ro, a bare first item is the path", "[device-options]") {
+  VmConfig config = added("block", "path=c.img,ro=false,id=serial-c");
+  REQUIRE(config.disks.size() == 1);
+  CHECK(config.disks[0].path == "c.img");
+  CHECK_FALSE(config.disks[0].read_only);
+  CHECK_FALSE(config.disks[0].root);
+  CHECK(config.disks[0].id == "serial-c");
+
+  config = added("block", "d.img,ro,root");
+  CHECK(config.disks[0].path == "d.img");
+  CHECK(config.disks[0].read_only);
+  CHECK(config.disks[0].root);
+  CHECK(added("block", "path=\"a,b.img\"").disks[0].path == "a,b.img");
+  CHECK(added("block", "path=/x/y=z.img").disks[0].path == "/x/y=z.img");
+}
+
+TEST_CASE("block: bad lists name the kind and the key, and add nothing", "[device-options]") {
+  CHECK(refused("block", "ro=true").find("path=") != std::string::npos);
+  CHECK(refused("block", "").find("path=") != std::string::npos);
+  CHECK(refused("block", "path=x,ro=maybe").find("block: ro must be true or false") != std::string::npos);
+  CHECK(refused("block", "path=x,size=3").find("block: unknown key 'size' (known: path, ro, root, id)") !=
+        std::string::npos);
+  CHECK(refused("block", "path=x,id=123456789012345678901").find("20 bytes") != std::string::npos);
+  CHECK(refused("block", "path=x,path=y").find("path is given twice") != std::string::npos);
+  CHECK(refused("block", "a.img,b.img").find("unknown key 'b.img'") != std::string::npos);
+  CHECK(refused("block", "path=\"x").find("not closed") != std::string::npos);
+}
+
+TEST_CASE("serial: crosvm's keys and defaults; a port given again replaces it", "[device-options]") {
+  VmConfig config = added("serial", "type=file,num=2,path=/tmp/out,console");
+  REQUIRE(config.serials.size() == 1);
+  const crosvm::SerialConfig& port = config.serials[0];
+  CHECK(port.number == 2);
+  CHECK(port.output == crosvm::SerialOutput::kFile);
+  CHECK(port.path == "/tmp/out");
+  CHECK(port.console);
+  CHECK_FALSE(port.read_stdin);
+  CHECK(port.hardware == crosvm::SerialHardware::kUart);
+
+  const crosvm::SerialConfig plain = added("serial", "").serials.at(0);
+  CHECK(plain.number == 1);
+  CHECK(plain.output == crosvm::SerialOutput::kStdout);
+  CHECK_FALSE(plain.console);
+
+  REQUIRE(add_device(config, "serial", "type=sink,num=2").ok());
+  REQUIRE(add_device(config, "serial", "type=sink,num=2,hardware=virtio-console,stdin=on").ok());
+  REQUIRE(config.serials.size() == 2);  // UART 2 replaced; virtio console 2 beside it
+  CHECK(config.serials[0].output == crosvm::SerialOutput::kSink);
+  CHECK(config.serials[1].hardware == crosvm::SerialHardware::kVirtioConsole);
+  CHECK(config.serials[1].read_stdin);
+}
+
+TEST_CASE("serial: bad lists name the problem", "[device-options]") {
+  CHECK(refused("serial", "num=9").find("1 to 4") != std::string::npos);
+  CHECK(refused("serial", "num=").find("1 to 4") != std::string::npos);
+  CHECK(refused("serial", "type=file").find("type=file needs path=") != std::string::npos);
+  CHECK(refused("serial", "path=/x").find("path= is for type=file") != std::string::npos);
+  CHECK(refused("serial", "type=syslog").find("stdout, file or sink") != std::string::npos);
+  CHECK(refused("serial", "colour=red").find("unknown key 'colour'") != std::string::npos);
+  CHECK(refused("serial", "hardware=usb").find("serial or virtio-console") != std::string::npos);
+  CHECK(refused("serial", "hardware=virtio-console,earlycon").find("earlycon") != std::string::npos);
+}
+
+TEST_CASE("an unknown kind names the known ones; every kind describes its keys", "[device-options]") {
+  CHECK(refused("floppy", "path=a").find("unknown device kind 'floppy' (known: block, serial)") !=
+        std::string::npos);
+  for (const crosvm::DeviceKind& kind : crosvm::device_kinds()) {
+    REQUIRE(crosvm::find_device_kind(kind.name) == &kind);
+    const std::string text = crosvm::describe_device_kind(kind);
+    for (const crosvm::DeviceKey& key : kind.keys) CHECK(text.find(std::string(key.key)) != std::string::npos);
+  }
+  CHECK(crosvm::find_device_kind("floppy") == nullptr);
+}
+
+TEST_CASE("the rng is on unless turned off, in every front end", "[device-options]") {
+  CHECK(VmConfig{}.rng);
+}
