@@ -3,6 +3,7 @@
 #include <array>
 #include <charconv>
 #include <optional>
+#include <utility>
 
 #include "devices/virtio/block.h"
 
@@ -25,8 +26,8 @@ Result<bool> bool_value(std::string_view kind, const KeyValue& item) {
 
 constexpr std::array kBlockKeys = {
     DeviceKey{"path", "the raw image (a bare first item is the path too)"},
-    DeviceKey{"ro", "true: the guest cannot write it (default false)"},
-    DeviceKey{"root", "true: root=/dev/vda on the command line, and the guest sees it first"},
+    DeviceKey{"ro", "true: the guest cannot write it (default false)", true},
+    DeviceKey{"root", "true: root=/dev/vda on the command line, and the guest sees it first", true},
     DeviceKey{"id", "the serial the guest reads (at most 20 bytes)"},
 };
 
@@ -56,9 +57,9 @@ constexpr std::array kSerialKeys = {
     DeviceKey{"num", "1 to 4 (default 1): ttyS0-3, or hvc0-3 for a virtio console"},
     DeviceKey{"path", "the file for type=file (appended to, created if missing)"},
     DeviceKey{"hardware", "serial (an 8250 UART, the default) or virtio-console"},
-    DeviceKey{"console", "true: the kernel's console (console=ttySN or hvcN)"},
-    DeviceKey{"earlycon", "true: earlycon=uart8250,io,PORT (UARTs only)"},
-    DeviceKey{"stdin", "true: the process's stdin is this port's input"},
+    DeviceKey{"console", "true: the kernel's console (console=ttySN or hvcN)", true},
+    DeviceKey{"earlycon", "true: earlycon=uart8250,io,PORT (UARTs only)", true},
+    DeviceKey{"stdin", "true: the process's stdin is this port's input", true},
 };
 
 Result<void> add_serial(VmConfig& config, const std::vector<KeyValue>& items) {
@@ -115,11 +116,11 @@ constexpr std::array kKinds = {
     DeviceKind{"serial", "a serial port or virtio console (crosvm's --serial)", kSerialKeys, add_serial},
 };
 
-bool known_key(const DeviceKind& kind, std::string_view key) {
+const DeviceKey* find_key(const DeviceKind& kind, std::string_view key) {
   for (const DeviceKey& known : kind.keys) {
-    if (known.key == key) return true;
+    if (known.key == key) return &known;
   }
-  return false;
+  return nullptr;
 }
 
 std::string key_list(const DeviceKind& kind) {
@@ -195,12 +196,16 @@ Result<void> add_device(VmConfig& config, std::string_view kind_name, std::strin
     KeyValue& item = (*items)[i];
     // crosvm's "--block disk.img,ro": a bare first item that is no key is
     // the path.
-    if (i == 0 && item.bare && !known_key(*kind, item.key) && known_key(*kind, "path")) {
+    if (i == 0 && item.bare && find_key(*kind, item.key) == nullptr && find_key(*kind, "path") != nullptr) {
       item.value = std::exchange(item.key, "path");
       item.bare = false;
     }
-    if (!known_key(*kind, item.key)) {
+    const DeviceKey* key = find_key(*kind, item.key);
+    if (key == nullptr) {
       return invalid(fmt::format("{}: unknown key '{}' (known: {})", kind->name, item.key, key_list(*kind)));
+    }
+    if (item.bare && !key->flag) {
+      return invalid(fmt::format("{}: {} needs a value ({}=...)", kind->name, item.key, item.key));
     }
     for (size_t j = 0; j < i; ++j) {
       if ((*items)[j].key == item.key) return invalid(fmt::format("{}: {} is given twice", kind->name, item.key));

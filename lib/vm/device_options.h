@@ -31,6 +31,7 @@ Result<std::vector<KeyValue>> split_key_values(std::string_view text);
 struct DeviceKey {
   std::string_view key;
   std::string_view help;
+  bool flag = false;  // true or false: may be written bare ("ro")
 };
 
 struct DeviceKind {

@@ -68,6 +68,10 @@ TEST_CASE("block: bad lists name the kind and the key, and add nothing", "[devic
   CHECK(refused("block", "path=x,path=y").find("path is given twice") != std::string::npos);
   CHECK(refused("block", "a.img,b.img").find("unknown key 'b.img'") != std::string::npos);
   CHECK(refused("block", "path=\"x").find("not closed") != std::string::npos);
+  // Only true/false keys may stand bare (found by the device_options fuzzer:
+  // "path" alone was a disk named "true").
+  CHECK(refused("block", "path").find("block: path needs a value (path=...)") != std::string::npos);
+  CHECK(refused("block", "a.img,id").find("block: id needs a value") != std::string::npos);
 }
 
 TEST_CASE("serial: crosvm's keys and defaults; a port given again replaces it", "[device-options]") {
@@ -101,6 +105,7 @@ TEST_CASE("serial: bad lists name the problem", "[device-options]") {
   CHECK(refused("serial", "path=/x").find("path= is for type=file") != std::string::npos);
   CHECK(refused("serial", "type=syslog").find("stdout, file or sink") != std::string::npos);
   CHECK(refused("serial", "colour=red").find("unknown key 'colour'") != std::string::npos);
+  CHECK(refused("serial", "type").find("serial: type needs a value") != std::string::npos);
   CHECK(refused("serial", "hardware=usb").find("serial or virtio-console") != std::string::npos);
   CHECK(refused("serial", "hardware=virtio-console,earlycon").find("earlycon") != std::string::npos);
 }
