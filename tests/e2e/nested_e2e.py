@@ -22,6 +22,7 @@ with its own re-runs; each machine's output is printed whole when it ends.
 usage: nested_e2e.py BUILD [PYTEST ARGS...]
 Ends with one pytest-style line "== N passed, N failed, N skipped in Ts ==".
 """
+import itertools
 import os
 import pathlib
 import subprocess
@@ -78,7 +79,7 @@ def main() -> int:
     retried: list[str] = []
     details: list[str] = []  # what each boot that was tried again left behind
     triple_faulted: set[str] = set()
-    machines = iter(range(1, 1000))  # numbers the result files of every machine
+    machines = itertools.count(1)  # numbers the result files of every machine
     lock = threading.Lock()
 
     def run_in_machines(selected: list[str]) -> None:
