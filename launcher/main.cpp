@@ -31,6 +31,8 @@ const char* const kUsage =
     "\n"
     "commands:\n"
     "  run [OPTIONS] [KERNEL]   boot a VM (see crosvm-launch run --help)\n"
+    "  device KIND --socket PATH [OPTIONS]\n"
+    "                           serve a device over vhost-user (see device --help)\n"
     "%s"
     "  version                  print the version\n";
 
@@ -238,6 +240,22 @@ int control(const launcher::ControlCommand& command) {
   return kExitOk;
 }
 
+// crosvm's `crosvm device`: serves until the frontend disconnects.
+int device(const std::vector<std::string>& args) {
+  auto parsed = launcher::parse_device_command(args);
+  if (auto* message = std::get_if<std::string>(&parsed)) return error(*message);
+  const auto& command = std::get<launcher::DeviceCommand>(parsed);
+  if (command.help) {
+    std::fputs(launcher::kDeviceUsage, stdout);
+    return kExitOk;
+  }
+  const int served = command.fd >= 0
+                         ? crosvm_device_serve_fd(command.kind.c_str(), command.options.c_str(), command.fd)
+                         : crosvm_device_serve(command.kind.c_str(), command.options.c_str(), command.socket.c_str());
+  if (served != 0) return library_error(("device " + command.kind).c_str());
+  return kExitOk;
+}
+
 void print_usage(FILE* stream) { std::fprintf(stream, kUsage, launcher::kControlUsage); }
 
 }  // namespace
@@ -263,6 +281,7 @@ int main(int argc, char** argv) {
     return kExitOk;
   }
   if (command == "run") return run(args);
+  if (command == "device") return device(args);
   if (auto parsed = launcher::parse_control_command(command, args)) {
     if (auto* message = std::get_if<std::string>(&*parsed)) return error(*message);
     return control(std::get<launcher::ControlCommand>(*parsed));

@@ -131,6 +131,55 @@ std::optional<std::variant<ControlCommand, std::string>> parse_control_command(
   return std::nullopt;
 }
 
+const char* const kDeviceUsage =
+    "usage: crosvm-launch device KIND (--socket PATH | --fd N) [OPTIONS]\n"
+    "\n"
+    "Serves one virtio device to a vhost-user frontend (another crosvm-launch\n"
+    "with --vhost-user type=KIND,socket=PATH, or QEMU) until it disconnects.\n"
+    "\n"
+    "  KIND                 block or rng\n"
+    "  --socket PATH        listen on a Unix socket at PATH (--socket-path too)\n"
+    "  --fd N               serve the connected socket N instead\n"
+    "  OPTIONS              the device's list, as for run: for block\n"
+    "                       path=disk.img,ro=true,id=SERIAL (--file LIST too)\n";
+
+std::variant<DeviceCommand, std::string> parse_device_command(const std::vector<std::string>& args) {
+  DeviceCommand command;
+  std::vector<std::string> lists;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    if (arg == "-h" || arg == "--help") {
+      command.help = true;
+      return command;
+    }
+    const bool takes_value = arg == "--socket" || arg == "--socket-path" || arg == "--fd" || arg == "--file";
+    if (takes_value) {
+      if (i + 1 >= args.size()) return "device: " + arg + " needs a value";
+      const std::string& value = args[++i];
+      if (arg == "--fd") {
+        auto fd = parse_number<uint32_t>(value);
+        if (!fd || *fd > INT32_MAX) return "device: --fd needs a file descriptor number, not '" + value + "'";
+        command.fd = static_cast<int>(*fd);
+      } else if (arg == "--file") {
+        lists.push_back(value);
+      } else {
+        command.socket = value;
+      }
+    } else if (arg.starts_with("-")) {
+      return "device: unknown option '" + arg + "' (see crosvm-launch device --help)";
+    } else if (command.kind.empty()) {
+      command.kind = arg;
+    } else {
+      lists.push_back(arg);
+    }
+  }
+  if (command.kind.empty()) return std::string("device: which KIND? (see crosvm-launch device --help)");
+  if (command.socket.empty() == (command.fd < 0)) return std::string("device: give one of --socket PATH or --fd N");
+  if (lists.size() > 1) return std::string("device: give the device's options as one list");
+  if (!lists.empty()) command.options = lists.front();
+  return command;
+}
+
 std::variant<RunOptions, std::string> parse_run_options(const std::vector<std::string>& args,
                                                         const IsDeviceKind& is_device_kind) {
   RunOptions options;

@@ -52,6 +52,21 @@ struct ControlCommand {
 std::optional<std::variant<ControlCommand, std::string>> parse_control_command(
     const std::string& command, const std::vector<std::string>& args);
 
+// crosvm's `crosvm device KIND --socket PATH [OPTIONS]`: one device of the
+// library's served to a vhost-user frontend.
+struct DeviceCommand {
+  std::string kind;     // "block", "rng"
+  std::string socket;   // --socket / --socket-path: listen here
+  int fd = -1;          // --fd N: serve this connected socket instead
+  std::string options;  // the device's key=value list
+  bool help = false;
+};
+
+// Parses the arguments after "device". Returns the command or one line
+// saying what is wrong (the options themselves are the library's to check).
+std::variant<DeviceCommand, std::string> parse_device_command(const std::vector<std::string>& args);
+extern const char* const kDeviceUsage;
+
 // "1073741824", "512M", "10G" (binary units) into bytes.
 std::optional<uint64_t> parse_size(const std::string& text);
 

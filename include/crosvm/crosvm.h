@@ -340,6 +340,27 @@ CROSVM_EXPORT int crosvm_control_request(char **out_response, const char *socket
                                          const char *request_json, int64_t timeout_ms);
 CROSVM_EXPORT void crosvm_string_free(char *text);
 
+/* Device backends (crosvm's `crosvm device`): one virtio device of this
+ * library served to one vhost-user frontend, which owns the transport:
+ * another VM of this library (crosvm_config_add_device(config,
+ * "vhost-user", "type=block,socket=PATH")) or QEMU (-device
+ * vhost-user-blk-pci with a shared memory backend). `kind` is "block" or
+ * "rng"; `options` is a list as for crosvm_config_add_device ("block":
+ * "path=disk.img,ro=true"; "rng": none; NULL for none).
+ *
+ * crosvm_device_serve() listens on a Unix socket at `socket_path` (a stale
+ * socket there is replaced; a live one or another file is
+ * CROSVM_ERROR_IO), serves the first frontend that connects and returns 0
+ * when it disconnects, the socket removed. It blocks the calling thread.
+ * CROSVM_ERROR_INVALID_ARGUMENT for an unknown kind or option,
+ * CROSVM_ERROR_DEVICE when the device cannot be built (a missing image),
+ * CROSVM_ERROR_PROTOCOL when the frontend broke the protocol (the message
+ * says how; the device was reset and every fd it sent closed).
+ * crosvm_device_serve_fd() serves a connected socket `fd` instead, and
+ * closes it. */
+CROSVM_EXPORT int crosvm_device_serve(const char *kind, const char *options, const char *socket_path);
+CROSVM_EXPORT int crosvm_device_serve_fd(const char *kind, const char *options, int fd);
+
 #ifdef __cplusplus
 }
 #endif

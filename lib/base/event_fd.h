@@ -12,6 +12,10 @@ namespace crosvm {
 class EventFd {
  public:
   static Result<EventFd> create(int flags = 0);
+  // Takes `fd` from another process (a vhost-user kick or call fd) after
+  // checking that it is an eventfd: anything else is refused, so a peer
+  // cannot make a device block on a pipe or write into a file.
+  static Result<EventFd> adopt(UniqueFd fd);
 
   // Adds one to the counter; never blocks for realistic counts.
   void signal() const;

@@ -12,6 +12,7 @@
 #include "control/client.h"
 #include "vm/callback_queue.h"
 #include "vm/device_options.h"
+#include "vm/device_server.h"
 #include "vm/vm.h"
 
 struct crosvm_config {
@@ -601,5 +602,27 @@ int crosvm_control_request(char** out_response, const char* socket_path, const c
 }
 
 void crosvm_string_free(char* text) { ::free(text); }
+
+int crosvm_device_serve(const char* kind, const char* options, const char* socket_path) {
+  return guarded([&] {
+    if (kind == nullptr) return null_argument("kind");
+    if (socket_path == nullptr) return null_argument("socket_path");
+    auto served = crosvm::serve_device_at(kind, options != nullptr ? options : "", socket_path, crosvm::Logger());
+    if (!served) return fail(served.error());
+    return succeed();
+  });
+}
+
+int crosvm_device_serve_fd(const char* kind, const char* options, int fd) {
+  return guarded([&] {
+    crosvm::UniqueFd connection(fd);
+    if (kind == nullptr) return null_argument("kind");
+    if (fd < 0) return fail(ErrorCode::kInvalidArgument, "fd is negative");
+    auto served = crosvm::serve_device_on(kind, options != nullptr ? options : "", std::move(connection),
+                                          crosvm::Logger());
+    if (!served) return fail(served.error());
+    return succeed();
+  });
+}
 
 }  // extern "C"

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -69,20 +70,61 @@ Result<GuestMemory> GuestMemory::create(std::span<const GuestRegion> regions,
   }
   // Guest RAM stays out of the VMM's core dumps.
   ::madvise(mapping->data(), total, MADV_DONTDUMP);
-  return GuestMemory(std::move(memfd), std::move(mapping).value(),
-                     std::vector<GuestRegion>(regions.begin(), regions.end()), std::move(offsets));
+  std::vector<uint8_t*> hosts;
+  for (uint64_t offset : offsets) hosts.push_back(mapping->data() + offset);
+  std::vector<MemoryMapping> mappings;
+  mappings.push_back(std::move(mapping).value());
+  return GuestMemory(std::move(memfd), std::move(mappings), std::vector<GuestRegion>(regions.begin(), regions.end()),
+                     std::move(hosts), std::move(offsets));
+}
+
+Result<GuestMemory> GuestMemory::map_shared_regions(std::span<const SharedRegion> shared) {
+  std::vector<SharedRegion> sorted(shared.begin(), shared.end());
+  std::sort(sorted.begin(), sorted.end(),
+            [](const SharedRegion& a, const SharedRegion& b) { return a.guest_address < b.guest_address; });
+  std::vector<GuestRegion> regions;
+  for (const SharedRegion& region : sorted) regions.push_back({region.guest_address, region.size});
+  CROSVM_TRY(validate_layout(regions));
+  std::vector<MemoryMapping> mappings;
+  std::vector<uint8_t*> hosts;
+  std::vector<uint64_t> offsets;
+  for (size_t i = 0; i < sorted.size(); ++i) {
+    const SharedRegion& region = sorted[i];
+    const uint64_t end = region.offset + region.size;
+    struct stat status {};
+    if (end < region.offset || ::fstat(region.fd, &status) != 0 || static_cast<uint64_t>(status.st_size) < end) {
+      return make_error(ErrorCode::kMemory, "guest memory region {} lies past the end of its file", i);
+    }
+    // Mapped from the file's start, so that no alignment is asked of the
+    // offset; the region begins `offset` bytes in.
+    auto mapping = MemoryMapping::map_shared(region.fd, end, 0, MAP_NORESERVE);
+    if (!mapping) {
+      return make_error(ErrorCode::kMemory, "cannot map guest memory region {}: {}", i, mapping.error().message);
+    }
+    ::madvise(mapping->data(), end, MADV_DONTDUMP);
+    hosts.push_back(mapping->data() + region.offset);
+    offsets.push_back(region.offset);
+    mappings.push_back(std::move(mapping).value());
+  }
+  return GuestMemory(UniqueFd(), std::move(mappings), std::move(regions), std::move(hosts), std::move(offsets));
+}
+
+uint64_t GuestMemory::total_size() const {
+  uint64_t total = 0;
+  for (const GuestRegion& region : regions_) total += region.size;
+  return total;
 }
 
 void GuestMemory::advise_huge_pages() const {
   // Advice only: a kernel without transparent huge pages (or, for shared
   // memory, whose shmem policy says never) keeps small pages.
-  ::madvise(mapping_.data(), mapping_.size(), MADV_HUGEPAGE);
+  for (const MemoryMapping& mapping : mappings_) ::madvise(mapping.data(), mapping.size(), MADV_HUGEPAGE);
 }
 
 Result<void> GuestMemory::register_with(const kvm::VmFd& vm) const {
   for (size_t i = 0; i < regions_.size(); ++i) {
     CROSVM_TRY(vm.set_user_memory_region(static_cast<uint32_t>(i), regions_[i].guest_address,
-                                         regions_[i].size, mapping_.data() + offsets_[i]));
+                                         regions_[i].size, hosts_[i]));
   }
   return {};
 }
@@ -97,10 +139,10 @@ Result<std::span<uint8_t>> GuestMemory::slice(uint64_t address, uint64_t length)
     const GuestRegion& region = regions_[index];
     uint64_t offset = address - region.guest_address;
     if (offset < region.size && length <= region.size - offset) {
-      return std::span<uint8_t>(mapping_.data() + offsets_[index] + offset, length);
+      return std::span<uint8_t>(hosts_[index] + offset, length);
     }
     if (offset == region.size && length == 0) {
-      return std::span<uint8_t>(mapping_.data() + offsets_[index] + offset, 0);
+      return std::span<uint8_t>(hosts_[index] + offset, 0);
     }
   }
   return make_error(ErrorCode::kMemory, "guest range [{:#x}, +{:#x}) is not inside guest RAM",

@@ -37,11 +37,34 @@ struct GuestMemoryOptions {
   bool shared = false;  // a memfd that other processes can map (fd())
 };
 
+// A region of another process's guest RAM, as a vhost-user frontend
+// describes it: `size` bytes of `fd` from `offset` appear at
+// `guest_address`.
+struct SharedRegion {
+  uint64_t guest_address;
+  uint64_t size;
+  int fd;
+  uint64_t offset;
+};
+
+// Where a region of this process's guest RAM lives: its host address and,
+// for shared memory, its place in fd().
+struct RegionMapping {
+  GuestRegion region;
+  uint8_t* host;
+  uint64_t fd_offset;
+};
+
 class GuestMemory {
  public:
   // `regions` must be non-empty, page-aligned and must not overlap.
   static Result<GuestMemory> create(std::span<const GuestRegion> regions,
                                     const GuestMemoryOptions& options = {});
+
+  // Maps guest RAM that another process shares (a device process's view).
+  // Refused: regions that overlap, wrap, are empty, or lie past the end of
+  // their fd (touching them would fault this process).
+  static Result<GuestMemory> map_shared_regions(std::span<const SharedRegion> regions);
 
   // Gives every region to KVM, one memory slot each, from slot 0.
   Result<void> register_with(const kvm::VmFd& vm) const;
@@ -75,22 +98,28 @@ class GuestMemory {
   }
 
   std::span<const GuestRegion> regions() const { return regions_; }
-  uint64_t total_size() const { return mapping_.size(); }
+  RegionMapping region_mapping(size_t index) const {
+    return {regions_[index], hosts_[index], offsets_[index]};
+  }
+  uint64_t total_size() const;
   // The memfd behind shared guest RAM, for device processes; -1 when private.
   int fd() const { return memfd_.get(); }
 
  private:
-  GuestMemory(UniqueFd memfd, MemoryMapping mapping, std::vector<GuestRegion> regions,
-              std::vector<uint64_t> offsets)
+  GuestMemory(UniqueFd memfd, std::vector<MemoryMapping> mappings, std::vector<GuestRegion> regions,
+              std::vector<uint8_t*> hosts, std::vector<uint64_t> offsets)
       : memfd_(std::move(memfd)),
-        mapping_(std::move(mapping)),
+        mappings_(std::move(mappings)),
         regions_(std::move(regions)),
+        hosts_(std::move(hosts)),
         offsets_(std::move(offsets)) {}
 
   UniqueFd memfd_;
-  MemoryMapping mapping_;
+  // One mapping for the VM's own RAM; one per region for shared regions.
+  std::vector<MemoryMapping> mappings_;
   std::vector<GuestRegion> regions_;  // sorted by guest_address
-  std::vector<uint64_t> offsets_;     // each region's offset in mapping_
+  std::vector<uint8_t*> hosts_;       // each region's host address
+  std::vector<uint64_t> offsets_;     // each region's offset in memfd_ (or its own fd)
 };
 
 }  // namespace crosvm

@@ -5,6 +5,7 @@
 #include <optional>
 #include <utility>
 
+#include "devices/vhost_user/frontend.h"
 #include "devices/virtio/block.h"
 
 namespace crosvm {
@@ -111,9 +112,50 @@ Result<void> add_serial(VmConfig& config, const std::vector<KeyValue>& items) {
   return {};
 }
 
+constexpr std::array kVhostUserKeys = {
+    DeviceKey{"type", "the device: block, fs or rng (a bare first item is the type too)"},
+    DeviceKey{"socket", "the backend's listening Unix socket"},
+    DeviceKey{"tag", "fs: the tag the guest mounts (mount -t virtiofs TAG DIR)"},
+    DeviceKey{"max-queue-size", "the largest ring the guest may set up (a power of two, default 256)"},
+};
+
+Result<void> add_vhost_user(VmConfig& config, const std::vector<KeyValue>& items) {
+  VhostUserConfig device;
+  for (const KeyValue& item : items) {
+    if (item.key == "type") {
+      device.type = item.value;
+    } else if (item.key == "socket") {
+      device.socket = item.value;
+    } else if (item.key == "tag") {
+      device.tag = item.value;
+    } else if (item.key == "max-queue-size") {
+      uint32_t size = 0;
+      const char* end = item.value.data() + item.value.size();
+      auto [stop, error] = std::from_chars(item.value.data(), end, size);
+      if (item.value.empty() || error != std::errc() || stop != end || size == 0 || size > 32768 ||
+          (size & (size - 1)) != 0) {
+        return invalid(fmt::format("vhost-user: max-queue-size must be a power of two up to 32768, not '{}'",
+                                   item.value));
+      }
+      device.max_queue_size = static_cast<uint16_t>(size);
+    }
+  }
+  if (vhost_user::find_frontend_kind(device.type) == nullptr) {
+    return invalid(fmt::format("vhost-user: type must be one of {}, not '{}'", vhost_user::frontend_kind_names(),
+                               device.type));
+  }
+  if (device.socket.empty()) return invalid("vhost-user: needs socket=");
+  if (device.type == "fs" && device.tag.empty()) return invalid("vhost-user: type=fs needs tag=");
+  if (device.type != "fs" && !device.tag.empty()) return invalid("vhost-user: tag= is for type=fs");
+  config.vhost_user.push_back(std::move(device));
+  return {};
+}
+
 constexpr std::array kKinds = {
-    DeviceKind{"block", "a virtio-blk disk over a raw image (crosvm's --block)", kBlockKeys, add_block},
-    DeviceKind{"serial", "a serial port or virtio console (crosvm's --serial)", kSerialKeys, add_serial},
+    DeviceKind{"block", "a virtio-blk disk over a raw image (crosvm's --block)", kBlockKeys, "path", add_block},
+    DeviceKind{"serial", "a serial port or virtio console (crosvm's --serial)", kSerialKeys, "", add_serial},
+    DeviceKind{"vhost-user", "a virtio device served by another process (crosvm's --vhost-user)",
+               kVhostUserKeys, "type", add_vhost_user},
 };
 
 const DeviceKey* find_key(const DeviceKind& kind, std::string_view key) {
@@ -194,10 +236,10 @@ Result<void> add_device(VmConfig& config, std::string_view kind_name, std::strin
   if (!items) return invalid(fmt::format("{}: {}", kind->name, items.error().message));
   for (size_t i = 0; i < items->size(); ++i) {
     KeyValue& item = (*items)[i];
-    // crosvm's "--block disk.img,ro": a bare first item that is no key is
-    // the path.
-    if (i == 0 && item.bare && find_key(*kind, item.key) == nullptr && find_key(*kind, "path") != nullptr) {
-      item.value = std::exchange(item.key, "path");
+    // crosvm's "--block disk.img,ro": a bare first item that is no key
+    // stands for the kind's positional key.
+    if (i == 0 && item.bare && find_key(*kind, item.key) == nullptr && !kind->positional.empty()) {
+      item.value = std::exchange(item.key, std::string(kind->positional));
       item.bare = false;
     }
     const DeviceKey* key = find_key(*kind, item.key);

@@ -38,6 +38,9 @@ struct DeviceKind {
   std::string_view name;     // "block"
   std::string_view summary;  // one line: what the device is
   std::span<const DeviceKey> keys;
+  // The key a bare first item that is no key stands for ("path" in
+  // crosvm's "--block disk.img,ro"); empty for none.
+  std::string_view positional;
   // Adds the device `items` describe to `config` (items already checked
   // against `keys`: none unknown, none twice).
   Result<void> (*add)(VmConfig& config, const std::vector<KeyValue>& items);

@@ -196,6 +196,16 @@ control::Status Vm::status() const {
     status.devices.push_back(fmt::format("disk{} (virtio-blk, vd{})", i, static_cast<char>('a' + i)));
   }
   if (config_.rng) status.devices.push_back("rng (virtio-rng)");
+  // The vhost-user devices were attached last, in order.
+  const size_t first_vhost_user = virtio_devices_.size() - std::min(virtio_devices_.size(), config_.vhost_user.size());
+  for (size_t i = 0; i < config_.vhost_user.size() && first_vhost_user + i < virtio_devices_.size(); ++i) {
+    const uint8_t device_status = virtio_devices_[first_vhost_user + i]->device_status();
+    const char* state = (device_status & virtio::kStatusNeedsReset) != 0 ? "needs reset"
+                        : (device_status & virtio::kStatusDriverOk) != 0 ? "running"
+                                                                          : "not started";
+    status.devices.push_back(fmt::format("vhost-user{} ({}, {}): {}", i, config_.vhost_user[i].type,
+                                         config_.vhost_user[i].socket, state));
+  }
   if (control_server_) status.devices.push_back("control socket " + control_server_->path());
   return status;
 }

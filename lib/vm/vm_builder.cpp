@@ -16,6 +16,7 @@
 #include "devices/legacy/i8042.h"
 #include "devices/legacy/power_management.h"
 #include "devices/legacy/pvpanic.h"
+#include "devices/vhost_user/frontend.h"
 #include "devices/virtio/rng.h"
 #include "disk/disk_file.h"
 #include "tinyguest/demo_image.h"
@@ -135,7 +136,9 @@ Result<std::unique_ptr<Vm>> Vm::create(VmConfig config) {
       CROSVM_TRY(x86_64::plan_memory(config.memory_mib << 20, x86_64::host_physical_address_bits()));
 
   kvm::VmFd vm_fd = CROSVM_TRY(kvm.create_vm());
-  GuestMemory memory = CROSVM_TRY(GuestMemory::create(layout.ram));
+  // Shared (a memfd) when another process serves a device and must map it.
+  GuestMemory memory =
+      CROSVM_TRY(GuestMemory::create(layout.ram, {.shared = !config.vhost_user.empty()}));
   CROSVM_TRY(memory.register_with(vm_fd));
 
   // The TSS and identity-map pages sit in the MMIO hole, clear of RAM and devices.
@@ -260,7 +263,8 @@ Result<void> Vm::attach_serial(const SerialConfig& config) {
 }
 
 // PCI: the root bus with its two access paths, then the virtio devices in
-// the order the guest should find them: disks (root first), rng, consoles.
+// the order the guest should find them: disks (root first), rng, consoles,
+// then the devices other processes serve (vhost-user).
 Result<void> Vm::attach_pci_devices() {
   irq_routing_ = std::make_unique<IrqRouting>(vm_fd_, static_cast<uint32_t>(
                                                           kvm_.check_extension(KVM_CAP_IRQ_ROUTING)));
@@ -293,6 +297,19 @@ Result<void> Vm::attach_pci_devices() {
       serial_inputs_.push_back(CROSVM_TRY(SerialInput::create(loop_, STDIN_FILENO, console)));
     }
     consoles_[serial.number - 1] = std::move(console);
+  }
+  for (size_t i = 0; i < config_.vhost_user.size(); ++i) {
+    const VhostUserConfig& device = config_.vhost_user[i];
+    const vhost_user::FrontendKind* kind = vhost_user::find_frontend_kind(device.type);
+    if (kind == nullptr) return make_error(ErrorCode::kInvalidArgument, "vhost-user: unknown type '{}'", device.type);
+    auto frontend = CROSVM_TRY(vhost_user::Frontend::connect(
+        *kind,
+        {.socket = device.socket,
+         .name = fmt::format("vhost-user {} ({}, {})", i, device.type, device.socket),
+         .tag = device.tag,
+         .queue_size = device.max_queue_size},
+        logger_));
+    CROSVM_TRY(attach_virtio(frontend));
   }
   return {};
 }

@@ -36,6 +36,15 @@ struct DiskConfig {
   std::string id;     // what VIRTIO_BLK_T_GET_ID returns (up to 20 bytes)
 };
 
+// A virtio device whose queues another process serves over vhost-user
+// (crosvm's --vhost-user type=block,socket=PATH).
+struct VhostUserConfig {
+  std::string type;    // block, fs, rng
+  std::string socket;  // the backend's listening socket
+  std::string tag;     // fs: the tag the guest mounts
+  uint16_t max_queue_size = 256;
+};
+
 struct VmConfig {
   static constexpr uint64_t kDefaultMemoryMib = 256;  // crosvm's default
 
@@ -50,6 +59,8 @@ struct VmConfig {
   // A virtio-rng fed by the host's getrandom(): on unless turned off, in
   // the C ABI, crosvm-launch (--no-rng) and Python alike, as in crosvm.
   bool rng = true;
+  // Devices served by other processes; guest RAM is then a shared memfd.
+  std::vector<VhostUserConfig> vhost_user;
   bool hugepages = true;          // transparent huge pages behind guest RAM
   std::string kvm_path = "/dev/kvm";
   // A control socket (crosvm's -s): a path, or a directory for

@@ -22,6 +22,7 @@ std::string refused(std::string_view kind, std::string_view options) {
   CHECK(result.error().code == crosvm::ErrorCode::kInvalidArgument);
   CHECK(config.disks.empty());
   CHECK(config.serials.empty());
+  CHECK(config.vhost_user.empty());
   return result.error().message;
 }
 
@@ -110,8 +111,31 @@ TEST_CASE("serial: bad lists name the problem", "[device-options]") {
   CHECK(refused("serial", "hardware=virtio-console,earlycon").find("earlycon") != std::string::npos);
 }
 
+TEST_CASE("vhost-user: crosvm's type= and socket=, a bare first item is the type", "[device-options]") {
+  VmConfig config = added("vhost-user", "type=block,socket=/run/blk.sock");
+  REQUIRE(config.vhost_user.size() == 1);
+  CHECK(config.vhost_user[0].type == "block");
+  CHECK(config.vhost_user[0].socket == "/run/blk.sock");
+  CHECK(config.vhost_user[0].max_queue_size == 256);
+  config = added("vhost-user", "fs,socket=/run/fs.sock,tag=share,max-queue-size=1024");
+  REQUIRE(config.vhost_user.size() == 1);
+  CHECK(config.vhost_user[0].type == "fs");
+  CHECK(config.vhost_user[0].tag == "share");
+  CHECK(config.vhost_user[0].max_queue_size == 1024);
+
+  CHECK(refused("vhost-user", "type=gpu,socket=/s").find("type must be one of block, fs, rng, not 'gpu'") !=
+        std::string::npos);
+  CHECK(refused("vhost-user", "type=block").find("needs socket=") != std::string::npos);
+  CHECK(refused("vhost-user", "type=fs,socket=/s").find("type=fs needs tag=") != std::string::npos);
+  CHECK(refused("vhost-user", "type=block,socket=/s,tag=x").find("tag= is for type=fs") != std::string::npos);
+  for (const char* size : {"0", "100", "65536", "-1", "x"}) {
+    CHECK(refused("vhost-user", std::string("block,socket=/s,max-queue-size=") + size).find("max-queue-size") !=
+          std::string::npos);
+  }
+}
+
 TEST_CASE("an unknown kind names the known ones; every kind describes its keys", "[device-options]") {
-  CHECK(refused("floppy", "path=a").find("unknown device kind 'floppy' (known: block, serial)") !=
+  CHECK(refused("floppy", "path=a").find("unknown device kind 'floppy' (known: block, serial, vhost-user)") !=
         std::string::npos);
   for (const crosvm::DeviceKind& kind : crosvm::device_kinds()) {
     REQUIRE(crosvm::find_device_kind(kind.name) == &kind);

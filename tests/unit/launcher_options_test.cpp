@@ -151,3 +151,42 @@ TEST_CASE("sizes take binary suffixes and refuse overflow", "[launcher]") {
   CHECK_FALSE(parse_size("1.5G").has_value());
   CHECK_FALSE(parse_size("99999999999T").has_value());
 }
+
+TEST_CASE("--vhost-user lists go to the library like any device kind", "[launcher]") {
+  const RunOptions options = parse_ok({"--vhost-user", "type=block,socket=/run/b.sock", "k"});
+  REQUIRE_FALSE(options.devices.empty());
+  CHECK(options.devices.front() == DeviceArg{"vhost-user", "type=block,socket=/run/b.sock"});
+}
+
+TEST_CASE("device KIND --socket PATH [OPTIONS]: crosvm's device command", "[launcher]") {
+  using launcher::DeviceCommand;
+  using launcher::parse_device_command;
+  auto parsed = parse_device_command({"block", "--socket", "/run/b.sock", "path=d.img,ro"});
+  REQUIRE(std::holds_alternative<DeviceCommand>(parsed));
+  auto command = std::get<DeviceCommand>(parsed);
+  CHECK(command.kind == "block");
+  CHECK(command.socket == "/run/b.sock");
+  CHECK(command.fd == -1);
+  CHECK(command.options == "path=d.img,ro");
+  // crosvm's spellings: --socket-path, --file.
+  command = std::get<DeviceCommand>(parse_device_command({"block", "--socket-path", "/s", "--file", "d.img"}));
+  CHECK(command.socket == "/s");
+  CHECK(command.options == "d.img");
+  command = std::get<DeviceCommand>(parse_device_command({"rng", "--fd", "3"}));
+  CHECK(command.fd == 3);
+  CHECK(command.options.empty());
+  CHECK(std::get<DeviceCommand>(parse_device_command({"--help"})).help);
+
+  const auto error = [](const std::vector<std::string>& args) {
+    auto result = parse_device_command(args);
+    REQUIRE(std::holds_alternative<std::string>(result));
+    return std::get<std::string>(result);
+  };
+  CHECK(error({}).find("which KIND") != std::string::npos);
+  CHECK(error({"block", "path=d.img"}).find("one of --socket PATH or --fd N") != std::string::npos);
+  CHECK(error({"block", "--socket", "/s", "--fd", "3"}).find("one of --socket PATH or --fd N") != std::string::npos);
+  CHECK(error({"block", "--socket"}).find("--socket needs a value") != std::string::npos);
+  CHECK(error({"rng", "--fd", "x"}).find("--fd needs") != std::string::npos);
+  CHECK(error({"block", "--socket", "/s", "a", "b"}).find("one list") != std::string::npos);
+  CHECK(error({"block", "--colour"}).find("unknown option '--colour'") != std::string::npos);
+}

@@ -94,6 +94,13 @@ Result<void> DeviceWorker::start(std::span<const EventFd* const> kicks, KickHand
   for (const EventFd* kick : kicks) {
     UniqueFd copy(::fcntl(kick->fd(), F_DUPFD_CLOEXEC, 0));
     if (!copy) return make_errno_error(ErrorCode::kIo, errno, "{}: cannot duplicate a queue eventfd", name_);
+    // A handler drains its eventfd without waiting; a kick fd from another
+    // process (vhost-user) may have come blocking. The flag belongs to the
+    // open file, which only ever holds an eventfd's counter.
+    const int flags = ::fcntl(copy.get(), F_GETFL);
+    if (flags < 0 || ::fcntl(copy.get(), F_SETFL, flags | O_NONBLOCK) != 0) {
+      return make_errno_error(ErrorCode::kIo, errno, "{}: cannot make a queue eventfd non-blocking", name_);
+    }
     copies.push_back(std::move(copy));
   }
   if (!loop_.running()) CROSVM_TRY(loop_.start_threads(1));

@@ -34,6 +34,11 @@ struct QueueConfig {
   uint64_t descriptor_table = 0;
   uint64_t available_ring = 0;  // "driver area"
   uint64_t used_ring = 0;       // "device area"
+  // Where the ring stands when the device takes it: 0 for a fresh ring; a
+  // vhost-user backend resuming a ring gets them from its frontend
+  // (SET_VRING_BASE) and from the used ring.
+  uint16_t next_available = 0;
+  uint16_t next_used = 0;
 };
 
 // A guest buffer that passed the checks: inside RAM, not wrapping.
@@ -90,6 +95,12 @@ class SplitQueue {
   Result<bool> enable_notification();
 
   const GuestMemory& memory() const { return *memory_; }
+  // Where the driver put the ring (a vhost-user frontend passes it on).
+  QueueConfig config() const {
+    return {size_, descriptor_table_, available_ring_, used_ring_, next_available_, next_used_};
+  }
+  // The next avail ring slot the device would consume.
+  uint16_t next_available() const { return next_available_; }
 
  private:
   SplitQueue(const GuestMemory& memory, const QueueConfig& config, bool event_index, bool indirect)
@@ -99,7 +110,9 @@ class SplitQueue {
         available_ring_(config.available_ring),
         used_ring_(config.used_ring),
         event_index_(event_index),
-        indirect_(indirect) {}
+        indirect_(indirect),
+        next_available_(config.next_available),
+        next_used_(config.next_used) {}
 
   struct Descriptor {
     uint64_t address;
@@ -121,8 +134,8 @@ class SplitQueue {
   bool event_index_;
   bool indirect_;
 
-  uint16_t next_available_ = 0;  // the next avail ring slot to consume
-  uint16_t next_used_ = 0;       // the device's used index
+  uint16_t next_available_;  // the next avail ring slot to consume
+  uint16_t next_used_;       // the device's used index
   uint16_t signalled_used_ = 0;  // used index at the last notification
   bool signalled_used_valid_ = false;
 };

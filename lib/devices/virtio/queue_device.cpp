@@ -42,6 +42,12 @@ Result<void> QueueDevice::activate(Activation activation) {
 void QueueDevice::reset() {
   worker_.stop();
   std::lock_guard lock(worker_.lock());
+  positions_.clear();
+  if (activation_) {
+    for (const ActiveQueue& queue : activation_->queues) {
+      positions_.push_back({queue.index, queue.queue.next_available()});
+    }
+  }
   activation_.reset();
   broken_ = false;
   on_reset();

@@ -27,6 +27,7 @@ class QueueDevice : public VirtioDevice {
   std::string_view name() const override { return name_; }
   Result<void> activate(Activation activation) final;
   void reset() final;
+  std::vector<QueuePosition> positions_at_reset() const override { return positions_; }
 
  protected:
   // A kick (or the start of the activation, or the rest of a turn that
@@ -72,6 +73,7 @@ class QueueDevice : public VirtioDevice {
   std::optional<Activation> activation_;  // guarded by worker_.lock()
   bool broken_ = false;
   GuestLog guest_log_;
+  std::vector<QueuePosition> positions_;  // of the last activation reset() ended
 };
 
 }  // namespace crosvm::virtio

@@ -60,6 +60,12 @@ struct ActiveQueue {
   EventFd kick;     // signalled when the driver notifies this queue
 };
 
+// Where a queue stood when reset() ended its activation.
+struct QueuePosition {
+  uint16_t index;
+  uint16_t next_available;
+};
+
 struct Activation {
   const GuestMemory* memory;
   uint64_t features;                 // what was negotiated
@@ -80,6 +86,10 @@ class VirtioDevice {
   // Device-specific feature bits; the transport adds VERSION_1 and the ring
   // features it implements.
   virtual uint64_t device_features() const = 0;
+  // The ring features (INDIRECT_DESC, EVENT_IDX) the device handles: all of
+  // them for a device of this library, what its backend offers for a
+  // vhost-user frontend.
+  virtual uint64_t ring_features() const { return kFeatureIndirectDescriptors | kFeatureEventIndex; }
 
   // The device-specific configuration space. Accesses past its end read 0
   // and are ignored; the device checks offsets itself.
@@ -92,6 +102,10 @@ class VirtioDevice {
   // Back to the state before activate(). When it returns no queue work runs
   // and no guest memory is touched by the device any more.
   virtual void reset() = 0;
+  // After reset(): where each queue of the activation it ended stood (a
+  // vhost-user backend answers GET_VRING_BASE with it). Chains the device
+  // had taken but not finished are not counted back.
+  virtual std::vector<QueuePosition> positions_at_reset() const { return {}; }
 };
 
 // Copies the part of `config` that [offset, offset + out.size()) covers into

@@ -240,7 +240,8 @@ VirtioPciDevice::~VirtioPciDevice() {
 }
 
 uint64_t VirtioPciDevice::offered_features() const {
-  return device_->device_features() | kFeatureVersion1 | kFeatureEventIndex | kFeatureIndirectDescriptors;
+  return device_->device_features() | kFeatureVersion1 |
+         (device_->ring_features() & (kFeatureEventIndex | kFeatureIndirectDescriptors));
 }
 
 uint8_t VirtioPciDevice::device_status() const {

@@ -1,0 +1,106 @@
+#include "vm/device_server.h"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "devices/vhost_user/backend.h"
+#include "devices/virtio/block.h"
+#include "devices/virtio/rng.h"
+#include "disk/disk_file.h"
+#include "vm/device_options.h"
+
+namespace crosvm {
+namespace {
+
+Error invalid(std::string message) { return Error{ErrorCode::kInvalidArgument, std::move(message)}; }
+
+Result<UniqueFd> listen_at(const std::string& path) {
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof(address.sun_path)) {
+    return invalid(fmt::format("the socket path '{}' is empty or too long", path));
+  }
+  std::memcpy(address.sun_path, path.data(), path.size());
+  struct stat status {};
+  if (::lstat(path.c_str(), &status) == 0) {
+    if (!S_ISSOCK(status.st_mode)) return make_error(ErrorCode::kIo, "{} exists and is not a socket", path);
+    UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (probe && ::connect(probe.get(), reinterpret_cast<const sockaddr*>(&address), sizeof(address)) == 0) {
+      return make_error(ErrorCode::kIo, "{} is in use by another server", path);
+    }
+    ::unlink(path.c_str());  // stale: its server is gone
+  }
+  // Bound under a temporary name and renamed once listening: whoever sees
+  // the socket at `path` can connect at once.
+  const std::string temporary = fmt::format("{}.{}", path, ::getpid());
+  sockaddr_un bound = address;
+  if (temporary.size() >= sizeof(bound.sun_path)) {
+    return invalid(fmt::format("the socket path '{}' is too long", path));
+  }
+  std::memcpy(bound.sun_path, temporary.c_str(), temporary.size() + 1);
+  UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!listener) return make_errno_error(ErrorCode::kIo, errno, "socket");
+  ::unlink(temporary.c_str());
+  if (::bind(listener.get(), reinterpret_cast<const sockaddr*>(&bound), sizeof(bound)) != 0) {
+    return make_errno_error(ErrorCode::kIo, errno, "cannot bind {}", path);
+  }
+  if (::listen(listener.get(), 1) != 0 || ::rename(temporary.c_str(), path.c_str()) != 0) {
+    const int saved = errno;
+    ::unlink(temporary.c_str());
+    return make_errno_error(ErrorCode::kIo, saved, "cannot listen on {}", path);
+  }
+  return listener;
+}
+
+}  // namespace
+
+std::string served_device_kinds() { return "block, rng"; }
+
+Result<std::shared_ptr<virtio::VirtioDevice>> create_served_device(std::string_view kind, std::string_view options,
+                                                                   const Logger& logger) {
+  if (kind == "block") {
+    VmConfig parsed;
+    CROSVM_TRY(add_device(parsed, "block", options));
+    const DiskConfig& disk = parsed.disks.front();
+    if (disk.root) return invalid("block: root= is for a VM's command line, not a served disk");
+    auto file = disk::open_raw({.path = disk.path, .read_only = disk.read_only});
+    if (!file) return Error{ErrorCode::kDevice, file.error().message};
+    return std::shared_ptr<virtio::VirtioDevice>(std::make_shared<virtio::Block>(
+        std::move(file).value(), disk.id, fmt::format("virtio-blk ({})", disk.path), logger));
+  }
+  if (kind == "rng") {
+    if (!options.empty()) return invalid(fmt::format("rng: takes no options, not '{}'", options));
+    return std::shared_ptr<virtio::VirtioDevice>(std::make_shared<virtio::Rng>(logger));
+  }
+  return invalid(fmt::format("cannot serve a device of kind '{}' (known: {})", kind, served_device_kinds()));
+}
+
+Result<void> serve_device_on(std::string_view kind, std::string_view options, UniqueFd connection,
+                             const Logger& logger) {
+  auto device = CROSVM_TRY(create_served_device(kind, options, logger));
+  vhost_user::Backend backend(std::move(device), logger);
+  return backend.serve(vhost_user::Connection(std::move(connection)));
+}
+
+Result<void> serve_device_at(std::string_view kind, std::string_view options, const std::string& path,
+                             const Logger& logger) {
+  // The device first: a bad option fails before any socket exists.
+  auto device = CROSVM_TRY(create_served_device(kind, options, logger));
+  UniqueFd listener = CROSVM_TRY(listen_at(path));
+  UniqueFd connection;
+  do {
+    connection.reset(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  } while (!connection && errno == EINTR);
+  const int saved = errno;
+  ::unlink(path.c_str());
+  listener.reset();
+  if (!connection) return make_errno_error(ErrorCode::kIo, saved, "accept on {}", path);
+  vhost_user::Backend backend(std::move(device), logger);
+  return backend.serve(vhost_user::Connection(std::move(connection)));
+}
+
+}  // namespace crosvm
