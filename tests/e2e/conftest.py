@@ -126,10 +126,17 @@ def boot(request, launcher, kernel, initramfs):
     sessions = []
 
     def start(*args: str, params: str = "console=ttyS0 reboot=k", wait_for_shell: bool = True,
-              image: str = kernel, kernel_log: pathlib.Path | None = None):
+              image: str = kernel, kernel_log: pathlib.Path | None = None,
+              command: list[str] | None = None, prepare=None):
         """kernel_log: where the guest's kernel console goes when it is not
-        the launcher's stdout (a --serial type=file port)."""
-        command = [launcher, "run", "-i", initramfs, "-p", params, *args, image]
+        the launcher's stdout (a --serial type=file port). command: another
+        VMM's command line (QEMU), booting the same kernel and initramfs.
+        prepare: called before each boot, a retried one too (it starts the
+        device processes a VMM connects to, which serve one VMM each)."""
+        if command is None:
+            command = [launcher, "run", "-i", initramfs, "-p", params, *args, image]
+        if prepare:
+            prepare()
         session = LauncherSession(command)
         sessions.append(session)
         if not wait_for_shell:
@@ -151,6 +158,8 @@ def boot(request, launcher, kernel, initramfs):
                     what = "hung" if code is None else "crashed (triple fault)"
                     record_retry(request.node.nodeid, what, str(failure))
                     session.kill()
+                    if prepare:
+                        prepare()
                     session = LauncherSession(command)
                     sessions.append(session)
         else:

@@ -13,7 +13,7 @@ import modules  # noqa: E402
 
 # Drivers for the devices the VMM offers; missing ones are skipped (built in).
 GUEST_MODULES = ["virtio_pci", "virtio_blk", "virtio_console", "virtio-rng", "virtio_net",
-                 "vmw_vsock_virtio_transport", "virtio_balloon", "ext4", "pvpanic-mmio"]
+                 "vmw_vsock_virtio_transport", "virtio_balloon", "ext4", "pvpanic-mmio", "virtiofs"]
 
 
 def build(kernel_version: str, output: str) -> None:

@@ -279,6 +279,31 @@ def test_devices_named_as_text_and_the_rng_by_default(guest_program, tmp_path):
 
 
 @needs_kvm
+def test_a_device_served_from_python_over_vhost_user(guest_program, tmp_path):
+    socket = tmp_path / "rng.sock"
+    served = []
+    server = threading.Thread(target=lambda: served.append(crosvm.serve_device("rng", "", socket)))
+    server.start()
+    deadline = time.monotonic() + HANG_GUARD
+    while not socket.exists():  # it appears once the server listens
+        assert time.monotonic() < deadline and server.is_alive()
+        time.sleep(0.01)
+    config = crosvm.VmConfig(kernel=guest_program("ticker"), memory_mib=64, control_socket=tmp_path,
+                             rng=False, devices=[("vhost-user", f"type=rng,socket={socket}")])
+    with crosvm.Vm(config) as vm:
+        vm.start()
+        status = crosvm.control_request(vm.control_socket, "status")["status"]
+        assert f"vhost-user0 (rng, {socket}): not started" in status["devices"]
+        crosvm.control_request(vm.control_socket, "stop")
+        assert vm.wait(timeout=HANG_GUARD) == crosvm.ExitReason.STOPPED
+    # The VM going is the end of the session, not an error.
+    server.join(HANG_GUARD)
+    assert served == [None] and not socket.exists()
+    with pytest.raises(crosvm.InvalidArgumentError, match="cannot serve a device of kind 'gpu'"):
+        crosvm.serve_device("gpu", "", socket)
+
+
+@needs_kvm
 def test_a_disk_id_too_long_is_refused_when_the_vm_is_built(tmp_path):
     image = tmp_path / "disk.img"
     image.write_bytes(b"\0" * 4096)

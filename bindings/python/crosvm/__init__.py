@@ -46,7 +46,7 @@ from ._crosvm import (  # noqa: F401  (re-exported)
 
 __all__ = [
     "VmConfig", "Disk", "Vm", "Serial", "State", "ExitReason", "ExpectTimeout", "control_request",
-    "version", "device_kinds", "Error", "InvalidArgumentError", "KvmUnavailableError", "KvmCapabilityError",
+    "version", "device_kinds", "serve_device", "Error", "InvalidArgumentError", "KvmUnavailableError", "KvmCapabilityError",
     "KernelError", "InitrdError", "MemoryError", "VcpuError", "IoError", "StateError",
     "TimeoutError", "DeviceError", "ProtocolError", "InternalError",
 ]
@@ -63,6 +63,16 @@ def device_kinds() -> Dict[str, str]:
     """The device kinds VmConfig.devices takes, each with its summary and
     keys (crosvm_device_kind_help)."""
     return _crosvm.device_kinds()
+
+
+def serve_device(kind: str, options: str, socket: PathLike) -> None:
+    """Serves one device of the library ("block" with a block list such as
+    "path=disk.img,ro=true", or "rng" with "") over vhost-user on a Unix
+    socket at `socket`, to the first VMM that connects (crosvm_device_serve:
+    VmConfig(devices=[("vhost-user", "type=block,socket=...")]), or QEMU).
+    Blocks (without the GIL) until that VMM disconnects; a VMM that breaks
+    the protocol raises crosvm.ProtocolError."""
+    _crosvm.serve_device(kind, options, os.fspath(socket))
 
 
 class State(enum.IntEnum):

@@ -416,6 +416,12 @@ PYBIND11_MODULE(_crosvm, m) {
   m.def("control_request", &control_request, py::arg("socket"), py::arg("request"), py::arg("timeout"));
   m.def("version", [] { return std::string(crosvm_version()); });
   m.def("abi_version", [] { return crosvm_abi_version(); });
+  m.def(
+      "serve_device",
+      [](const std::string& kind, const std::string& options, const std::string& socket) {
+        check_unlocked([&] { return crosvm_device_serve(kind.c_str(), options.c_str(), socket.c_str()); });
+      },
+      py::arg("kind"), py::arg("options"), py::arg("socket"));
   m.def("device_kinds", [] {
     py::dict kinds;
     for (size_t i = 0; const char* kind = crosvm_device_kind_name(i); ++i) kinds[kind] = crosvm_device_kind_help(kind);
