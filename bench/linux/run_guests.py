@@ -14,7 +14,9 @@ For each run, in an order that alternates between runs:
           initramfs included); the overhead is the difference;
   block   a fresh raw image as a virtio-blk disk on PCI; the guest's
           blkbench writes and reads 64 MiB sequentially with O_DIRECT and
-          makes 4 KiB random reads.
+          makes 4 KiB random reads; for ours, also with the disk served by
+          our own backend process over vhost-user (crosvm-launch device
+          block), beside the in-process disk.
 A run that fails (the guest never reaches its marker, a VMM ends early) is
 recorded with what it printed, and the run is made again, at most twice.
 """
@@ -138,14 +140,31 @@ def boot_once(vmm: str, args) -> dict:
         guest.stop()
 
 
+def start_backend(launcher: str, image: str, socket: str, env: dict) -> subprocess.Popen:
+    backend = subprocess.Popen([launcher, "device", "block", "--socket", socket, f"path={image}"],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + BOOT_LIMIT
+    while not os.path.exists(socket) and backend.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return backend
+
+
 def block_once(vmm: str, args) -> dict:
     with tempfile.TemporaryDirectory(prefix="crosvm-bench-") as directory:
         image = os.path.join(directory, "disk.img")
         with open(image, "wb") as out:
             out.truncate((BLOCK_MIB + 1) << 20)
         params = f"{PARAMS} crosvm_bench.block={BLOCK_MIB},{RANDOM_READS}"
-        command = (crosvm_command(args.launcher, args.kernel, args.initramfs, params, image) if vmm == "crosvm"
-                   else qemu_command(args.qemu, args.kernel, args.initramfs, params, image))
+        backend = None
+        if vmm == "crosvm":
+            command = crosvm_command(args.launcher, args.kernel, args.initramfs, params, image)
+        elif vmm == "crosvm-vhost-user":
+            socket = os.path.join(directory, "blk.sock")
+            backend = start_backend(args.launcher, image, socket, args.env)
+            command = crosvm_command(args.launcher, args.kernel, args.initramfs, params, None)
+            command[-1:-1] = ["--vhost-user", f"type=block,socket={socket}"]
+        else:
+            command = qemu_command(args.qemu, args.kernel, args.initramfs, params, image)
         guest = Guest(command, args.env)
         try:
             if guest.wait_for(DONE, BOOT_LIMIT * 3) is None:
@@ -158,6 +177,9 @@ def block_once(vmm: str, args) -> dict:
                     "rand_read_iops": float(found.group(3))}
         finally:
             guest.stop()
+            if backend:
+                backend.kill()
+                backend.wait()
 
 
 def measure(kind, vmm: str, args, failures: list) -> dict | None:
@@ -188,7 +210,8 @@ def main() -> int:
     args.kernel, args.initramfs = stage.file(args.kernel), stage.file(args.initramfs)
     args.env = stage.environment()
 
-    results = {"crosvm": {"boot": [], "block": []}, "qemu": {"boot": [], "block": []}}
+    results = {"crosvm": {"boot": [], "block": []}, "qemu": {"boot": [], "block": []},
+               "crosvm-vhost-user": {"boot": [], "block": []}}
     failures: list = []
     qemu_version = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True,
                                   text=True).stdout.splitlines()[0]
@@ -198,7 +221,7 @@ def main() -> int:
             result = measure(boot_once, vmm, args, failures)
             if result:
                 results[vmm]["boot"].append(result)
-        for vmm in order:
+        for vmm in order + ["crosvm-vhost-user"]:
             result = measure(block_once, vmm, args, failures)
             if result:
                 results[vmm]["block"].append(result)

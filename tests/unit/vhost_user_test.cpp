@@ -363,6 +363,72 @@ TEST_CASE("a frontend and a backend serve the guest's requests through eventfds 
   pair.frontend->reset();
 }
 
+namespace {
+
+// A transport whose MSI-X vector can be unmasked (an irqfd the backend may
+// write itself) or masked (only signal_used() delivers), as the guest says.
+class DirectInterrupt final : public virtio::Interrupt {
+ public:
+  void signal_used(uint16_t) override { ++used; }
+  void signal_config_change() override {}
+  void report_needs_reset(std::string_view) override {}
+  std::optional<int> direct_queue_fd(uint16_t) override {
+    if (masked) return std::nullopt;
+    return irqfd.fd();
+  }
+  void watch_direct_fds(std::function<void()> on_change) override {
+    std::lock_guard lock(mutex);
+    listener = std::move(on_change);
+  }
+  void set_masked(bool value) {
+    masked = value;
+    std::lock_guard lock(mutex);
+    if (listener) listener();
+  }
+  EventFd irqfd = EventFd::create(EFD_NONBLOCK).value();
+  std::atomic<bool> masked{false};
+  std::atomic<int> used{0};
+  std::mutex mutex;
+  std::function<void()> listener;
+};
+
+}  // namespace
+
+TEST_CASE("an unmasked vector's irqfd goes to the backend; a masked one goes through the frontend", "[vhost-user]") {
+  Pair pair;
+  auto interrupt = std::make_shared<DirectInterrupt>();
+  DriverRing ring(*pair.memory, 16);
+  for (uint16_t i = 0; i < 4; ++i) ring.descriptor(i, 0x10000 + 0x100 * i, 16, crosvm::testing::kWrite);
+  virtio::Activation activation = pair.activation(ring);
+  activation.interrupt = interrupt;
+  REQUIRE(pair.frontend->activate(std::move(activation)).ok());
+
+  // Unmasked: the backend writes the irqfd itself, nothing passes here.
+  ring.offer(0);
+  pair.kick->signal();
+  REQUIRE(Pair::eventually([&] { return ring.used_index() == 1; }));
+  REQUIRE(Pair::eventually([&] { return interrupt->irqfd.drain() > 0; }));
+  CHECK(interrupt->used.load() == 0);
+
+  // Masked: the call comes to the frontend, which tells the transport.
+  interrupt->set_masked(true);
+  ring.offer(1);
+  pair.kick->signal();
+  REQUIRE(Pair::eventually([&] { return interrupt->used.load() == 1; }));
+  CHECK(interrupt->irqfd.drain() == 0);
+
+  // Unmasked again: straight to the irqfd once more.
+  interrupt->set_masked(false);
+  ring.offer(2);
+  pair.kick->signal();
+  REQUIRE(Pair::eventually([&] { return ring.used_index() == 3; }));
+  REQUIRE(Pair::eventually([&] { return interrupt->irqfd.drain() > 0; }));
+  CHECK(interrupt->used.load() == 1);
+
+  pair.frontend->reset();
+  CHECK_FALSE(interrupt->listener);  // the frontend stopped watching
+}
+
 TEST_CASE("a backend that goes away leaves its device needing a reset, and the frontend alive", "[vhost-user][hostile]") {
   Pair pair;
   DriverRing ring(*pair.memory, 16);

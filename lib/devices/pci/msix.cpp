@@ -66,7 +66,14 @@ void MsixTable::read_table(uint64_t offset, std::span<uint8_t> data) {
 
 void MsixTable::write_table(uint64_t offset, std::span<const uint8_t> data) {
   if ((data.size() != 4 && data.size() != 8) || offset % data.size() != 0) return;
-  std::lock_guard lock(mutex_);
+  {
+    std::lock_guard lock(mutex_);
+    write_entry_locked(offset, data);
+  }
+  notify_listener();
+}
+
+void MsixTable::write_entry_locked(uint64_t offset, std::span<const uint8_t> data) {
   const uint64_t index = offset / kEntrySize;
   if (index >= entries_.size()) return;
   Entry& entry = entries_[index];
@@ -105,10 +112,31 @@ void MsixTable::read_pba(uint64_t offset, std::span<uint8_t> data) {
 }
 
 void MsixTable::set_control(bool enabled, bool function_masked) {
+  {
+    std::lock_guard lock(mutex_);
+    enabled_ = enabled;
+    function_masked_ = function_masked;
+    for (Entry& entry : entries_) update_locked(entry);
+  }
+  notify_listener();
+}
+
+std::optional<int> MsixTable::direct_fd(uint16_t vector) const {
   std::lock_guard lock(mutex_);
-  enabled_ = enabled;
-  function_masked_ = function_masked;
-  for (Entry& entry : entries_) update_locked(entry);
+  if (vector >= entries_.size()) return std::nullopt;
+  const Entry& entry = entries_[vector];
+  if (masked_locked(entry) || entry.route_stale) return std::nullopt;
+  return entry.event->fd();
+}
+
+void MsixTable::set_route_listener(std::function<void()> listener) {
+  std::lock_guard lock(listener_mutex_);
+  listener_ = std::move(listener);
+}
+
+void MsixTable::notify_listener() {
+  std::lock_guard lock(listener_mutex_);
+  if (listener_) listener_();
 }
 
 bool MsixTable::enabled() const {
@@ -125,16 +153,19 @@ void MsixTable::trigger(uint16_t vector) {
 }
 
 void MsixTable::reset() {
-  std::lock_guard lock(mutex_);
-  enabled_ = false;
-  function_masked_ = false;
-  for (Entry& entry : entries_) {
-    entry.address = 0;
-    entry.data = 0;
-    entry.masked = true;
-    entry.pending = false;
-    entry.route_stale = true;
+  {
+    std::lock_guard lock(mutex_);
+    enabled_ = false;
+    function_masked_ = false;
+    for (Entry& entry : entries_) {
+      entry.address = 0;
+      entry.data = 0;
+      entry.masked = true;
+      entry.pending = false;
+      entry.route_stale = true;
+    }
   }
+  notify_listener();
 }
 
 }  // namespace crosvm::pci

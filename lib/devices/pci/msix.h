@@ -7,7 +7,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <mutex>
 #include <span>
 #include <vector>
@@ -58,6 +60,15 @@ class MsixTable {
   // Fires `vector` (from any thread); a vector beyond the table is ignored.
   void trigger(uint16_t vector);
 
+  // The irqfd that delivers `vector` by itself right now (MSI-X on, the
+  // vector and the function unmasked, its route up to date), for a device
+  // in another process to write directly; nullopt while a write to it
+  // would not be seen (then trigger() records the pending bit).
+  std::optional<int> direct_fd(uint16_t vector) const;
+  // Called (outside the table's lock, on the thread that changed it) after
+  // a guest write may have changed what direct_fd() says. One listener.
+  void set_route_listener(std::function<void()> listener);
+
   // Back to power-on: every entry masked and zero, nothing pending, disabled.
   void reset();
 
@@ -78,8 +89,13 @@ class MsixTable {
   // Brings the route up to date and fires pending interrupts where unmasked.
   void update_locked(Entry& entry);
 
+  void write_entry_locked(uint64_t offset, std::span<const uint8_t> data);
+  void notify_listener();
+
   mutable std::mutex mutex_;
   std::vector<Entry> entries_;
+  std::mutex listener_mutex_;
+  std::function<void()> listener_;  // guarded by listener_mutex_
   bool enabled_ = false;
   bool function_masked_ = false;
   MsiRouter& router_;

@@ -225,15 +225,27 @@ Result<void> Frontend::start_rings(const virtio::Activation& activation) {
     CROSVM_TRY(call(Message::of(static_cast<uint32_t>(Request::kSetVringAddr), address)));
     const int kick = queue.kick.fd();
     CROSVM_TRY(set_u64(Request::kSetVringKick, index, std::span(&kick, 1)));
-    const int call_fd = calls_[i].fd();
-    CROSVM_TRY(set_u64(Request::kSetVringCall, index, std::span(&call_fd, 1)));
     const int error_fd = errors_[i].fd();
     CROSVM_TRY(set_u64(Request::kSetVringErr, index, std::span(&error_fd, 1)));
   }
+  call_targets_.assign(activation.queues.size(), -1);
+  routing_ = true;
+  CROSVM_TRY(route_calls());
   if (protocol != 0) {
     for (const virtio::ActiveQueue& queue : activation.queues) {
       CROSVM_TRY(call(Message::of(static_cast<uint32_t>(Request::kSetVringEnable), VringState{queue.index, 1})));
     }
+  }
+  return {};
+}
+
+Result<void> Frontend::route_calls() {
+  if (!routing_ || broken_) return {};
+  for (size_t i = 0; i < active_queues_.size(); ++i) {
+    const int target = interrupt_->direct_queue_fd(active_queues_[i]).value_or(calls_[i].fd());
+    if (target == call_targets_[i]) continue;
+    CROSVM_TRY(set_u64(Request::kSetVringCall, active_queues_[i], std::span(&target, 1)));
+    call_targets_[i] = target;
   }
   return {};
 }
@@ -257,12 +269,18 @@ Result<void> Frontend::activate(virtio::Activation activation) {
       [this](std::string_view what) { fail(fmt::format("internal error: {}", what)); });
   if (!thread) return thread.take_error();
   watcher_ = std::move(thread).value();
+  // The guest masking or unmasking a vector moves the queue's call.
+  activation.interrupt->watch_direct_fds([this] {
+    std::lock_guard lock(socket_mutex_);
+    if (auto routed = route_calls(); !routed) fail("SET_VRING_CALL: " + routed.error().message);
+  });
   Result<void> started;
   {
     std::lock_guard lock(socket_mutex_);
     started = start_rings(activation);
   }
   if (!started) {
+    activation.interrupt->watch_direct_fds({});
     fail(started.error().message);
     return make_error(ErrorCode::kDevice, "{}: {}", options_.name, started.error().message);
   }
@@ -270,7 +288,13 @@ Result<void> Frontend::activate(virtio::Activation activation) {
 }
 
 void Frontend::reset() {
+  // Not under socket_mutex_: a listener that runs now may be waiting for it.
+  if (interrupt_) interrupt_->watch_direct_fds({});
   stop_watcher();
+  {
+    std::lock_guard lock(socket_mutex_);
+    routing_ = false;
+  }
   if (!active_queues_.empty() && !broken_) {
     std::lock_guard lock(socket_mutex_);
     const bool gated = (backend_features_ & kFeatureProtocolFeatures) != 0;

@@ -4,9 +4,11 @@
 // DRIVER_OK the frontend hands the backend guest RAM (the memfd), each
 // queue's ring addresses and its kick eventfd (KVM's ioeventfd itself, so
 // the guest's notifications never pass through the VMM) and a call eventfd
-// per queue, which the frontend watches and turns into the transport's
-// interrupt (MSI-X or INTx; a masked vector records a pending bit there, so
-// no interrupt is lost).
+// per queue: the MSI-X vector's irqfd itself while the vector is unmasked,
+// so that a completion reaches the guest without passing through the VMM,
+// and, while it is masked or in INTx mode, an eventfd of the frontend's,
+// which it watches and turns into the transport's interrupt (a masked
+// vector records a pending bit there, so no interrupt is lost).
 //
 // The device's configuration space is read from the backend once
 // (GET_CONFIG) and served from that cache; the backend channel's
@@ -90,6 +92,11 @@ class Frontend final : public virtio::VirtioDevice {
   Result<void> set_u64(Request request, uint64_t value, std::span<const int> fds = {});
   Result<void> refresh_config();
   Result<void> start_rings(const virtio::Activation& activation);
+  // Gives each active queue's call to the backend: the transport's irqfd
+  // while it can deliver by itself (no hop through this process), else our
+  // own eventfd, which the watcher turns into signal_used(). Under
+  // socket_mutex_.
+  Result<void> route_calls();
   // The backend is gone or broke the protocol: logged once, and the device
   // asks for a reset if it is active.
   void fail(std::string_view why);
@@ -115,6 +122,8 @@ class Frontend final : public virtio::VirtioDevice {
   std::shared_ptr<virtio::Interrupt> interrupt_;
   std::vector<uint16_t> active_queues_;
   std::vector<EventFd> calls_;   // one per active queue, in active_queues_ order
+  std::vector<int> call_targets_;  // what the backend was last given per queue; under socket_mutex_
+  bool routing_ = false;           // the rings run and calls follow the transport; under socket_mutex_
   std::vector<EventFd> errors_;  // likewise
   std::optional<EventFd> stop_;
   Thread watcher_;

@@ -5,7 +5,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -52,6 +54,18 @@ class Interrupt {
   // The device cannot go on (e.g. the driver broke a ring): DEVICE_NEEDS_RESET
   // and a configuration interrupt. `why` goes to the log.
   virtual void report_needs_reset(std::string_view why) = 0;
+
+  // For a device in another process (vhost-user): an eventfd that raises
+  // `queue`'s interrupt with no help from this process (the MSI-X vector's
+  // irqfd while it is unmasked), or nullopt while only signal_used() can
+  // (a masked vector, INTx: the transport records what is pending).
+  virtual std::optional<int> direct_queue_fd(uint16_t queue) {
+    (void)queue;
+    return std::nullopt;
+  }
+  // `on_change` runs (on the thread that changed it, a vCPU) whenever the
+  // answer of direct_queue_fd() may have changed; an empty one stops it.
+  virtual void watch_direct_fds(std::function<void()> on_change) { (void)on_change; }
 };
 
 struct ActiveQueue {

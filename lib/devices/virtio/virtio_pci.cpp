@@ -105,6 +105,17 @@ class VirtioPciDevice::TransportInterrupt final : public Interrupt {
     notify_config();
   }
 
+  std::optional<int> direct_queue_fd(uint16_t queue) override {
+    if (queue >= queue_vectors_.size() || !msix_->enabled()) return std::nullopt;
+    const uint16_t vector = queue_vectors_[queue];
+    if (vector == kNoVector) return std::nullopt;
+    return msix_->direct_fd(vector);
+  }
+
+  void watch_direct_fds(std::function<void()> on_change) override {
+    msix_->set_route_listener(std::move(on_change));
+  }
+
   uint8_t take_isr() {
     std::lock_guard lock(isr_mutex_);
     const uint8_t value = std::exchange(isr_, 0);
