@@ -146,6 +146,7 @@ Result<void> add_vhost_user(VmConfig& config, const std::vector<KeyValue>& items
   }
   if (device.socket.empty()) return invalid("vhost-user: needs socket=");
   if (device.type == "fs" && device.tag.empty()) return invalid("vhost-user: type=fs needs tag=");
+  if (device.tag.size() > 36) return invalid("vhost-user: tag= is at most 36 bytes");
   if (device.type != "fs" && !device.tag.empty()) return invalid("vhost-user: tag= is for type=fs");
   config.vhost_user.push_back(std::move(device));
   return {};

@@ -127,6 +127,8 @@ TEST_CASE("vhost-user: crosvm's type= and socket=, a bare first item is the type
         std::string::npos);
   CHECK(refused("vhost-user", "type=block").find("needs socket=") != std::string::npos);
   CHECK(refused("vhost-user", "type=fs,socket=/s").find("type=fs needs tag=") != std::string::npos);
+  CHECK(refused("vhost-user", "type=fs,socket=/s,tag=" + std::string(37, 't')).find("at most 36 bytes") !=
+        std::string::npos);
   CHECK(refused("vhost-user", "type=block,socket=/s,tag=x").find("tag= is for type=fs") != std::string::npos);
   for (const char* size : {"0", "100", "65536", "-1", "x"}) {
     CHECK(refused("vhost-user", std::string("block,socket=/s,max-queue-size=") + size).find("max-queue-size") !=
