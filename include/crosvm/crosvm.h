@@ -159,10 +159,13 @@ typedef struct crosvm_disk_options {
 CROSVM_EXPORT int crosvm_config_add_disk(crosvm_config *config, const crosvm_disk_options *options);
 
 /* A virtio-rng device fed by the host's getrandom() (default: on, as in
- * crosvm; crosvm-launch --no-rng and Python's rng=False turn it off). */
+ * crosvm; crosvm-launch --no-rng and Python's rng=False turn it off). An
+ * rng named with crosvm_config_add_device(config, "rng", NULL) replaces
+ * it. */
 CROSVM_EXPORT int crosvm_config_set_rng(crosvm_config *config, int enabled);
 
-/* Devices named as text, in crosvm's syntax: a kind ("block", "serial")
+/* Devices named as text, in crosvm's syntax: a kind ("block", "serial",
+ * "vhost-user", "rng"; crosvm_device_kind_name() lists them)
  * and a list "key=value,key=value,..." (a bare key means key=true; a value
  * in double quotes may hold commas), e.g.
  *   crosvm_config_add_device(config, "block", "path=disk.img,ro=true");

@@ -15,6 +15,7 @@
 #include <set>
 
 #include "base/unique_fd.h"
+#include "base/unix_socket.h"
 #include "control/socket_address.h"
 
 namespace crosvm::control {
@@ -22,48 +23,6 @@ namespace {
 
 using boost::asio::local::stream_protocol;
 using boost::system::error_code;
-
-// Whether a process accepts connections on the socket at `address`. The
-// probe does not block (a live VMM whose backlog is full, or one built but
-// not started, answers EAGAIN) and only a refused connection means that
-// nobody listens: EACCES and the like say nothing, and such a socket is
-// left alone.
-Result<bool> someone_listens(const sockaddr_un& address, const std::string& path) {
-  UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (!probe) return make_errno_error(ErrorCode::kIo, errno, "control socket {}", path);
-  if (::connect(probe.get(), reinterpret_cast<const sockaddr*>(&address), sizeof(address)) == 0) return true;
-  switch (errno) {
-    case EAGAIN:
-    case EINPROGRESS: return true;
-    case ECONNREFUSED:
-    case ENOENT: return false;
-    default:
-      return make_errno_error(ErrorCode::kIo, errno,
-                              "control socket {} exists and cannot be probed, so it is left alone", path);
-  }
-}
-
-constexpr const char* kInUse = "is in use by a running process";
-
-// Makes room for a new socket at `path`: nothing there, or a dead VMM's
-// socket (removed). Anything else is refused.
-Result<void> clear_stale_socket(const std::string& path, const sockaddr_un& address) {
-  struct stat info {};
-  if (::lstat(path.c_str(), &info) != 0) {
-    if (errno == ENOENT) return {};
-    return make_errno_error(ErrorCode::kIo, errno, "control socket {}", path);
-  }
-  if (!S_ISSOCK(info.st_mode)) {
-    return make_error(ErrorCode::kIo, "control socket {}: the path exists and is not a socket", path);
-  }
-  if (CROSVM_TRY(someone_listens(address, path))) {
-    return make_error(ErrorCode::kIo, "control socket {} {}", path, kInUse);
-  }
-  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-    return make_errno_error(ErrorCode::kIo, errno, "cannot remove the stale control socket {}", path);
-  }
-  return {};
-}
 
 }  // namespace
 
@@ -326,9 +285,9 @@ Result<std::unique_ptr<ControlServer>> ControlServer::bind(boost::asio::io_conte
   for (unsigned sequence = 1;; ++sequence) {
     path = CROSVM_TRY(resolve_socket_path(requested_path, sequence));
     address = CROSVM_TRY(socket_address(path));
-    auto cleared = clear_stale_socket(path, address);
+    auto cleared = clear_stale_socket(path, address, "control socket");
     if (cleared) break;
-    if (sequence == names || cleared.error().message.find(kInUse) == std::string::npos) {
+    if (sequence == names || cleared.error().message.find(kSocketInUse) == std::string::npos) {
       return cleared.error();
     }
   }

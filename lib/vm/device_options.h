@@ -1,10 +1,11 @@
 // Devices named as text: crosvm's "key=value,..." lists (`--block
 // path=disk.img,ro=true`), parsed here, once, for every front end: the C
 // ABI's crosvm_config_add_device(), crosvm-launch (which passes its
-// --block and --serial lists through it) and Python. A table of kinds, each
-// with its keys and what it adds to a VmConfig; the first step towards the
-// device registry of docs/architecture.md, which will give each kind its
-// factory and status report too.
+// --KIND lists through it) and Python. Every kind the library knows: the
+// few that shape the machine itself (block, serial, vhost-user: they fill
+// their own VmConfig lists) and every kind of the device registry
+// (lib/devices/registry: rng, ...), which become VmConfig::devices and are
+// built by their own factories.
 #pragma once
 
 #include <span>
@@ -13,26 +14,11 @@
 #include <vector>
 
 #include "base/result.h"
+#include "devices/key_values.h"
+#include "devices/registry.h"
 #include "vm/vm_config.h"
 
 namespace crosvm {
-
-struct KeyValue {
-  std::string key;
-  std::string value;  // "true" for a bare key ("ro")
-  bool bare = false;  // written without '='
-};
-
-// "path=a.img,ro,id=\"x,y\"" into its items, in order. A value in double
-// quotes may hold commas (no escapes inside). Refused: an empty key
-// ("=x"), a quote that is not closed, text after a closing quote.
-Result<std::vector<KeyValue>> split_key_values(std::string_view text);
-
-struct DeviceKey {
-  std::string_view key;
-  std::string_view help;
-  bool flag = false;  // true or false: may be written bare ("ro")
-};
 
 struct DeviceKind {
   std::string_view name;     // "block"
@@ -41,12 +27,13 @@ struct DeviceKind {
   // The key a bare first item that is no key stands for ("path" in
   // crosvm's "--block disk.img,ro"); empty for none.
   std::string_view positional;
-  // Adds the device `items` describe to `config` (items already checked
-  // against `keys`: none unknown, none twice).
-  Result<void> (*add)(VmConfig& config, const std::vector<KeyValue>& items);
+  // Adds the device to `config` (options already checked against `keys`).
+  // Null for a registry kind (`unit`), which is added as it is.
+  Result<void> (*add)(VmConfig& config, const DeviceOptions& options);
+  const VirtioKind* unit = nullptr;
 };
 
-// Every kind, in a fixed order.
+// Every kind, in a fixed order: the machine's own, then the registry's.
 std::span<const DeviceKind> device_kinds();
 const DeviceKind* find_device_kind(std::string_view name);
 

@@ -7,9 +7,10 @@
 
 #include <cstring>
 
+#include "base/unix_socket.h"
 #include "devices/vhost_user/backend.h"
 #include "devices/virtio/block.h"
-#include "devices/virtio/rng.h"
+#include "devices/registry.h"
 #include "disk/disk_file.h"
 #include "vm/device_options.h"
 
@@ -19,29 +20,12 @@ namespace {
 Error invalid(std::string message) { return Error{ErrorCode::kInvalidArgument, std::move(message)}; }
 
 Result<UniqueFd> listen_at(const std::string& path) {
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  if (path.empty() || path.size() >= sizeof(address.sun_path)) {
-    return invalid(fmt::format("the socket path '{}' is empty or too long", path));
-  }
-  std::memcpy(address.sun_path, path.data(), path.size());
-  struct stat status {};
-  if (::lstat(path.c_str(), &status) == 0) {
-    if (!S_ISSOCK(status.st_mode)) return make_error(ErrorCode::kIo, "{} exists and is not a socket", path);
-    UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (probe && ::connect(probe.get(), reinterpret_cast<const sockaddr*>(&address), sizeof(address)) == 0) {
-      return make_error(ErrorCode::kIo, "{} is in use by another server", path);
-    }
-    ::unlink(path.c_str());  // stale: its server is gone
-  }
+  const sockaddr_un address = CROSVM_TRY(unix_socket_address(path, "vhost-user socket"));
+  CROSVM_TRY(clear_stale_socket(path, address, "vhost-user socket"));
   // Bound under a temporary name and renamed once listening: whoever sees
   // the socket at `path` can connect at once.
   const std::string temporary = fmt::format("{}.{}", path, ::getpid());
-  sockaddr_un bound = address;
-  if (temporary.size() >= sizeof(bound.sun_path)) {
-    return invalid(fmt::format("the socket path '{}' is too long", path));
-  }
-  std::memcpy(bound.sun_path, temporary.c_str(), temporary.size() + 1);
+  const sockaddr_un bound = CROSVM_TRY(unix_socket_address(temporary, "vhost-user socket"));
   UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!listener) return make_errno_error(ErrorCode::kIo, errno, "socket");
   ::unlink(temporary.c_str());
@@ -58,7 +42,11 @@ Result<UniqueFd> listen_at(const std::string& path) {
 
 }  // namespace
 
-std::string served_device_kinds() { return "block, rng"; }
+std::string served_device_kinds() {
+  std::string kinds = "block";
+  for (const VirtioKind* kind : virtio_kinds()) kinds += ", " + std::string(kind->name);
+  return kinds;
+}
 
 Result<std::shared_ptr<virtio::VirtioDevice>> create_served_device(std::string_view kind, std::string_view options,
                                                                    const Logger& logger) {
@@ -72,9 +60,9 @@ Result<std::shared_ptr<virtio::VirtioDevice>> create_served_device(std::string_v
     return std::shared_ptr<virtio::VirtioDevice>(std::make_shared<virtio::Block>(
         std::move(file).value(), disk.id, fmt::format("virtio-blk ({})", disk.path), logger));
   }
-  if (kind == "rng") {
-    if (!options.empty()) return invalid(fmt::format("rng: takes no options, not '{}'", options));
-    return std::shared_ptr<virtio::VirtioDevice>(std::make_shared<virtio::Rng>(logger));
+  if (const VirtioKind* unit = find_virtio_kind(kind)) {
+    const DeviceOptions parsed = CROSVM_TRY(parse_device_options(*unit, options));
+    return unit->create(parsed, DeviceEnvironment{logger, 0});
   }
   return invalid(fmt::format("cannot serve a device of kind '{}' (known: {})", kind, served_device_kinds()));
 }

@@ -195,7 +195,7 @@ control::Status Vm::status() const {
   for (size_t i = 0; i < disks_.size(); ++i) {
     status.devices.push_back(fmt::format("disk{} (virtio-blk, vd{})", i, static_cast<char>('a' + i)));
   }
-  if (config_.rng) status.devices.push_back("rng (virtio-rng)");
+  status.devices.insert(status.devices.end(), unit_status_.begin(), unit_status_.end());
   // The vhost-user devices were attached last, in order.
   const size_t first_vhost_user = virtio_devices_.size() - std::min(virtio_devices_.size(), config_.vhost_user.size());
   for (size_t i = 0; i < config_.vhost_user.size() && first_vhost_user + i < virtio_devices_.size(); ++i) {

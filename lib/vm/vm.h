@@ -180,6 +180,7 @@ class Vm final : public PowerEvents {
   std::shared_ptr<pci::PciRoot> pci_root_;
   std::vector<std::shared_ptr<virtio::VirtioPciDevice>> virtio_devices_;
   std::vector<std::shared_ptr<virtio::Block>> disks_;
+  std::vector<std::string> unit_status_;  // the registry's devices' status lines, in order
   std::array<std::shared_ptr<virtio::Console>, 4> consoles_;
   uint64_t next_bar_address_ = x86_64::kPciMmioStart;
 

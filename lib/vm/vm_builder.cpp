@@ -4,6 +4,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <map>
+
 #include <fmt/format.h>
 
 #include "arch/x86_64/acpi/tables.h"
@@ -16,8 +19,9 @@
 #include "devices/legacy/i8042.h"
 #include "devices/legacy/power_management.h"
 #include "devices/legacy/pvpanic.h"
+#include "devices/registry.h"
 #include "devices/vhost_user/frontend.h"
-#include "devices/virtio/rng.h"
+#include "devices/virtio/rng/rng.h"
 #include "disk/disk_file.h"
 #include "tinyguest/demo_image.h"
 #include "vm/vm.h"
@@ -286,7 +290,22 @@ Result<void> Vm::attach_pci_devices() {
     CROSVM_TRY(attach_virtio(block));
     disks_.push_back(std::move(block));
   }
-  if (config_.rng) CROSVM_TRY(attach_virtio(std::make_shared<virtio::Rng>(logger_)));
+  // The registry's devices, each from its kind's factory; the default rng
+  // first unless one was named.
+  std::vector<DeviceOptions> units = config_.devices;
+  const bool rng_named = std::any_of(units.begin(), units.end(), [](const DeviceOptions& options) {
+    return options.kind() == virtio::kRngKind.name;
+  });
+  if (config_.rng && !rng_named) units.insert(units.begin(), DeviceOptions(std::string(virtio::kRngKind.name), {}));
+  std::map<std::string, uint32_t> counts;
+  for (DeviceOptions& options : units) {
+    const VirtioKind* kind = find_virtio_kind(options.kind());
+    if (kind == nullptr) return make_error(ErrorCode::kInvalidArgument, "unknown device kind '{}'", options.kind());
+    const uint32_t index = counts[options.kind()]++;
+    auto device = CROSVM_TRY(kind->create(options, DeviceEnvironment{logger_, index}));
+    CROSVM_TRY(attach_virtio(std::move(device)));
+    unit_status_.push_back(kind->describe(options, index));
+  }
   for (const SerialConfig& serial : config_.serials) {
     if (serial.hardware != SerialHardware::kVirtioConsole) continue;
     auto console = std::make_shared<virtio::Console>(

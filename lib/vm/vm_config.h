@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "base/log.h"
+#include "devices/key_values.h"
 #include "vm/exit_reason.h"
 
 namespace crosvm {
@@ -58,7 +59,11 @@ struct VmConfig {
   std::vector<DiskConfig> disks;  // in the order given; see ordered_disks()
   // A virtio-rng fed by the host's getrandom(): on unless turned off, in
   // the C ABI, crosvm-launch (--no-rng) and Python alike, as in crosvm.
+  // An rng named in `devices` replaces it.
   bool rng = true;
+  // Devices of the registry's kinds (lib/devices/registry), in the order
+  // given, each built by its kind's factory.
+  std::vector<DeviceOptions> devices;
   // Devices served by other processes; guest RAM is then a shared memfd.
   std::vector<VhostUserConfig> vhost_user;
   bool hugepages = true;          // transparent huge pages behind guest RAM

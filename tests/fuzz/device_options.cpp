@@ -1,7 +1,8 @@
 // Device lists as a user, a script or an embedder writes them (crosvm's
-// key=value syntax, for crosvm_config_add_device and crosvm-launch): the
-// parser never crashes, a list is either refused whole or adds exactly
-// one device, and what it adds holds only what the list said.
+// key=value syntax, for crosvm_config_add_device and crosvm-launch), for
+// every kind, the registry's included: the parser never crashes, a list is
+// either refused whole or adds exactly one device, and what it adds holds
+// only what the list said.
 #include <string_view>
 
 #include "fuzz_common.h"
@@ -26,19 +27,30 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!added) {
     FUZZ_CHECK(added.error().code == crosvm::ErrorCode::kInvalidArgument);
     FUZZ_CHECK(added.error().message.rfind(std::string(kind.name) + ": ", 0) == 0);
-    FUZZ_CHECK(config.disks.empty() && config.serials.size() == 1);
+    FUZZ_CHECK(config.disks.empty() && config.serials.size() == 1 && config.vhost_user.empty() &&
+               config.devices.empty());
     return 0;
   }
   if (kind.name == "block") {
     FUZZ_CHECK(config.disks.size() == 1 && config.serials.size() == 1);
     FUZZ_CHECK(!config.disks[0].path.empty() && config.disks[0].id.size() <= 20);
     FUZZ_CHECK(text.find(config.disks[0].path) != std::string_view::npos);
-  } else {
+  } else if (kind.name == "serial") {
     FUZZ_CHECK(config.disks.empty() && !config.serials.empty() && config.serials.size() <= 2);
     const crosvm::SerialConfig& port = config.serials.back();
     FUZZ_CHECK(port.number >= 1 && port.number <= 4);
     FUZZ_CHECK((port.output == crosvm::SerialOutput::kFile) == !port.path.empty());
     FUZZ_CHECK(!(port.earlycon && port.hardware == crosvm::SerialHardware::kVirtioConsole));
+  } else if (kind.name == "vhost-user") {
+    FUZZ_CHECK(config.vhost_user.size() == 1 && config.disks.empty() && config.serials.size() == 1);
+    const crosvm::VhostUserConfig& device = config.vhost_user[0];
+    FUZZ_CHECK(!device.socket.empty() && text.find(device.socket) != std::string_view::npos);
+    FUZZ_CHECK(device.max_queue_size != 0 && (device.max_queue_size & (device.max_queue_size - 1)) == 0);
+    FUZZ_CHECK((device.type == "fs") == !device.tag.empty() && device.tag.size() <= 36);
+  } else {
+    // A registry kind: kept as its checked options, built by its factory.
+    FUZZ_CHECK(kind.unit != nullptr && config.devices.size() == 1 && config.devices[0].kind() == kind.name);
+    FUZZ_CHECK(config.disks.empty() && config.serials.size() == 1 && config.vhost_user.empty());
   }
   return 0;
 }

@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "devices/vhost_user/backend.h"
-#include "devices/virtio/rng.h"
+#include "devices/virtio/rng/rng.h"
 #include "fuzz_common.h"
 
 using namespace crosvm;

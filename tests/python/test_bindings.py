@@ -40,7 +40,7 @@ def test_errors_are_named_for_their_codes(tmp_path):
     ({"console": "usb"}, crosvm.InvalidArgumentError, "console"),
     ({"log_level": "loud"}, crosvm.InvalidArgumentError, "log_level"),
     ({"devices": [("floppy", "path=a")]}, crosvm.InvalidArgumentError,
-     r"unknown device kind 'floppy' \(known: block, serial, vhost-user\)"),
+     r"unknown device kind 'floppy' \(known: block, serial, vhost-user, rng\)"),
     ({"devices": [("block", "path=a,size=3")]}, crosvm.InvalidArgumentError, "block: unknown key 'size'"),
     ({"devices": ["block"]}, crosvm.InvalidArgumentError, r"\(kind, options\) pair"),
 ])
@@ -250,7 +250,7 @@ def test_the_control_socket_from_python(guest_program, tmp_path):
 
 def test_the_device_kinds_are_the_librarys():
     kinds = crosvm.device_kinds()
-    assert list(kinds) == ["block", "serial", "vhost-user"]
+    assert list(kinds) == ["block", "serial", "vhost-user", "rng"]
     assert "ro " in kinds["block"] and "hardware " in kinds["serial"] and "socket " in kinds["vhost-user"]
 
 
@@ -269,6 +269,15 @@ def test_devices_named_as_text_and_the_rng_by_default(guest_program, tmp_path):
         assert any(d.startswith("serial2 ") for d in status["devices"]), status["devices"]
         crosvm.control_request(vm.control_socket, "stop")
         assert vm.wait(timeout=HANG_GUARD) == crosvm.ExitReason.STOPPED
+    # An rng named as a device replaces the default one, rng=False or not.
+    config.devices = [("rng", "")]
+    with crosvm.Vm(config) as vm:
+        vm.start()
+        status = crosvm.control_request(vm.control_socket, "status")["status"]
+        assert [d for d in status["devices"] if "virtio-rng" in d] == ["rng (virtio-rng)"]
+        crosvm.control_request(vm.control_socket, "stop")
+        assert vm.wait(timeout=HANG_GUARD) == crosvm.ExitReason.STOPPED
+    config.devices = []
     config.rng = False
     with crosvm.Vm(config) as vm:
         vm.start()

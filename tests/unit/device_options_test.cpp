@@ -23,6 +23,7 @@ std::string refused(std::string_view kind, std::string_view options) {
   CHECK(config.disks.empty());
   CHECK(config.serials.empty());
   CHECK(config.vhost_user.empty());
+  CHECK(config.devices.empty());
   return result.error().message;
 }
 
@@ -136,8 +137,30 @@ TEST_CASE("vhost-user: crosvm's type= and socket=, a bare first item is the type
   }
 }
 
+TEST_CASE("the registry's kinds are named like any other and built by their own factories", "[device-options]") {
+  VmConfig config = added("rng", "");
+  REQUIRE(config.devices.size() == 1);
+  CHECK(config.devices[0].kind() == "rng");
+  CHECK(config.disks.empty());
+  CHECK(refused("rng", "bytes=4").find("rng: unknown key 'bytes' (known: none)") != std::string::npos);
+  CHECK(refused("rng", "\"open").find("rng: ") == 0);
+
+  for (const crosvm::VirtioKind* kind : crosvm::virtio_kinds()) {
+    const crosvm::DeviceKind* named = crosvm::find_device_kind(kind->name);
+    REQUIRE(named != nullptr);
+    CHECK(named->unit == kind);
+    auto options = crosvm::parse_device_options(*kind, "");
+    REQUIRE(options.ok());
+    auto device = kind->create(*options, crosvm::DeviceEnvironment{crosvm::Logger(), 0});
+    REQUIRE(device.ok());
+    CHECK(!(*device)->queue_max_sizes().empty());
+    CHECK(kind->describe(*options, 0).rfind(std::string(kind->name), 0) == 0);
+    CHECK(kind->describe(*options, 0) != kind->describe(*options, 1));
+  }
+}
+
 TEST_CASE("an unknown kind names the known ones; every kind describes its keys", "[device-options]") {
-  CHECK(refused("floppy", "path=a").find("unknown device kind 'floppy' (known: block, serial, vhost-user)") !=
+  CHECK(refused("floppy", "path=a").find("unknown device kind 'floppy' (known: block, serial, vhost-user, rng)") !=
         std::string::npos);
   for (const crosvm::DeviceKind& kind : crosvm::device_kinds()) {
     REQUIRE(crosvm::find_device_kind(kind.name) == &kind);

@@ -14,7 +14,7 @@
 
 #include "devices/vhost_user/backend.h"
 #include "devices/vhost_user/frontend.h"
-#include "devices/virtio/rng.h"
+#include "devices/virtio/rng/rng.h"
 #include "fakes.h"
 #include "virtio_rings.h"
 

@@ -6,6 +6,8 @@
 
 #include <cerrno>
 
+#include "base/unix_socket.h"
+
 namespace crosvm::vhost_user {
 namespace {
 
@@ -229,12 +231,7 @@ Result<std::pair<Connection, Connection>> Connection::pair() {
 }
 
 Result<Connection> Connection::connect(const std::string& path) {
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  if (path.empty() || path.size() >= sizeof(address.sun_path)) {
-    return make_error(ErrorCode::kInvalidArgument, "vhost-user: the socket path '{}' is empty or too long", path);
-  }
-  std::memcpy(address.sun_path, path.data(), path.size());
+  const sockaddr_un address = CROSVM_TRY(unix_socket_address(path, "vhost-user socket"));
   UniqueFd socket(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!socket) return make_errno_error(ErrorCode::kIo, errno, "vhost-user: socket");
   if (::connect(socket.get(), reinterpret_cast<const sockaddr*>(&address), sizeof(address)) != 0) {

@@ -1,4 +1,4 @@
-#include "devices/virtio/rng.h"
+#include "devices/virtio/rng/rng.h"
 
 #include <sys/random.h>
 
@@ -33,5 +33,20 @@ QueueDevice::Turn Rng::on_kick(ActiveQueue& queue) {
     return filled;
   });
 }
+
+const VirtioKind kRngKind{
+    .name = "rng",
+    .summary = "a virtio-rng fed by the host's getrandom() (one is there unless turned off)",
+    .keys = {},
+    .positional = "",
+    .check = [](const DeviceOptions&) -> Result<void> { return {}; },
+    .create = [](const DeviceOptions&, const DeviceEnvironment& environment)
+        -> Result<std::shared_ptr<VirtioDevice>> {
+      return std::shared_ptr<VirtioDevice>(std::make_shared<Rng>(environment.logger));
+    },
+    .describe = [](const DeviceOptions&, uint32_t index) -> std::string {
+      return index == 0 ? "rng (virtio-rng)" : fmt::format("rng{} (virtio-rng)", index);
+    },
+};
 
 }  // namespace crosvm::virtio

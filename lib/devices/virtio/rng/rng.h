@@ -2,6 +2,7 @@
 // getrandom(2), which is what /dev/hwrng in the guest reads.
 #pragma once
 
+#include "devices/registry.h"
 #include "devices/virtio/queue_device.h"
 
 namespace crosvm::virtio {
@@ -24,5 +25,8 @@ class Rng final : public QueueDevice {
  private:
   Turn on_kick(ActiveQueue& queue) override;
 };
+
+// "rng" in the registry: no keys; one is there by default (VmConfig::rng).
+extern const VirtioKind kRngKind;
 
 }  // namespace crosvm::virtio
