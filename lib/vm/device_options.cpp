@@ -3,7 +3,7 @@
 #include <array>
 #include <utility>
 
-#include "devices/vhost_user/frontend.h"
+#include "vhost_user/frontend.h"
 #include "devices/virtio/block.h"
 
 namespace crosvm {

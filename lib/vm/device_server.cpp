@@ -8,7 +8,7 @@
 #include <cstring>
 
 #include "base/unix_socket.h"
-#include "devices/vhost_user/backend.h"
+#include "vhost_user/backend.h"
 #include "devices/virtio/block.h"
 #include "devices/registry.h"
 #include "disk/disk_file.h"

@@ -20,7 +20,7 @@
 #include "devices/legacy/power_management.h"
 #include "devices/legacy/pvpanic.h"
 #include "devices/registry.h"
-#include "devices/vhost_user/frontend.h"
+#include "vhost_user/frontend.h"
 #include "devices/virtio/rng/rng.h"
 #include "disk/disk_file.h"
 #include "tinyguest/demo_image.h"

@@ -9,7 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "devices/vhost_user/backend.h"
+#include "vhost_user/backend.h"
 #include "devices/virtio/rng/rng.h"
 #include "fuzz_common.h"
 

@@ -5,7 +5,7 @@
 // it was told; never a crash or a hang.
 #include <sys/socket.h>
 
-#include "devices/vhost_user/frontend.h"
+#include "vhost_user/frontend.h"
 #include "fuzz_common.h"
 
 using namespace crosvm;

@@ -12,8 +12,8 @@
 #include <chrono>
 #include <thread>
 
-#include "devices/vhost_user/backend.h"
-#include "devices/vhost_user/frontend.h"
+#include "vhost_user/backend.h"
+#include "vhost_user/frontend.h"
 #include "devices/virtio/rng/rng.h"
 #include "fakes.h"
 #include "virtio_rings.h"

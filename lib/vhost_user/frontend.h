@@ -27,7 +27,7 @@
 #include "base/event_fd.h"
 #include "base/log.h"
 #include "base/thread.h"
-#include "devices/vhost_user/protocol.h"
+#include "vhost_user/protocol.h"
 #include "devices/virtio/virtio_device.h"
 
 namespace crosvm::vhost_user {

@@ -1,4 +1,4 @@
-#include "devices/vhost_user/frontend.h"
+#include "vhost_user/frontend.h"
 
 #include <poll.h>
 #include <sys/eventfd.h>

@@ -27,7 +27,7 @@
 #include "base/event_fd.h"
 #include "base/log.h"
 #include "base/result.h"
-#include "devices/vhost_user/protocol.h"
+#include "vhost_user/protocol.h"
 #include "devices/virtio/virtio_device.h"
 #include "memory/guest_memory.h"
 

@@ -1,4 +1,4 @@
-#include "devices/vhost_user/backend.h"
+#include "vhost_user/backend.h"
 
 #include <algorithm>
 #include <mutex>

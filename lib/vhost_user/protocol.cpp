@@ -1,4 +1,4 @@
-#include "devices/vhost_user/protocol.h"
+#include "vhost_user/protocol.h"
 
 #include <poll.h>
 #include <sys/socket.h>
