@@ -1,5 +1,6 @@
 #include "vm/device_options.h"
 
+#include <algorithm>
 #include <array>
 #include <utility>
 
@@ -139,7 +140,10 @@ const DeviceKind* find_device_kind(std::string_view name) {
 
 std::string describe_device_kind(const DeviceKind& kind) {
   std::string text = fmt::format("{}: {}\n", kind.name, kind.summary);
-  for (const DeviceKey& key : kind.keys) text += fmt::format("  {:<10} {}\n", key.key, key.help);
+  size_t width = 10;
+  for (const DeviceKey& key : kind.keys) width = std::max(width, key.key.size());
+  for (const DeviceKey& key : kind.keys) text += fmt::format("  {:<{}} {}\n", key.key, width, key.help);
+  if (kind.keys.empty()) text += "  (no keys: an empty list)\n";
   return text;
 }
 

@@ -246,5 +246,18 @@ def test_help(launcher):
     assert result.returncode == 0
     assert "--mem" in result.stdout
     # Each device kind of the library's, with its keys, and the exit codes after them.
-    for line in ("  --block LIST\n", "  --serial LIST\n", "\n      hardware ", "exit status:"):
+    for line in ("  --block LIST\n", "  --serial LIST\n", "\n      hardware ", "  --vhost-user LIST\n",
+                 "\n      max-queue-size the largest", "  --rng LIST\n", "exit status:"):
         assert line in result.stdout
+
+
+def test_device_serves_only_what_it_knows_with_one_line_each(launcher, tmp_path):
+    usage = run(launcher, "device", "--help")
+    assert usage.returncode == 0 and "--socket PATH" in usage.stdout
+    for args, message in (
+            (["device", "gpu", "--socket", str(tmp_path / "s")], "cannot serve a device of kind 'gpu' (known: block, rng)"),
+            (["device", "block", "--socket", str(tmp_path / "s"), f"path={tmp_path / 'missing.img'}"], "missing.img"),
+            (["device", "block", "--socket", str(tmp_path / "s"), "path=x,size=3"], "block: unknown key 'size'"),
+            (["device", "rng"], "one of --socket PATH or --fd N")):
+        assert_one_line_error(run(launcher, *args), message)
+        assert not (tmp_path / "s").exists()
