@@ -112,6 +112,14 @@ int configure(crosvm_config* config, const launcher::RunOptions& options) {
   }
   if (crosvm_config_set_rng(config, options.rng ? 1 : 0) != 0) return -1;
   if (crosvm_config_set_hugepages(config, options.hugepages ? 1 : 0) != 0) return -1;
+  std::vector<const char*> denied;
+  for (const std::string& name : options.seccomp_denied) denied.push_back(name.c_str());
+  denied.push_back(nullptr);
+  crosvm_sandbox_options sandbox = CROSVM_SANDBOX_OPTIONS_INIT;
+  sandbox.flags = (options.sandbox ? CROSVM_SANDBOX_ENABLED : 0) |
+                  (options.seccomp_log_failures ? CROSVM_SANDBOX_SECCOMP_LOG_FAILURES : 0);
+  sandbox.denied_syscalls = denied.data();
+  if (crosvm_config_set_sandbox(config, &sandbox) != 0) return -1;
   if (!options.socket.empty() && crosvm_config_set_control_socket(config, options.socket.c_str()) != 0) {
     return -1;
   }

@@ -49,6 +49,34 @@ std::variant<DeviceArg, std::string> disk_shorthand(const std::string& flag, con
                                 ",root=" + (root ? "true" : "false")};
 }
 
+// --jail's keys, crosvm's where it has them.
+std::optional<std::string> parse_jail(const std::string& text, RunOptions& options) {
+  size_t start = 0;
+  while (start <= text.size()) {
+    const size_t comma = std::min(text.find(',', start), text.size());
+    const std::string item = text.substr(start, comma - start);
+    start = comma + 1;
+    const size_t equals = item.find('=');
+    const std::string key = item.substr(0, equals);
+    const std::string value = equals == std::string::npos ? "" : item.substr(equals + 1);
+    if (key == "seccomp-log-failures") {
+      if (value.empty() || value == "true") {
+        options.seccomp_log_failures = true;
+      } else if (value == "false") {
+        options.seccomp_log_failures = false;
+      } else {
+        return "--jail seccomp-log-failures is true or false, not '" + value + "'";
+      }
+    } else if (key == "seccomp-deny") {
+      if (value.empty()) return "--jail seccomp-deny= needs a syscall name";
+      options.seccomp_denied.push_back(value);
+    } else {
+      return "--jail: unknown key '" + key + "' (seccomp-log-failures, seccomp-deny=NAME)";
+    }
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 const char* const kRunUsage =
@@ -69,6 +97,13 @@ const char* const kRunUsage =
     "      --no-rng           no virtio-rng device (there is one by default)\n"
     "      --no-hugepages     guest RAM in small pages only (default: transparent\n"
     "                         huge pages; --hugepages is accepted, as crosvm's)\n"
+    "      --sandbox          run each virtio device in a jailed process of its own\n"
+    "                         (namespaces, no capabilities, seccomp; the console\n"
+    "                         stays in the VMM); --disable-sandbox: in the VMM\n"
+    "      --jail LIST        seccomp-log-failures: a syscall outside a device's\n"
+    "                         policy fails and is logged instead of killing it;\n"
+    "                         seccomp-deny=NAME: NAME taken out of every policy\n"
+    "                         (to test the sandbox itself)\n"
     "      --demo             boot the built-in demo guest\n"
     "  -s, --socket PATH      control socket for stop/suspend/resume/status/disk\n"
     "                         (a directory: crosvm-PID.sock in it)\n"
@@ -253,6 +288,14 @@ std::variant<RunOptions, std::string> parse_run_options(const std::vector<std::s
       bool given = false;
       error = flag(given);
       options.hugepages = arg == "--hugepages";
+    } else if (arg == "--sandbox" || arg == "--disable-sandbox") {
+      bool given = false;
+      error = flag(given);
+      options.sandbox = arg == "--sandbox";
+    } else if (arg == "--jail") {
+      auto text = value();
+      if (!text || text->empty()) return "--jail needs a list (seccomp-log-failures, seccomp-deny=NAME)";
+      if (auto message = parse_jail(*text, options)) return *message;
     } else if (arg == "-s" || arg == "--socket") {
       auto text = value();
       if (!text || text->empty()) return arg + " needs a path";

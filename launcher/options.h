@@ -34,6 +34,12 @@ struct RunOptions {
   std::vector<DeviceArg> devices;
   bool rng = true;  // as crosvm (and the library): on unless --no-rng
   bool hugepages = true;  // on unless --no-hugepages (crosvm's --hugepages is accepted)
+  // Each virtio device in a jailed process (--sandbox; --disable-sandbox).
+  bool sandbox = false;
+  // --jail LIST: crosvm's seccomp-log-failures, and seccomp-deny=NAME (tests
+  // of the sandbox: NAME taken out of every device's policy).
+  bool seccomp_log_failures = false;
+  std::vector<std::string> seccomp_denied;
   int log_level = 2;  // info
   std::string socket;  // -s/--socket: the control socket (a path or a directory)
   bool help = false;

@@ -199,6 +199,42 @@ CROSVM_EXPORT const char *crosvm_device_kind_help(const char *kind);
  * small pages. */
 CROSVM_EXPORT int crosvm_config_set_hugepages(crosvm_config *config, int enabled);
 
+/* crosvm's sandbox: every virtio device (disks, rng, and the other kinds
+ * of crosvm_config_add_device()) runs in a process of its own, jailed in
+ * new user, PID, mount, network, IPC and UTS namespaces with an empty
+ * read-only root, no capabilities and a seccomp filter that kills it on
+ * any syscall its device does not need; the VMM keeps the PCI transport
+ * and talks to it over vhost-user. A device process that dies ends the VM
+ * with CROSVM_EXIT_CRASH and a message naming the device, its pid and the
+ * signal; crosvm_vm_destroy() reaps them all. docs/security.md.
+ *
+ * Library default: off. It needs the helper program crosvm-device (found
+ * as below) and a host that lets this process create user namespaces;
+ * an embedder opts in (crosvm-launch does unless --disable-sandbox). The
+ * virtio-console (a serial port of type virtio-console) still runs in the
+ * VMM; disk_resize of a jailed disk is refused (CROSVM_ERROR_STATE). */
+#define CROSVM_SANDBOX_ENABLED (1u << 0)
+/* crosvm's --jail seccomp-log-failures: a syscall outside a device's
+ * policy fails (ENOSYS) and is named in the log instead of killing the
+ * device. For writing policies, not for production. */
+#define CROSVM_SANDBOX_SECCOMP_LOG_FAILURES (1u << 1)
+
+typedef struct crosvm_sandbox_options {
+  uint32_t struct_size;
+  uint32_t flags; /* CROSVM_SANDBOX_* */
+  /* crosvm-device's path. NULL: the CROSVM_DEVICE_HELPER environment
+   * variable, else beside libcrosvm.so (a build tree), else the installed
+   * libexecdir. */
+  const char *helper;
+  /* NULL, or a NULL-terminated list of syscall names taken out of every
+   * device's policy: for tests of the sandbox itself. */
+  const char *const *denied_syscalls;
+} crosvm_sandbox_options;
+
+#define CROSVM_SANDBOX_OPTIONS_INIT { sizeof(crosvm_sandbox_options), 0, NULL, NULL }
+
+CROSVM_EXPORT int crosvm_config_set_sandbox(crosvm_config *config, const crosvm_sandbox_options *options);
+
 typedef enum crosvm_log_level {
   CROSVM_LOG_ERROR = 0,
   CROSVM_LOG_WARNING = 1,
@@ -241,7 +277,7 @@ typedef enum crosvm_exit_reason {
   CROSVM_EXIT_NONE = 0,     /* not stopped yet */
   CROSVM_EXIT_POWEROFF = 1, /* the guest powered off */
   CROSVM_EXIT_RESET = 2,    /* the guest reset (reboot) */
-  CROSVM_EXIT_CRASH = 3,    /* triple fault or an unrunnable vCPU (registers logged) */
+  CROSVM_EXIT_CRASH = 3,    /* triple fault or an unrunnable vCPU (registers logged), or a jailed device process died */
   CROSVM_EXIT_PANIC = 4,    /* the guest kernel reported a panic */
   CROSVM_EXIT_STOPPED = 5,  /* the host stopped it */
   CROSVM_EXIT_ERROR = 6     /* the VMM failed; see crosvm_vm_exit_message() */

@@ -263,6 +263,28 @@ int crosvm_config_add_disk(crosvm_config* config, const crosvm_disk_options* opt
   });
 }
 
+int crosvm_config_set_sandbox(crosvm_config* config, const crosvm_sandbox_options* options) {
+  return guarded([&] {
+    if (config == nullptr) return null_argument("config");
+    if (options == nullptr) return null_argument("options");
+    const crosvm_sandbox_options in =
+        crosvm::read_versioned(*options, crosvm_sandbox_options CROSVM_SANDBOX_OPTIONS_INIT);
+    if ((in.flags & ~(CROSVM_SANDBOX_ENABLED | CROSVM_SANDBOX_SECCOMP_LOG_FAILURES)) != 0) {
+      return fail(ErrorCode::kInvalidArgument, "unknown sandbox flags");
+    }
+    crosvm::SandboxConfig sandbox;
+    sandbox.enabled = (in.flags & CROSVM_SANDBOX_ENABLED) != 0;
+    sandbox.seccomp_log_failures = (in.flags & CROSVM_SANDBOX_SECCOMP_LOG_FAILURES) != 0;
+    sandbox.helper = in.helper != nullptr ? in.helper : "";
+    for (const char* const* name = in.denied_syscalls; name != nullptr && *name != nullptr; ++name) {
+      if (**name == '\0') return fail(ErrorCode::kInvalidArgument, "an empty syscall name in denied_syscalls");
+      sandbox.denied_syscalls.emplace_back(*name);
+    }
+    config->config.sandbox = std::move(sandbox);
+    return succeed();
+  });
+}
+
 int crosvm_config_add_device(crosvm_config* config, const char* kind, const char* options) {
   return guarded([&] {
     if (config == nullptr) return null_argument("config");

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "base/result.h"
+#include "base/unique_fd.h"
 
 namespace crosvm::disk {
 
@@ -45,5 +46,10 @@ struct OpenOptions {
 // read-only one read-locked, so no two VMMs can write an image at once and
 // none writes one that another reads.
 Result<std::unique_ptr<DiskFile>> open_raw(const OpenOptions& options);
+// The same in two steps, for a device in another process: the VMM opens,
+// checks and locks the image (open_raw_file), the device process adopts the
+// fd it was given (adopt_raw; `options.path` names it in messages).
+Result<UniqueFd> open_raw_file(const OpenOptions& options);
+Result<std::unique_ptr<DiskFile>> adopt_raw(UniqueFd fd, const OpenOptions& options);
 
 }  // namespace crosvm::disk

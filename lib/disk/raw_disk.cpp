@@ -131,9 +131,16 @@ class RawDisk final : public DiskFile {
 
 }  // namespace
 
-Result<std::unique_ptr<DiskFile>> open_raw(const OpenOptions& options) {
+Result<UniqueFd> open_raw_file(const OpenOptions& options) {
+  UniqueFd fd(::open(options.path.c_str(), (options.read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC));
+  if (!fd) return make_errno_error(ErrorCode::kIo, errno, "disk image '{}'", options.path);
+  // Checked and locked here, so that a mistake is reported by whoever opens.
+  (void)CROSVM_TRY(adopt_raw(UniqueFd(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0)), options));
+  return fd;
+}
+
+Result<std::unique_ptr<DiskFile>> adopt_raw(UniqueFd fd, const OpenOptions& options) {
   const std::string& path = options.path;
-  UniqueFd fd(::open(path.c_str(), (options.read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC));
   if (!fd) return make_errno_error(ErrorCode::kIo, errno, "disk image '{}'", path);
   struct stat info{};
   if (::fstat(fd.get(), &info) != 0) return make_errno_error(ErrorCode::kIo, errno, "disk image '{}'", path);
@@ -148,7 +155,13 @@ Result<std::unique_ptr<DiskFile>> open_raw(const OpenOptions& options) {
   } else {
     return make_error(ErrorCode::kIo, "disk image '{}' is neither a file nor a block device", path);
   }
+  const int mode = ::fcntl(fd.get(), F_GETFL);
+  if (!options.read_only && (mode & O_ACCMODE) != O_RDWR) {
+    return make_error(ErrorCode::kIo, "disk image '{}' was opened read-only", path);
+  }
 
+  // The lock belongs to the open file: a process the fd is passed to (a
+  // device process) holds it as long as it keeps the fd.
   struct flock lock{};
   lock.l_type = options.read_only ? F_RDLCK : F_WRLCK;
   lock.l_whence = SEEK_SET;
@@ -160,6 +173,10 @@ Result<std::unique_ptr<DiskFile>> open_raw(const OpenOptions& options) {
     return make_errno_error(ErrorCode::kIo, errno, "disk image '{}': cannot lock it", path);
   }
   return std::unique_ptr<DiskFile>(new RawDisk(std::move(fd), path, size, options.read_only, regular_file));
+}
+
+Result<std::unique_ptr<DiskFile>> open_raw(const OpenOptions& options) {
+  return adopt_raw(CROSVM_TRY(open_raw_file(options)), options);
 }
 
 }  // namespace crosvm::disk

@@ -168,6 +168,11 @@ Result<void> Vm::resume() {
 }
 
 Result<void> Vm::resize_disk(uint32_t index, uint64_t new_size) {
+  if (index < jailed_disks_.size()) {
+    return make_error(ErrorCode::kState,
+                      "disk {} runs in a jailed device process, which cannot be resized yet (--disable-sandbox)",
+                      index);
+  }
   if (index >= disks_.size()) {
     return make_error(ErrorCode::kInvalidArgument, "the VM has {} disk(s); there is no disk {}",
                       disks_.size(), index);
@@ -192,8 +197,16 @@ control::Status Vm::status() const {
                                  : fmt::format("console{} (virtio-console, hvc{})", serial.number,
                                                serial.number - 1));
   }
+  for (size_t i = 0; i < jailed_disks_.size() && i < disks.size(); ++i) {
+    status.disks.push_back({static_cast<uint32_t>(i), disks[i].path, jailed_disks_[i].size,
+                            jailed_disks_[i].read_only});
+  }
   for (size_t i = 0; i < disks_.size(); ++i) {
     status.devices.push_back(fmt::format("disk{} (virtio-blk, vd{})", i, static_cast<char>('a' + i)));
+  }
+  for (size_t i = 0; i < jailed_disks_.size(); ++i) {
+    status.devices.push_back(fmt::format("disk{} (virtio-blk, vd{}, jailed: pid {})", i, static_cast<char>('a' + i),
+                                         jailed_disks_[i].pid));
   }
   status.devices.insert(status.devices.end(), unit_status_.begin(), unit_status_.end());
   // The vhost-user devices were attached last, in order.

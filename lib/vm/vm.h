@@ -45,6 +45,7 @@
 #include "vm/irq_routing.h"
 #include "vm/serial_input.h"
 #include "vm/vm_config.h"
+#include "sandbox/device_process.h"
 
 namespace crosvm {
 
@@ -116,6 +117,8 @@ class Vm final : public PowerEvents {
   Result<void> attach_serial(const SerialConfig& serial);
   Result<void> attach_pci_devices();
   Result<void> attach_virtio(std::shared_ptr<virtio::VirtioDevice> device);
+  Result<pid_t> attach_jailed(const std::string& kind, const std::string& name, std::vector<std::string> arguments,
+                              UniqueFd file);
   Result<std::shared_ptr<HostInput>> attach_console(const SerialConfig& serial);
   Result<uint64_t> allocate_bar(uint64_t size);
   Result<std::shared_ptr<EventFdIrqLine>> create_irq_line(uint32_t gsi);
@@ -173,6 +176,11 @@ class Vm final : public PowerEvents {
   KvmIoEvents io_events_{vm_fd_};
   std::unique_ptr<IrqRouting> irq_routing_;
 
+  // The jailed devices' processes: destroyed (killed and reaped) after
+  // their frontends (held by the PCI root and the buses), which close the sockets first.
+  std::string sandbox_helper_;
+  std::vector<std::unique_ptr<sandbox::DeviceProcess>> device_processes_;
+
   Bus pio_bus_{"port I/O"};
   Bus mmio_bus_{"MMIO"};
   std::vector<std::shared_ptr<IrqLine>> irq_lines_;
@@ -180,6 +188,12 @@ class Vm final : public PowerEvents {
   std::shared_ptr<pci::PciRoot> pci_root_;
   std::vector<std::shared_ptr<virtio::VirtioPciDevice>> virtio_devices_;
   std::vector<std::shared_ptr<virtio::Block>> disks_;
+  struct JailedDisk {
+    uint64_t size;
+    bool read_only;
+    pid_t pid;
+  };
+  std::vector<JailedDisk> jailed_disks_;  // with the sandbox, instead of disks_
   std::vector<std::string> unit_status_;  // the registry's devices' status lines, in order
   std::array<std::shared_ptr<virtio::Console>, 4> consoles_;
   uint64_t next_bar_address_ = x86_64::kPciMmioStart;

@@ -21,6 +21,7 @@
 #include "devices/legacy/pvpanic.h"
 #include "devices/registry.h"
 #include "vhost_user/frontend.h"
+#include "sandbox/device_process.h"
 #include "devices/virtio/rng/rng.h"
 #include "disk/disk_file.h"
 #include "tinyguest/demo_image.h"
@@ -142,7 +143,7 @@ Result<std::unique_ptr<Vm>> Vm::create(VmConfig config) {
   kvm::VmFd vm_fd = CROSVM_TRY(kvm.create_vm());
   // Shared (a memfd) when another process serves a device and must map it.
   GuestMemory memory =
-      CROSVM_TRY(GuestMemory::create(layout.ram, {.shared = !config.vhost_user.empty()}));
+      CROSVM_TRY(GuestMemory::create(layout.ram, {.shared = !config.vhost_user.empty() || config.sandbox.enabled}));
   CROSVM_TRY(memory.register_with(vm_fd));
 
   // The TSS and identity-map pages sit in the MMIO hole, clear of RAM and devices.
@@ -280,13 +281,27 @@ Result<void> Vm::attach_pci_devices() {
   CROSVM_TRY(mmio_bus_.insert(pci_root_->ecam_access(), x86_64::kEcamAddress,
                               (uint64_t{describe_machine().ecam_last_bus} + 1) * pci::kEcamBusSize));
 
+  if (config_.sandbox.enabled) sandbox_helper_ = CROSVM_TRY(sandbox::find_helper(config_.sandbox.helper));
   const std::vector<DiskConfig> disks = config_.ordered_disks();
   for (size_t i = 0; i < disks.size(); ++i) {
     const DiskConfig& disk = disks[i];
+    const std::string name = fmt::format("virtio-blk {} ({})", i, disk.path);
+    if (config_.sandbox.enabled) {
+      // The VMM opens, checks and locks the image; the device process gets
+      // the fd (and the lock with it).
+      auto opened = disk::open_raw_file({.path = disk.path, .read_only = disk.read_only});
+      if (!opened) return Error{ErrorCode::kDevice, opened.error().message};
+      const off_t size = ::lseek(opened->get(), 0, SEEK_END);
+      std::vector<std::string> arguments{"--path", disk.path, "--name", name};
+      if (disk.read_only) arguments.push_back("--read-only");
+      if (!disk.id.empty()) arguments.insert(arguments.end(), {"--id", disk.id});
+      const pid_t pid = CROSVM_TRY(attach_jailed("block", name, std::move(arguments), std::move(opened).value()));
+      jailed_disks_.push_back({static_cast<uint64_t>(std::max<off_t>(size, 0)), disk.read_only, pid});
+      continue;
+    }
     auto file = disk::open_raw({.path = disk.path, .read_only = disk.read_only});
     if (!file) return Error{ErrorCode::kDevice, file.error().message};
-    auto block = std::make_shared<virtio::Block>(std::move(file).value(), disk.id,
-                                                 fmt::format("virtio-blk {} ({})", i, disk.path), logger_);
+    auto block = std::make_shared<virtio::Block>(std::move(file).value(), disk.id, name, logger_);
     CROSVM_TRY(attach_virtio(block));
     disks_.push_back(std::move(block));
   }
@@ -302,6 +317,16 @@ Result<void> Vm::attach_pci_devices() {
     const VirtioKind* kind = find_virtio_kind(options.kind());
     if (kind == nullptr) return make_error(ErrorCode::kInvalidArgument, "unknown device kind '{}'", options.kind());
     const uint32_t index = counts[options.kind()]++;
+    if (config_.sandbox.enabled) {
+      std::vector<std::string> arguments{"--index", std::to_string(index)};
+      for (const KeyValue& item : options.items()) {
+        arguments.insert(arguments.end(), {"--option", item.key + "=" + item.value});
+      }
+      const pid_t pid = CROSVM_TRY(attach_jailed(options.kind(), fmt::format("{} {}", options.kind(), index),
+                                                 std::move(arguments), UniqueFd()));
+      unit_status_.push_back(fmt::format("{}, jailed: pid {}", kind->describe(options, index), pid));
+      continue;
+    }
     auto device = CROSVM_TRY(kind->create(options, DeviceEnvironment{logger_, index}));
     CROSVM_TRY(attach_virtio(std::move(device)));
     unit_status_.push_back(kind->describe(options, index));
@@ -331,6 +356,41 @@ Result<void> Vm::attach_pci_devices() {
     CROSVM_TRY(attach_virtio(frontend));
   }
   return {};
+}
+
+// A device in a jailed process of its own: crosvm-device serves it over
+// vhost-user on a socketpair, a frontend here stands for it on the PCI bus.
+Result<pid_t> Vm::attach_jailed(const std::string& kind, const std::string& name, std::vector<std::string> arguments,
+                                UniqueFd file) {
+  const vhost_user::FrontendKind* frontend_kind = vhost_user::find_frontend_kind(kind);
+  if (frontend_kind == nullptr) {
+    return make_error(ErrorCode::kDevice, "{}: a device of kind '{}' cannot run jailed yet (--disable-sandbox)", name,
+                      kind);
+  }
+  sandbox::DeviceProcessOptions options{
+      .helper = sandbox_helper_,
+      .kind = kind,
+      .name = name,
+      .arguments = std::move(arguments),
+      .file = std::move(file),
+      .seccomp_log_failures = config_.sandbox.seccomp_log_failures,
+      .denied_syscalls = config_.sandbox.denied_syscalls,
+      .debug = logger_.enabled(LogLevel::kDebug),
+  };
+  UniqueFd connection;
+  auto process = CROSVM_TRY(sandbox::DeviceProcess::start(std::move(options), logger_, connection));
+  const pid_t pid = process->pid();
+  auto frontend = vhost_user::Frontend::create(*frontend_kind, vhost_user::Connection(std::move(connection)),
+                                               {.socket = "", .name = name}, logger_);
+  if (!frontend) {
+    return make_error(ErrorCode::kDevice, "{}: the device process (pid {}) {}", name, pid, process->failure_report());
+  }
+  // Watched from now on: a device that dies while the VM runs ends it,
+  // with the reason.
+  CROSVM_TRY(process->watch(loop_, [this](const std::string& why) { request_exit(ExitReason::kCrash, why); }));
+  device_processes_.push_back(std::move(process));
+  CROSVM_TRY(attach_virtio(std::move(frontend).value()));
+  return pid;
 }
 
 Result<void> Vm::attach_virtio(std::shared_ptr<virtio::VirtioDevice> device) {

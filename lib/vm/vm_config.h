@@ -46,6 +46,15 @@ struct VhostUserConfig {
   uint16_t max_queue_size = 256;
 };
 
+// crosvm's sandbox: each virtio device (disks and the registry's kinds) in
+// a jailed process of its own (lib/sandbox/), served over vhost-user.
+struct SandboxConfig {
+  bool enabled = false;
+  std::string helper;  // crosvm-device; empty: sandbox::find_helper()
+  bool seccomp_log_failures = false;  // crosvm's --jail seccomp-log-failures
+  std::vector<std::string> denied_syscalls;  // taken out of every policy (tests of the sandbox)
+};
+
 struct VmConfig {
   static constexpr uint64_t kDefaultMemoryMib = 256;  // crosvm's default
 
@@ -66,6 +75,7 @@ struct VmConfig {
   std::vector<DeviceOptions> devices;
   // Devices served by other processes; guest RAM is then a shared memfd.
   std::vector<VhostUserConfig> vhost_user;
+  SandboxConfig sandbox;
   bool hugepages = true;          // transparent huge pages behind guest RAM
   std::string kvm_path = "/dev/kvm";
   // A control socket (crosvm's -s): a path, or a directory for

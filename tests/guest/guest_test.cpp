@@ -188,9 +188,7 @@ TEST_CASE("a guest above 4 GiB sees its memory split around the hole", "[guest]"
   CHECK(vm.output().find("have 5120 MiB of RAM") != std::string::npos);
 }
 
-// What the virtio_blk guest prints when every malformed request is
-// answered as it should be, whoever serves the disk.
-const char* const kVirtioBlkAnswers =
+const char* const guest_tests::kVirtioBlkAnswers =
         "read sector 0: length 513 status 0 data sector zero!\n"
         "descriptor loop: returned unused\n"
         "buffer outside RAM: returned unused\n"
@@ -216,7 +214,7 @@ TEST_CASE("a guest driving virtio-blk survives its own malformed requests", "[gu
   });
   vm.start();
   CHECK(vm.wait_for_exit() == CROSVM_EXIT_POWEROFF);
-  CHECK(vm.output() == kVirtioBlkAnswers);
+  CHECK(vm.output() == guest_tests::kVirtioBlkAnswers);
   // The guest's mistakes were logged, but only a bounded number of times.
   CHECK(vm.log().find("bad request from the guest") != std::string::npos);
   CHECK(vm.log().find("needs a reset") != std::string::npos);
@@ -285,7 +283,7 @@ TEST_CASE("a guest's virtio-blk served by a vhost-user backend answers as the VM
     // The same answers as the in-process disk above: the backend process
     // runs the same device, and a ring the driver broke reaches the
     // transport as DEVICE_NEEDS_RESET through the error eventfd.
-    CHECK(vm.output() == kVirtioBlkAnswers);
+    CHECK(vm.output() == guest_tests::kVirtioBlkAnswers);
     CHECK(vm.log().find("needs a reset") != std::string::npos);
   }
   CHECK(backend.result() == CROSVM_OK);

@@ -14,6 +14,10 @@ namespace guest_tests {
 
 std::string program_path(const std::string& name);
 
+// What the virtio_blk guest prints when every malformed request is
+// answered as it should be, whoever serves the disk (guest_test.cpp).
+extern const char* const kVirtioBlkAnswers;
+
 class GuestVm {
  public:
   // `program` is a tiny guest name ("hello"), or "" for the built-in demo.

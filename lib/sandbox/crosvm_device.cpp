@@ -1,0 +1,146 @@
+// crosvm-device: one virtio device in a jailed process of its own, served
+// over vhost-user on a socketpair to the VMM that spawned it. Not run by
+// hand: the VMM (lib/sandbox/device_process.cpp) execs it with every fd it
+// needs in place, and reads its log lines ("LEVEL<tab>message") from its
+// stderr. It jails itself (jail.h), builds the device from its fds, loads
+// the device's seccomp policy (policy.h) and serves until the VMM goes.
+//
+// usage: crosvm-device KIND --socket-fd N [--file-fd N] [device arguments]
+//                      [--seccomp-log-failures] [--deny-syscall NAME]... [--debug]
+//   block: --path PATH (for messages) [--read-only] [--id ID] [--name NAME]
+//   a registry kind (rng, ...): [--index N] [--option KEY=VALUE]...
+#include <unistd.h>
+
+#include <charconv>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/file_io.h"
+#include "base/log.h"
+#include "devices/registry.h"
+#include "devices/virtio/block.h"
+#include "disk/disk_file.h"
+#include "sandbox/jail.h"
+#include "sandbox/policy.h"
+#include "vhost_user/backend.h"
+
+namespace crosvm {
+namespace {
+
+struct Arguments {
+  std::string kind;
+  int socket_fd = -1;
+  int file_fd = -1;
+  std::string path;
+  bool read_only = false;
+  std::string id;
+  std::string name;
+  uint32_t index = 0;
+  std::vector<KeyValue> options;
+  sandbox::FilterOptions filter;
+  bool debug = false;
+};
+
+void write_line(LogLevel level, std::string_view message) {
+  const std::string line = fmt::format("{}\t{}\n", log_level_name(level), message);
+  write_all(STDERR_FILENO, std::span(reinterpret_cast<const uint8_t*>(line.data()), line.size()));
+}
+
+Result<int> fd_number(std::string_view text) {
+  int value = -1;
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (error != std::errc{} || end != text.data() + text.size() || value < 3) {
+    return make_error(ErrorCode::kInvalidArgument, "not an fd number: '{}'", text);
+  }
+  return value;
+}
+
+Result<Arguments> parse(int argc, char** argv) {
+  if (argc < 2) return make_error(ErrorCode::kInvalidArgument, "usage: crosvm-device KIND --socket-fd N ...");
+  Arguments arguments;
+  arguments.kind = argv[1];
+  for (int i = 2; i < argc; ++i) {
+    const std::string_view flag = argv[i];
+    auto value = [&]() -> Result<std::string_view> {
+      if (i + 1 >= argc) return make_error(ErrorCode::kInvalidArgument, "{} needs a value", flag);
+      return std::string_view(argv[++i]);
+    };
+    if (flag == "--socket-fd") {
+      arguments.socket_fd = CROSVM_TRY(fd_number(CROSVM_TRY(value())));
+    } else if (flag == "--file-fd") {
+      arguments.file_fd = CROSVM_TRY(fd_number(CROSVM_TRY(value())));
+    } else if (flag == "--path") {
+      arguments.path = CROSVM_TRY(value());
+    } else if (flag == "--read-only") {
+      arguments.read_only = true;
+    } else if (flag == "--id") {
+      arguments.id = CROSVM_TRY(value());
+    } else if (flag == "--name") {
+      arguments.name = CROSVM_TRY(value());
+    } else if (flag == "--index") {
+      const std::string_view text = CROSVM_TRY(value());
+      const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), arguments.index);
+      if (error != std::errc{} || end != text.data() + text.size()) {
+        return make_error(ErrorCode::kInvalidArgument, "--index: not a number: '{}'", text);
+      }
+    } else if (flag == "--option") {
+      const std::string_view item = CROSVM_TRY(value());
+      const size_t equals = item.find('=');
+      if (equals == std::string_view::npos) return make_error(ErrorCode::kInvalidArgument, "--option {}: no '='", item);
+      arguments.options.push_back({std::string(item.substr(0, equals)), std::string(item.substr(equals + 1)), false});
+    } else if (flag == "--seccomp-log-failures") {
+      arguments.filter.log_failures = true;
+    } else if (flag == "--deny-syscall") {
+      arguments.filter.denied.emplace_back(CROSVM_TRY(value()));
+    } else if (flag == "--debug") {
+      arguments.debug = true;
+    } else {
+      return make_error(ErrorCode::kInvalidArgument, "unknown argument '{}'", flag);
+    }
+  }
+  if (arguments.socket_fd < 0) return make_error(ErrorCode::kInvalidArgument, "--socket-fd is required");
+  return arguments;
+}
+
+// Built from fds alone: the jail has no file to open.
+Result<std::shared_ptr<virtio::VirtioDevice>> build_device(Arguments& arguments, const Logger& logger) {
+  if (arguments.kind == "block") {
+    if (arguments.file_fd < 0) return make_error(ErrorCode::kInvalidArgument, "block needs --file-fd");
+    auto disk = CROSVM_TRY(disk::adopt_raw(UniqueFd(arguments.file_fd),
+                                           {.path = arguments.path, .read_only = arguments.read_only}));
+    const std::string name = arguments.name.empty() ? fmt::format("virtio-blk ({})", arguments.path) : arguments.name;
+    return std::shared_ptr<virtio::VirtioDevice>(
+        std::make_shared<virtio::Block>(std::move(disk), arguments.id, name, logger));
+  }
+  const VirtioKind* kind = find_virtio_kind(arguments.kind);
+  if (kind == nullptr) return make_error(ErrorCode::kInvalidArgument, "unknown device kind '{}'", arguments.kind);
+  DeviceOptions options(arguments.kind, arguments.options);
+  CROSVM_TRY(kind->check(options));
+  return kind->create(options, DeviceEnvironment{logger, arguments.index});
+}
+
+Result<void> run(int argc, char** argv, Logger& logger) {
+  Arguments arguments = CROSVM_TRY(parse(argc, argv));
+  if (arguments.debug) logger = Logger(write_line, LogLevel::kDebug);
+  CROSVM_TRY(sandbox::enter_jail({}));
+  auto device = CROSVM_TRY(build_device(arguments, logger));
+  CROSVM_TRY(sandbox::load_filter(arguments.kind, arguments.filter));
+  logger.debug("{}: jailed, serving", device->name());
+  vhost_user::Backend backend(std::move(device), logger);
+  return backend.serve(vhost_user::Connection(UniqueFd(arguments.socket_fd)));
+}
+
+}  // namespace
+}  // namespace crosvm
+
+int main(int argc, char** argv) {
+  crosvm::Logger logger(crosvm::write_line, crosvm::LogLevel::kInfo);
+  if (auto served = crosvm::run(argc, argv, logger); !served) {
+    logger.error("{}", served.error().message);
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,221 @@
+#include "sandbox/policy.h"
+
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sched.h>
+#include <seccomp.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <memory>
+
+namespace crosvm::sandbox {
+namespace {
+
+constexpr uint64_t kInt = 0xffffffff;  // an int argument: its 32 bits, whatever is above
+
+ArgumentCheck equals(unsigned index, uint64_t value) { return {index, kInt, value}; }
+
+// Threads only: the address space, signal handlers and thread group are
+// shared, and no namespace is created.
+constexpr uint64_t kThreadFlags = CLONE_VM | CLONE_SIGHAND | CLONE_THREAD;
+constexpr uint64_t kCloneMask = kThreadFlags | CLONE_NEWNS | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET |
+                                CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP;
+
+Policy make_common() {
+  Policy policy{"common", {}};
+  auto allow = [&](std::string_view name, std::vector<ArgumentCheck> checks = {}) {
+    policy.rules.push_back({name, std::move(checks)});
+  };
+  // Memory: never executable.
+  allow("brk");
+  allow("mmap", {{2, PROT_EXEC, 0}});
+  allow("mprotect", {{2, PROT_EXEC, 0}});
+  allow("munmap");
+  allow("mremap");
+  allow("madvise");
+  // Threads (the device's worker), futexes, its name, its exit.
+  allow("clone", {{0, kCloneMask, kThreadFlags}});
+  allow("set_robust_list");
+  allow("rseq");
+  allow("futex");
+  allow("gettid");
+  allow("getpid");
+  allow("sched_yield");
+  allow("prctl", {equals(0, PR_SET_NAME)});
+  allow("exit");
+  allow("exit_group");
+  allow("restart_syscall");
+  // Signals: handlers, masks, abort().
+  allow("rt_sigaction");
+  allow("rt_sigprocmask");
+  allow("rt_sigreturn");
+  allow("sigaltstack");
+  allow("tgkill");
+  allow("rt_sigpending");    // write_all(): a SIGPIPE of its own is consumed, not left pending
+  allow("rt_sigtimedwait");
+  // Time.
+  allow("clock_gettime");
+  allow("clock_nanosleep");
+  allow("nanosleep");
+  // fds: the vhost-user socket (with fds in control messages), eventfds,
+  // the device's event loop (epoll, timerfd), the log.
+  allow("read");
+  allow("write");
+  allow("readv");
+  allow("writev");
+  allow("close");
+  allow("recvmsg");
+  allow("sendmsg");
+  allow("recvfrom");
+  allow("sendto");
+  allow("poll");
+  allow("ppoll");
+  allow("epoll_create1");
+  allow("epoll_ctl");
+  allow("epoll_wait");
+  allow("epoll_pwait");
+  allow("eventfd2");
+  allow("timerfd_create");
+  allow("timerfd_settime");
+  allow("timerfd_gettime");
+  allow("fstat");
+  allow("newfstatat", {{3, AT_EMPTY_PATH, AT_EMPTY_PATH}});  // fstat() of glibc: an fd, never a path
+  for (uint64_t command : {F_GETFL, F_SETFL, F_GETFD, F_SETFD, F_DUPFD_CLOEXEC}) allow("fcntl", {equals(1, command)});
+  allow("ioctl", {equals(1, FIONBIO)});  // Asio's non-blocking mode
+  return policy;
+}
+
+Policy make_block() {
+  Policy policy{"block", {}};
+  auto allow = [&](std::string_view name, std::vector<ArgumentCheck> checks = {}) {
+    policy.rules.push_back({name, std::move(checks)});
+  };
+  allow("pread64");
+  allow("pwrite64");
+  allow("preadv");
+  allow("pwritev");
+  allow("preadv2");
+  allow("pwritev2");
+  allow("fsync");
+  allow("fdatasync");
+  allow("fallocate");  // discard, write-zeroes
+  allow("ftruncate");  // resize
+  allow("ioctl", {equals(1, BLKGETSIZE64)});
+  allow("fcntl", {equals(1, F_OFD_SETLK)});
+  return policy;
+}
+
+Policy make_rng() {
+  Policy policy{"rng", {}};
+  policy.rules.push_back({"getrandom", {{2, kInt, 0}}});
+  return policy;
+}
+
+const char* const* g_syscall_names = nullptr;  // log mode: indexed by number
+constexpr int kNamedSyscalls = 512;
+
+void write_string(const char* text) {
+  ssize_t ignored = ::write(STDERR_FILENO, text, ::strlen(text));
+  (void)ignored;
+}
+
+// Log mode: names the call on stderr and makes it fail with ENOSYS.
+void on_blocked_syscall(int, siginfo_t* info, void* context) {
+  const int number = info->si_syscall;
+  write_string("warning\tseccomp: blocked syscall ");
+  if (number >= 0 && number < kNamedSyscalls && g_syscall_names[number] != nullptr) {
+    write_string(g_syscall_names[number]);
+  } else {
+    char digits[16];
+    int length = 0;
+    for (unsigned value = static_cast<unsigned>(number); length == 0 || value != 0; value /= 10) {
+      digits[length++] = static_cast<char>('0' + value % 10);
+    }
+    char text[17];
+    for (int i = 0; i < length; ++i) text[i] = digits[length - 1 - i];
+    text[length] = 0;
+    write_string(text);
+  }
+  write_string(" (crosvm-launch --jail seccomp-log-failures)\n");
+  static_cast<ucontext_t*>(context)->uc_mcontext.gregs[REG_RAX] = -ENOSYS;
+}
+
+Result<void> prepare_log_mode() {
+  static const char* names[kNamedSyscalls] = {};
+  for (int number = 0; number < kNamedSyscalls; ++number) {
+    names[number] = ::seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, number);  // kept for the process's life
+  }
+  g_syscall_names = names;
+  struct sigaction action{};
+  action.sa_sigaction = on_blocked_syscall;
+  action.sa_flags = SA_SIGINFO;
+  if (::sigaction(SIGSYS, &action, nullptr) != 0) return make_errno_error(ErrorCode::kDevice, errno, "sigaction SIGSYS");
+  return {};
+}
+
+using FilterContext = std::unique_ptr<void, decltype(&::seccomp_release)>;
+
+Result<void> add_rule(scmp_filter_ctx context, uint32_t action, const SyscallRule& rule) {
+  const std::string name(rule.name);
+  const int number = ::seccomp_syscall_resolve_name(name.c_str());
+  if (number == __NR_SCMP_ERROR) return make_error(ErrorCode::kInternal, "seccomp: unknown syscall '{}'", name);
+  std::vector<scmp_arg_cmp> comparisons;
+  for (const ArgumentCheck& check : rule.checks) {
+    comparisons.push_back(SCMP_CMP(check.index, SCMP_CMP_MASKED_EQ, check.mask, check.value));
+  }
+  const int added = ::seccomp_rule_add_array(context, action, number, static_cast<unsigned>(comparisons.size()),
+                                             comparisons.data());
+  if (added != 0) return make_errno_error(ErrorCode::kInternal, -added, "seccomp: rule for {}", name);
+  return {};
+}
+
+}  // namespace
+
+const Policy& common_policy() {
+  static const Policy policy = make_common();
+  return policy;
+}
+
+const Policy* device_policy(std::string_view kind) {
+  static const Policy block = make_block();
+  static const Policy rng = make_rng();
+  if (kind == block.kind) return &block;
+  if (kind == rng.kind) return &rng;
+  return nullptr;
+}
+
+Result<void> load_filter(std::string_view kind, const FilterOptions& options) {
+  const Policy* own = device_policy(kind);
+  if (own == nullptr) return make_error(ErrorCode::kInvalidArgument, "no seccomp policy for a device of kind '{}'", kind);
+  if (options.log_failures) CROSVM_TRY(prepare_log_mode());
+  FilterContext context(::seccomp_init(options.log_failures ? SCMP_ACT_TRAP : SCMP_ACT_KILL_PROCESS),
+                        &::seccomp_release);
+  if (!context) return make_error(ErrorCode::kInternal, "seccomp_init failed");
+  if (int failed = ::seccomp_attr_set(context.get(), SCMP_FLTATR_CTL_TSYNC, 1); failed != 0) {
+    return make_errno_error(ErrorCode::kDevice, -failed, "seccomp: TSYNC");
+  }
+  for (const char* name : {"open", "openat", "readlink", "readlinkat"}) {
+    CROSVM_TRY(add_rule(context.get(), SCMP_ACT_ERRNO(ENOENT), SyscallRule{name, {}}));
+  }
+  CROSVM_TRY(add_rule(context.get(), SCMP_ACT_ERRNO(ENOSYS), SyscallRule{"clone3", {}}));
+  for (const Policy* policy : {&common_policy(), own}) {
+    for (const SyscallRule& rule : policy->rules) {
+      bool denied = false;
+      for (const std::string& name : options.denied) denied = denied || name == rule.name;
+      if (!denied) CROSVM_TRY(add_rule(context.get(), SCMP_ACT_ALLOW, rule));
+    }
+  }
+  if (int failed = ::seccomp_load(context.get()); failed != 0) {
+    return make_errno_error(ErrorCode::kDevice, -failed, "seccomp: loading the filter");
+  }
+  return {};
+}
+
+}  // namespace crosvm::sandbox
