@@ -54,6 +54,23 @@ def test_a_reader_that_leaves_costs_the_output_not_the_vm(launcher):
 
 
 @needs_kvm
+def test_a_sandboxed_demo_guest_boots_and_a_missing_helper_is_one_line(launcher, tmp_path):
+    result = run(launcher, "run", "--sandbox", "--rwdisk", str(make_disk(tmp_path)))
+    assert result.returncode == 0, result.stderr
+    assert "Hello from the libcrosvm demo guest!" in result.stdout
+    missing = subprocess.run([launcher, "run", "--sandbox"], stdin=subprocess.DEVNULL, capture_output=True,
+                             text=True, timeout=TIMEOUT,
+                             env={**os.environ, "CROSVM_DEVICE_HELPER": str(tmp_path / "no-helper")})
+    assert_one_line_error(missing, "no-helper", "CROSVM_DEVICE_HELPER")
+
+
+def make_disk(tmp_path):
+    image = tmp_path / "disk.img"
+    image.write_bytes(b"\0" * 65536)
+    return image
+
+
+@needs_kvm
 def test_demo_flag_takes_memory_option(launcher):
     result = run(launcher, "run", "--demo", "-m", "128")
     assert result.returncode == 0, result.stderr

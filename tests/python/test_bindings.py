@@ -313,6 +313,33 @@ def test_a_device_served_from_python_over_vhost_user(guest_program, tmp_path):
 
 
 @needs_kvm
+def test_a_sandboxed_vm_runs_its_disk_and_rng_in_jailed_processes(guest_program, tmp_path):
+    image = tmp_path / "disk.img"
+    image.write_bytes(b"\0" * 4096)
+    config = crosvm.VmConfig(kernel=guest_program("ticker"), memory_mib=64, control_socket=tmp_path,
+                             disks=[image], sandbox=True, sandbox_helper=BUILD / "lib" / "crosvm-device")
+    with crosvm.Vm(config) as vm:
+        vm.start()
+        status = crosvm.control_request(vm.control_socket, "status")["status"]
+        jailed = [d for d in status["devices"] if "jailed: pid " in d]
+        assert len(jailed) == 2, status["devices"]  # the disk and the rng
+        assert status["disks"][0]["path"] == str(image) and status["disks"][0]["size"] == 4096
+        for line in jailed:
+            pid = line.split("jailed: pid ")[1].rstrip(")")
+            with open(f"/proc/{pid}/status") as task:
+                assert "\nSeccomp:\t2\n" in task.read()
+        # A jailed disk cannot be resized yet: refused, the VM goes on.
+        with pytest.raises(crosvm.StateError, match="jailed"):
+            crosvm.control_request(vm.control_socket, {"request": "disk_resize", "disk": 0, "size": 8192})
+        crosvm.control_request(vm.control_socket, "stop")
+        assert vm.wait(timeout=HANG_GUARD) == crosvm.ExitReason.STOPPED
+    # A helper that is not there: the VM is not built, and the error names it.
+    config.sandbox_helper = tmp_path / "no-such-helper"
+    with pytest.raises(crosvm.DeviceError, match="no-such-helper"):
+        crosvm.Vm(config)
+
+
+@needs_kvm
 def test_a_disk_id_too_long_is_refused_when_the_vm_is_built(tmp_path):
     image = tmp_path / "disk.img"
     image.write_bytes(b"\0" * 4096)

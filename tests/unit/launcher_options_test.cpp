@@ -114,6 +114,22 @@ TEST_CASE("the rng is on by default and --no-rng turns it off", "[launcher]") {
   CHECK_FALSE(parse_ok({"--no-rng", "k"}).rng);
 }
 
+TEST_CASE("--sandbox turns the sandbox on, --disable-sandbox off, --jail takes crosvm's keys", "[launcher]") {
+  CHECK_FALSE(parse_ok({"k"}).sandbox);
+  CHECK(parse_ok({"--sandbox", "k"}).sandbox);
+  CHECK_FALSE(parse_ok({"--sandbox", "--disable-sandbox", "k"}).sandbox);
+  CHECK_FALSE(parse_ok({"k"}).seccomp_log_failures);
+  CHECK(parse_ok({"--jail", "seccomp-log-failures", "k"}).seccomp_log_failures);
+  CHECK_FALSE(parse_ok({"--jail", "seccomp-log-failures=false", "k"}).seccomp_log_failures);
+  const RunOptions denied = parse_ok({"--jail", "seccomp-deny=pwritev,seccomp-deny=fsync", "k"});
+  CHECK(denied.seccomp_denied == std::vector<std::string>{"pwritev", "fsync"});
+  CHECK(parse_error({"--jail", "pivot-root=/x", "k"}).find("unknown key 'pivot-root'") != std::string::npos);
+  CHECK(parse_error({"--jail", "seccomp-deny=", "k"}).find("needs a syscall name") != std::string::npos);
+  CHECK(parse_error({"--jail", "seccomp-log-failures=maybe", "k"}).find("true or false") != std::string::npos);
+  CHECK(parse_error({"--jail"}).find("--jail needs a list") != std::string::npos);
+  CHECK(parse_error({"--sandbox=yes", "k"}).find("takes no value") != std::string::npos);
+}
+
 TEST_CASE("-s/--socket is kept for the control socket", "[launcher]") {
   auto parsed = parse_run_options({"-s", "/run/vm.sock", "--demo"});
   REQUIRE(std::holds_alternative<RunOptions>(parsed));

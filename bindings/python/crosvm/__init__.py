@@ -127,6 +127,12 @@ class VmConfig:
     (crosvm_config_set_hugepages). `rng` is on by default, as in the C ABI
     and crosvm-launch.
 
+    `sandbox=True` runs each disk and registry device in a jailed process
+    of its own (crosvm_config_set_sandbox; docs/security.md); off by
+    default, as in the C ABI. The helper it runs, crosvm-device, is
+    `sandbox_helper`, else the CROSVM_DEVICE_HELPER environment variable,
+    else the installed one (a wheel does not carry it).
+
     `devices` names devices as crosvm's command line does, (kind,
     "key=value,...") pairs parsed by the library (crosvm_config_add_device),
     e.g. ("block", "path=disk.img,ro=true") or ("serial",
@@ -142,6 +148,8 @@ class VmConfig:
     disks: Sequence[Union[Disk, PathLike]] = field(default_factory=list)
     rng: bool = True
     hugepages: bool = True
+    sandbox: bool = False
+    sandbox_helper: Optional[PathLike] = None
     console: str = "serial"
     control_socket: Optional[PathLike] = None
     log_level: str = "info"
@@ -169,6 +177,8 @@ class VmConfig:
             native.add_device(device[0], device[1])
         native.set_rng(bool(self.rng))
         native.set_hugepages(bool(self.hugepages))
+        native.set_sandbox(bool(self.sandbox),
+                           os.fspath(self.sandbox_helper) if self.sandbox_helper is not None else "", False)
         if self.console not in _CONSOLES:
             raise InvalidArgumentError(f"console must be 'serial' or 'virtio', not {self.console!r}")
         native.add_serial(1, self.console == "virtio", "buffer", True, "")
