@@ -136,6 +136,13 @@ Result<void> run(int argc, char** argv, Logger& logger) {
 }  // namespace
 }  // namespace crosvm
 
+#ifdef CROSVM_SANITIZED
+// LeakSanitizer's check at exit stops the process's threads with ptrace,
+// which a jailed device may not use: a sanitizer build's device process
+// skips it (the same code is leak-checked in the VMM by the unit tests).
+extern "C" int __lsan_is_turned_off() { return 1; }
+#endif
+
 int main(int argc, char** argv) {
   crosvm::Logger logger(crosvm::write_line, crosvm::LogLevel::kInfo);
   if (auto served = crosvm::run(argc, argv, logger); !served) {

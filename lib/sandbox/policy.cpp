@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <termios.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <ucontext.h>
@@ -27,6 +28,21 @@ ArgumentCheck equals(unsigned index, uint64_t value) { return {index, kInt, valu
 constexpr uint64_t kThreadFlags = CLONE_VM | CLONE_SIGHAND | CLONE_THREAD;
 constexpr uint64_t kCloneMask = kThreadFlags | CLONE_NEWNS | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET |
                                 CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP;
+
+// A sanitizer build's runtime (ASan, UBSan) in the device process needs a
+// few calls more: it probes memory through a pipe, counts CPUs, asks
+// whether stderr is a terminal and whether the process is dumpable. Never
+// in a production build (meson defines CROSVM_SANITIZED under -Db_sanitize).
+void add_sanitizer_runtime(Policy& policy) {
+#ifdef CROSVM_SANITIZED
+  policy.rules.push_back({"pipe2", {}});
+  policy.rules.push_back({"sched_getaffinity", {}});
+  policy.rules.push_back({"ioctl", {equals(1, TCGETS)}});
+  policy.rules.push_back({"prctl", {equals(0, PR_GET_DUMPABLE)}});
+#else
+  (void)policy;
+#endif
+}
 
 Policy make_common() {
   Policy policy{"common", {}};
@@ -89,6 +105,7 @@ Policy make_common() {
   allow("newfstatat", {{3, AT_EMPTY_PATH, AT_EMPTY_PATH}});  // fstat() of glibc: an fd, never a path
   for (uint64_t command : {F_GETFL, F_SETFL, F_GETFD, F_SETFD, F_DUPFD_CLOEXEC}) allow("fcntl", {equals(1, command)});
   allow("ioctl", {equals(1, FIONBIO)});  // Asio's non-blocking mode
+  add_sanitizer_runtime(policy);
   return policy;
 }
 
