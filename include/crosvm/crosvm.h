@@ -212,7 +212,7 @@ CROSVM_EXPORT int crosvm_config_set_hugepages(crosvm_config *config, int enabled
  * as below) and a host that lets this process create user namespaces;
  * an embedder opts in (crosvm-launch does unless --disable-sandbox). The
  * virtio-console (a serial port of type virtio-console) still runs in the
- * VMM; disk_resize of a jailed disk is refused (CROSVM_ERROR_STATE). */
+ * VMM. */
 #define CROSVM_SANDBOX_ENABLED (1u << 0)
 /* crosvm's --jail seccomp-log-failures: a syscall outside a device's
  * policy fails (ENOSYS) and is named in the log instead of killing the

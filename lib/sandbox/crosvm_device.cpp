@@ -5,10 +5,11 @@
 // stderr. It jails itself (jail.h), builds the device from its fds, loads
 // the device's seccomp policy (policy.h) and serves until the VMM goes.
 //
-// usage: crosvm-device KIND --socket-fd N [--file-fd N] [device arguments]
+// usage: crosvm-device KIND --socket-fd N [--control-fd N] [--file-fd N] [device arguments]
 //                      [--seccomp-log-failures] [--deny-syscall NAME]... [--debug]
 //   block: --path PATH (for messages) [--read-only] [--id ID] [--name NAME]
 //   a registry kind (rng, ...): [--index N] [--option KEY=VALUE]...
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <charconv>
@@ -16,6 +17,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "base/file_io.h"
@@ -23,6 +25,7 @@
 #include "devices/registry.h"
 #include "devices/virtio/block.h"
 #include "disk/disk_file.h"
+#include "sandbox/device_control.h"
 #include "sandbox/jail.h"
 #include "sandbox/policy.h"
 #include "vhost_user/backend.h"
@@ -33,6 +36,7 @@ namespace {
 struct Arguments {
   std::string kind;
   int socket_fd = -1;
+  int control_fd = -1;
   int file_fd = -1;
   std::string path;
   bool read_only = false;
@@ -70,6 +74,8 @@ Result<Arguments> parse(int argc, char** argv) {
     };
     if (flag == "--socket-fd") {
       arguments.socket_fd = CROSVM_TRY(fd_number(CROSVM_TRY(value())));
+    } else if (flag == "--control-fd") {
+      arguments.control_fd = CROSVM_TRY(fd_number(CROSVM_TRY(value())));
     } else if (flag == "--file-fd") {
       arguments.file_fd = CROSVM_TRY(fd_number(CROSVM_TRY(value())));
     } else if (flag == "--path") {
@@ -105,32 +111,58 @@ Result<Arguments> parse(int argc, char** argv) {
   return arguments;
 }
 
+struct Device {
+  std::shared_ptr<virtio::VirtioDevice> device;
+  std::shared_ptr<virtio::Block> block;  // when it is a disk: what a resize request resizes
+};
+
 // Built from fds alone: the jail has no file to open.
-Result<std::shared_ptr<virtio::VirtioDevice>> build_device(Arguments& arguments, const Logger& logger) {
+Result<Device> build_device(Arguments& arguments, const Logger& logger) {
   if (arguments.kind == "block") {
     if (arguments.file_fd < 0) return make_error(ErrorCode::kInvalidArgument, "block needs --file-fd");
     auto disk = CROSVM_TRY(disk::adopt_raw(UniqueFd(arguments.file_fd),
                                            {.path = arguments.path, .read_only = arguments.read_only}));
     const std::string name = arguments.name.empty() ? fmt::format("virtio-blk ({})", arguments.path) : arguments.name;
-    return std::shared_ptr<virtio::VirtioDevice>(
-        std::make_shared<virtio::Block>(std::move(disk), arguments.id, name, logger));
+    auto block = std::make_shared<virtio::Block>(std::move(disk), arguments.id, name, logger);
+    return Device{block, block};
   }
   const VirtioKind* kind = find_virtio_kind(arguments.kind);
   if (kind == nullptr) return make_error(ErrorCode::kInvalidArgument, "unknown device kind '{}'", arguments.kind);
   DeviceOptions options(arguments.kind, arguments.options);
   CROSVM_TRY(kind->check(options));
-  return kind->create(options, DeviceEnvironment{logger, arguments.index});
+  return Device{CROSVM_TRY(kind->create(options, DeviceEnvironment{logger, arguments.index})), nullptr};
+}
+
+// The VMM's requests (device_control.h), on a thread of their own.
+Result<void> answer_requests(int fd, const std::shared_ptr<virtio::Block>& block) {
+  return sandbox::serve_control_requests(fd, [&](sandbox::ControlRequest request, uint64_t value) -> Result<void> {
+    if (request == sandbox::ControlRequest::kResize && block) return block->resize(value);
+    return make_error(ErrorCode::kInvalidArgument, "this device cannot do that");
+  });
 }
 
 Result<void> run(int argc, char** argv, Logger& logger) {
   Arguments arguments = CROSVM_TRY(parse(argc, argv));
   if (arguments.debug) logger = Logger(write_line, LogLevel::kDebug);
   CROSVM_TRY(sandbox::enter_jail({}));
-  auto device = CROSVM_TRY(build_device(arguments, logger));
+  Device device = CROSVM_TRY(build_device(arguments, logger));
   CROSVM_TRY(sandbox::load_filter(arguments.kind, arguments.filter));
-  logger.debug("{}: jailed, serving", device->name());
-  vhost_user::Backend backend(std::move(device), logger);
-  return backend.serve(vhost_user::Connection(UniqueFd(arguments.socket_fd)));
+  logger.debug("{}: jailed, serving", device.device->name());
+  std::thread control;
+  if (arguments.control_fd >= 0) {
+    control = std::thread([&] {
+      if (auto served = answer_requests(arguments.control_fd, device.block); !served) {
+        logger.warn("control channel: {}", served.error().message);
+      }
+    });
+  }
+  vhost_user::Backend backend(device.device, logger);
+  Result<void> served = backend.serve(vhost_user::Connection(UniqueFd(arguments.socket_fd)));
+  if (control.joinable()) {
+    ::shutdown(arguments.control_fd, SHUT_RDWR);  // the thread's read returns
+    control.join();
+  }
+  return served;
 }
 
 }  // namespace

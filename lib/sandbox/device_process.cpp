@@ -134,8 +134,27 @@ struct DeviceProcess::Watch : std::enable_shared_from_this<Watch> {
   std::atomic<bool> reaped{false};
 };
 
-DeviceProcess::DeviceProcess(Process process, std::string name, UniqueFd log, const Logger& logger)
-    : process_(std::move(process)), name_(std::move(name)), log_(std::move(log)), logger_(logger) {}
+DeviceProcess::DeviceProcess(Process process, std::string name, UniqueFd log, UniqueFd control,
+                             const Logger& logger)
+    : process_(std::move(process)),
+      name_(std::move(name)),
+      log_(std::move(log)),
+      control_(std::move(control)),
+      logger_(logger) {}
+
+Result<void> DeviceProcess::request(ControlRequest request, uint64_t value) {
+  std::lock_guard lock(control_mutex_);
+  if (!control_) return make_error(ErrorCode::kState, "{}: its control channel is closed", name_);
+  auto answered = send_control_request(control_.get(), request, value, 5000);
+  if (!answered && (answered.error().code == ErrorCode::kTimeout || answered.error().code == ErrorCode::kProtocol ||
+                    answered.error().code == ErrorCode::kIo)) {
+    // A reply that is late or malformed leaves the channel out of step:
+    // it is not used again.
+    control_.reset();
+  }
+  if (!answered) return Error{answered.error().code, fmt::format("{}: {}", name_, answered.error().message)};
+  return {};
+}
 
 DeviceProcess::~DeviceProcess() {
   if (watch_) watch_->stopped = true;
@@ -150,6 +169,10 @@ Result<std::unique_ptr<DeviceProcess>> DeviceProcess::start(DeviceProcessOptions
     return make_errno_error(ErrorCode::kIo, errno, "{}: socketpair", options.name);
   }
   UniqueFd ours(pair[0]), theirs(pair[1]);
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) {
+    return make_errno_error(ErrorCode::kIo, errno, "{}: socketpair", options.name);
+  }
+  UniqueFd control_ours(pair[0]), control_theirs(pair[1]);
   int log_pipe[2];
   if (::pipe2(log_pipe, O_CLOEXEC) != 0) return make_errno_error(ErrorCode::kIo, errno, "{}: pipe", options.name);
   UniqueFd log_read(log_pipe[0]), log_write(log_pipe[1]);
@@ -157,13 +180,13 @@ Result<std::unique_ptr<DeviceProcess>> DeviceProcess::start(DeviceProcessOptions
   if (!null) return make_errno_error(ErrorCode::kIo, errno, "/dev/null");
 
   SpawnOptions spawn_options{.program = options.helper,
-                             .arguments = {options.kind, "--socket-fd", "3"},
-                             .fds = {theirs.get()},
+                             .arguments = {options.kind, "--socket-fd", "3", "--control-fd", "4"},
+                             .fds = {theirs.get(), control_theirs.get()},
                              .stdin_fd = null.get(),
                              .output_fd = log_write.get()};
   if (options.file) {
     spawn_options.fds.push_back(options.file.get());
-    spawn_options.arguments.insert(spawn_options.arguments.end(), {"--file-fd", "4"});
+    spawn_options.arguments.insert(spawn_options.arguments.end(), {"--file-fd", "5"});
   }
   if (options.seccomp_log_failures) spawn_options.arguments.push_back("--seccomp-log-failures");
   for (const std::string& name : options.denied_syscalls) {
@@ -176,7 +199,7 @@ Result<std::unique_ptr<DeviceProcess>> DeviceProcess::start(DeviceProcessOptions
   logger.debug("{}: device process {} started", options.name, process.pid);
   connection = std::move(ours);
   return std::unique_ptr<DeviceProcess>(
-      new DeviceProcess(std::move(process), std::move(options.name), std::move(log_read), logger));
+      new DeviceProcess(std::move(process), std::move(options.name), std::move(log_read), std::move(control_ours), logger));
 }
 
 std::string DeviceProcess::failure_report() {

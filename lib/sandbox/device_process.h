@@ -13,6 +13,7 @@
 
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,7 @@
 #include "base/log.h"
 #include "base/result.h"
 #include "base/unique_fd.h"
+#include "sandbox/device_control.h"
 #include "sandbox/spawn.h"
 
 namespace crosvm::sandbox {
@@ -62,16 +64,22 @@ class DeviceProcess {
   // Invalid argument".
   std::string failure_report();
 
+  // Asks the device to do what vhost-user does not carry (a disk's
+  // resize), and waits for its answer (at most 5 s). Any thread.
+  Result<void> request(ControlRequest request, uint64_t value);
+
   pid_t pid() const { return process_.pid; }
   const std::string& name() const { return name_; }
 
  private:
   struct Watch;
-  DeviceProcess(Process process, std::string name, UniqueFd log, const Logger& logger);
+  DeviceProcess(Process process, std::string name, UniqueFd log, UniqueFd control, const Logger& logger);
 
   Process process_;
   std::string name_;
   UniqueFd log_;  // until watch() takes it
+  std::mutex control_mutex_;
+  UniqueFd control_;  // device_control.h, one request at a time
   Logger logger_;
   std::shared_ptr<Watch> watch_;
   bool reaped_ = false;

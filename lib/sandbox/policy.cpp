@@ -91,6 +91,7 @@ Policy make_common() {
   allow("sendmsg");
   allow("recvfrom");
   allow("sendto");
+  allow("shutdown");  // the end of the VMM's control channel
   allow("poll");
   allow("ppoll");
   allow("epoll_create1");

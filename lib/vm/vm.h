@@ -10,6 +10,7 @@
 #pragma once
 
 #include <array>
+#include <deque>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -189,11 +190,12 @@ class Vm final : public PowerEvents {
   std::vector<std::shared_ptr<virtio::VirtioPciDevice>> virtio_devices_;
   std::vector<std::shared_ptr<virtio::Block>> disks_;
   struct JailedDisk {
-    uint64_t size;
-    bool read_only;
-    pid_t pid;
+    std::atomic<uint64_t> size{0};  // what status reports; a resize changes it
+    bool read_only = false;
+    pid_t pid = -1;
+    sandbox::DeviceProcess* process = nullptr;  // in device_processes_
   };
-  std::vector<JailedDisk> jailed_disks_;  // with the sandbox, instead of disks_
+  std::deque<JailedDisk> jailed_disks_;  // with the sandbox, instead of disks_
   std::vector<std::string> unit_status_;  // the registry's devices' status lines, in order
   std::array<std::shared_ptr<virtio::Console>, 4> consoles_;
   uint64_t next_bar_address_ = x86_64::kPciMmioStart;

@@ -296,7 +296,11 @@ Result<void> Vm::attach_pci_devices() {
       if (disk.read_only) arguments.push_back("--read-only");
       if (!disk.id.empty()) arguments.insert(arguments.end(), {"--id", disk.id});
       const pid_t pid = CROSVM_TRY(attach_jailed("block", name, std::move(arguments), std::move(opened).value()));
-      jailed_disks_.push_back({static_cast<uint64_t>(std::max<off_t>(size, 0)), disk.read_only, pid});
+      JailedDisk& jailed = jailed_disks_.emplace_back();
+      jailed.size = static_cast<uint64_t>(std::max<off_t>(size, 0));
+      jailed.read_only = disk.read_only;
+      jailed.pid = pid;
+      jailed.process = device_processes_.back().get();
       continue;
     }
     auto file = disk::open_raw({.path = disk.path, .read_only = disk.read_only});

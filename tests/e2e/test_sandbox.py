@@ -1,10 +1,18 @@
 """The sandbox with Debian's kernel: a jailed device that breaks its seccomp
 policy ends the VM as crosvm's does (exit 33, one line naming the device
-and the signal), and no device process is left behind."""
+and the signal), a jailed disk grows under the guest, and no device
+process is left behind."""
+import json
 import pathlib
+import subprocess
+import time
 
 HANG_GUARD = 120  # a guard against hangs, never a timing check
 CRASH_EXIT = 33
+
+
+def control(launcher, *args):
+    return subprocess.run([launcher, *args], capture_output=True, text=True, timeout=HANG_GUARD)
 
 
 def device_processes() -> list[int]:
@@ -32,3 +40,26 @@ def test_a_disk_whose_policy_lacks_its_write_syscall_ends_the_vm_when_the_guest_
     assert "virtio-blk 0" in guest.errors and "killed by signal 31 (SIGSYS)" in guest.errors, guest.errors
     assert device_processes() == []
     assert image.read_bytes()[:11] == b"sector zero"  # nothing was written
+
+
+def test_a_jailed_disk_grows_under_the_guest_and_status_names_each_jail(boot, launcher, tmp_path):
+    sock = str(tmp_path / "vm.sock")
+    disk = tmp_path / "grow.img"
+    disk.write_bytes(b"\0" * (4 << 20))
+    guest = boot("--sandbox", "-s", sock, "--rwdisk", str(disk))
+    status = json.loads(control(launcher, "status", sock).stdout)["status"]
+    jailed = {int(line.split("jailed: pid ")[1].rstrip(")")) for line in status["devices"] if "jailed: pid " in line}
+    assert jailed == set(device_processes()) and len(jailed) == 2, status["devices"]
+    # The device process resizes the image; the guest hears of it through
+    # vhost-user's backend channel and the transport's config interrupt.
+    assert guest.run("cat /sys/block/vda/size").strip() == "8192"
+    resized = control(launcher, "disk", "resize", "0", "16M", sock)
+    assert resized.returncode == 0, resized.stderr
+    deadline = time.monotonic() + HANG_GUARD
+    while guest.run("cat /sys/block/vda/size").strip() != "32768":
+        assert time.monotonic() < deadline, "the guest never saw the new size"
+        time.sleep(0.5)
+    assert disk.stat().st_size == 16 << 20
+    assert control(launcher, "stop", sock).returncode == 0
+    assert guest.wait(timeout=HANG_GUARD) == 0, guest.errors
+    assert device_processes() == []

@@ -328,9 +328,17 @@ def test_a_sandboxed_vm_runs_its_disk_and_rng_in_jailed_processes(guest_program,
             pid = line.split("jailed: pid ")[1].rstrip(")")
             with open(f"/proc/{pid}/status") as task:
                 assert "\nSeccomp:\t2\n" in task.read()
-        # A jailed disk cannot be resized yet: refused, the VM goes on.
-        with pytest.raises(crosvm.StateError, match="jailed"):
-            crosvm.control_request(vm.control_socket, {"request": "disk_resize", "disk": 0, "size": 8192})
+        # A jailed disk is resized by its device process, told over its
+        # control channel; its own rules answer a bad size.
+        crosvm.control_request(vm.control_socket, {"request": "disk_resize", "disk": 0, "size": 8192})
+        assert image.stat().st_size == 8192
+        status = crosvm.control_request(vm.control_socket, "status")["status"]
+        assert status["disks"][0]["size"] == 8192
+        with pytest.raises(crosvm.InvalidArgumentError, match="shrinking"):
+            crosvm.control_request(vm.control_socket, {"request": "disk_resize", "disk": 0, "size": 4096})
+        with pytest.raises(crosvm.InvalidArgumentError, match="512-byte sectors"):
+            crosvm.control_request(vm.control_socket, {"request": "disk_resize", "disk": 0, "size": 8193})
+        assert image.stat().st_size == 8192
         crosvm.control_request(vm.control_socket, "stop")
         assert vm.wait(timeout=HANG_GUARD) == crosvm.ExitReason.STOPPED
     # A helper that is not there: the VM is not built, and the error names it.
