@@ -199,8 +199,8 @@ CROSVM_EXPORT const char *crosvm_device_kind_help(const char *kind);
  * small pages. */
 CROSVM_EXPORT int crosvm_config_set_hugepages(crosvm_config *config, int enabled);
 
-/* crosvm's sandbox: every virtio device (disks, rng, and the other kinds
- * of crosvm_config_add_device()) runs in a process of its own, jailed in
+/* crosvm's sandbox: every virtio device (disks, virtio consoles, rng, and
+ * the other kinds of crosvm_config_add_device()) runs in a process of its own, jailed in
  * new user, PID, mount, network, IPC and UTS namespaces with an empty
  * read-only root, no capabilities and a seccomp filter that kills it on
  * any syscall its device does not need; the VMM keeps the PCI transport
@@ -210,9 +210,7 @@ CROSVM_EXPORT int crosvm_config_set_hugepages(crosvm_config *config, int enabled
  *
  * Library default: off. It needs the helper program crosvm-device (found
  * as below) and a host that lets this process create user namespaces;
- * an embedder opts in (crosvm-launch does unless --disable-sandbox). The
- * virtio-console (a serial port of type virtio-console) still runs in the
- * VMM. */
+ * an embedder opts in (crosvm-launch does unless --disable-sandbox). */
 #define CROSVM_SANDBOX_ENABLED (1u << 0)
 /* crosvm's --jail seccomp-log-failures: a syscall outside a device's
  * policy fails (ENOSYS) and is named in the log instead of killing the

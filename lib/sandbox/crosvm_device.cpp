@@ -8,6 +8,7 @@
 // usage: crosvm-device KIND --socket-fd N [--control-fd N] [--file-fd N] [device arguments]
 //                      [--seccomp-log-failures] [--deny-syscall NAME]... [--debug]
 //   block: --path PATH (for messages) [--read-only] [--id ID] [--name NAME]
+//   console: --output-fd N --input-fd N [--name NAME]
 //   a registry kind (rng, ...): [--index N] [--option KEY=VALUE]...
 #include <sys/socket.h>
 #include <unistd.h>
@@ -23,12 +24,16 @@
 #include "base/file_io.h"
 #include "base/log.h"
 #include "devices/registry.h"
+#include "base/event_loop.h"
 #include "devices/virtio/block.h"
+#include "devices/virtio/console.h"
 #include "disk/disk_file.h"
 #include "sandbox/device_control.h"
 #include "sandbox/jail.h"
 #include "sandbox/policy.h"
 #include "vhost_user/backend.h"
+#include "vm/host_output.h"
+#include "vm/serial_input.h"
 
 namespace crosvm {
 namespace {
@@ -38,6 +43,8 @@ struct Arguments {
   int socket_fd = -1;
   int control_fd = -1;
   int file_fd = -1;
+  int output_fd = -1;  // console: what the guest writes, to the VMM
+  int input_fd = -1;   // console: host input, from the VMM
   std::string path;
   bool read_only = false;
   std::string id;
@@ -78,6 +85,10 @@ Result<Arguments> parse(int argc, char** argv) {
       arguments.control_fd = CROSVM_TRY(fd_number(CROSVM_TRY(value())));
     } else if (flag == "--file-fd") {
       arguments.file_fd = CROSVM_TRY(fd_number(CROSVM_TRY(value())));
+    } else if (flag == "--output-fd") {
+      arguments.output_fd = CROSVM_TRY(fd_number(CROSVM_TRY(value())));
+    } else if (flag == "--input-fd") {
+      arguments.input_fd = CROSVM_TRY(fd_number(CROSVM_TRY(value())));
     } else if (flag == "--path") {
       arguments.path = CROSVM_TRY(value());
     } else if (flag == "--read-only") {
@@ -112,8 +123,20 @@ Result<Arguments> parse(int argc, char** argv) {
 }
 
 struct Device {
+  // A console's streams: its pipes, on an executor of their own. Declared
+  // first, gone last.
+  std::unique_ptr<EventLoop> loop;
+  std::unique_ptr<SerialInput> input;
   std::shared_ptr<virtio::VirtioDevice> device;
   std::shared_ptr<virtio::Block> block;  // when it is a disk: what a resize request resizes
+
+  Device() = default;
+  Device(Device&&) = default;
+  Device& operator=(Device&&) = default;
+  ~Device() {
+    if (input && loop) loop->run_sync([this] { input->shutdown(); });
+    if (loop) loop->stop();
+  }
 };
 
 // Built from fds alone: the jail has no file to open.
@@ -124,13 +147,33 @@ Result<Device> build_device(Arguments& arguments, const Logger& logger) {
                                            {.path = arguments.path, .read_only = arguments.read_only}));
     const std::string name = arguments.name.empty() ? fmt::format("virtio-blk ({})", arguments.path) : arguments.name;
     auto block = std::make_shared<virtio::Block>(std::move(disk), arguments.id, name, logger);
-    return Device{block, block};
+    Device device;
+    device.device = block;
+    device.block = block;
+    return device;
+  }
+  if (arguments.kind == "console") {
+    if (arguments.output_fd < 0 || arguments.input_fd < 0) {
+      return make_error(ErrorCode::kInvalidArgument, "console needs --output-fd and --input-fd");
+    }
+    Device device;
+    device.loop = std::make_unique<EventLoop>("console_pipes");
+    auto output = std::make_shared<HostOutput>(*device.loop, arguments.output_fd,
+                                               std::make_shared<UniqueFd>(arguments.output_fd));
+    auto console = std::make_shared<virtio::Console>(
+        arguments.name.empty() ? std::string("virtio-console") : arguments.name, output, logger);
+    device.input = CROSVM_TRY(SerialInput::create(*device.loop, arguments.input_fd, console));
+    ::close(arguments.input_fd);  // SerialInput reads its own copy
+    device.device = console;
+    return device;
   }
   const VirtioKind* kind = find_virtio_kind(arguments.kind);
   if (kind == nullptr) return make_error(ErrorCode::kInvalidArgument, "unknown device kind '{}'", arguments.kind);
   DeviceOptions options(arguments.kind, arguments.options);
   CROSVM_TRY(kind->check(options));
-  return Device{CROSVM_TRY(kind->create(options, DeviceEnvironment{logger, arguments.index})), nullptr};
+  Device device;
+  device.device = CROSVM_TRY(kind->create(options, DeviceEnvironment{logger, arguments.index}));
+  return device;
 }
 
 // The VMM's requests (device_control.h), on a thread of their own.
@@ -147,6 +190,10 @@ Result<void> run(int argc, char** argv, Logger& logger) {
   CROSVM_TRY(sandbox::enter_jail({}));
   Device device = CROSVM_TRY(build_device(arguments, logger));
   CROSVM_TRY(sandbox::load_filter(arguments.kind, arguments.filter));
+  if (device.loop) {
+    CROSVM_TRY(device.loop->start_threads(1));
+    device.input->start();
+  }
   logger.debug("{}: jailed, serving", device.device->name());
   std::thread control;
   if (arguments.control_fd >= 0) {

@@ -184,9 +184,10 @@ Result<std::unique_ptr<DeviceProcess>> DeviceProcess::start(DeviceProcessOptions
                              .fds = {theirs.get(), control_theirs.get()},
                              .stdin_fd = null.get(),
                              .output_fd = log_write.get()};
-  if (options.file) {
-    spawn_options.fds.push_back(options.file.get());
-    spawn_options.arguments.insert(spawn_options.arguments.end(), {"--file-fd", "5"});
+  for (const auto& [flag, fd] : options.fds) {
+    spawn_options.arguments.insert(spawn_options.arguments.end(),
+                                   {flag, std::to_string(3 + spawn_options.fds.size())});
+    spawn_options.fds.push_back(fd.get());
   }
   if (options.seccomp_log_failures) spawn_options.arguments.push_back("--seccomp-log-failures");
   for (const std::string& name : options.denied_syscalls) {

@@ -15,6 +15,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/event_loop.h"
@@ -37,7 +38,9 @@ struct DeviceProcessOptions {
   std::string name;    // for the log and the exit reason: "virtio-blk 0 (disk.img)"
   // The helper's device arguments (crosvm-device's usage), without fds.
   std::vector<std::string> arguments;
-  UniqueFd file;  // a disk image, or none
+  // More fds the device needs, each placed at 5, 6, ... and named to the
+  // helper as "FLAG N": {"--file-fd", the disk}, the console's pipes.
+  std::vector<std::pair<std::string, UniqueFd>> fds;
   bool seccomp_log_failures = false;
   std::vector<std::string> denied_syscalls;  // tests of the sandbox itself
   bool debug = false;                        // forward debug lines too

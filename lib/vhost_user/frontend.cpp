@@ -18,6 +18,8 @@ constexpr std::array kFrontendKinds = {
     // QEMU's vhost-user-fs-pci: virtiofsd has no configuration space.
     FrontendKind{"fs", virtio::DeviceType::kFs, 0x018000, 2, 0},
     FrontendKind{"rng", virtio::DeviceType::kRng, 0xff0000, 1, 0},
+    // virtio_console_config: cols, rows, max_nr_ports, emerg_wr.
+    FrontendKind{"console", virtio::DeviceType::kConsole, 0x078000, 2, 12},
 };
 
 // The device-specific feature bits (0 to 23); the transport's own are

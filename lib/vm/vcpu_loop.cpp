@@ -161,7 +161,10 @@ void Vm::vcpu_finished() {
 
 void Vm::finish_on_loop() {
   for (auto& input : serial_inputs_) input->shutdown();
-  // Before anyone hears that the VM stopped: its last words are written.
+  for (auto& input : pipe_inputs_) input->stop();
+  // Before anyone hears that the VM stopped: its last words are written
+  // (a jailed console's, from its pipe, first).
+  for (auto& pump : output_pumps_) pump->drain_and_stop();
   for (auto& output : host_outputs_) output->flush();
   {
     std::lock_guard lock(mutex_);

@@ -197,8 +197,11 @@ control::Status Vm::status() const {
   for (const SerialConfig& serial : config_.serials) {
     status.devices.push_back(serial.hardware == SerialHardware::kUart
                                  ? fmt::format("serial{} (8250 UART, ttyS{})", serial.number, serial.number - 1)
-                                 : fmt::format("console{} (virtio-console, hvc{})", serial.number,
-                                               serial.number - 1));
+                                 : fmt::format("console{} (virtio-console, hvc{}{})", serial.number,
+                                               serial.number - 1,
+                                               console_pids_[serial.number - 1] != 0
+                                                   ? fmt::format(", jailed: pid {}", console_pids_[serial.number - 1])
+                                                   : ""));
   }
   for (size_t i = 0; i < jailed_disks_.size() && i < disks.size(); ++i) {
     status.disks.push_back({static_cast<uint32_t>(i), disks[i].path, jailed_disks_[i].size.load(),
@@ -249,7 +252,7 @@ Result<size_t> Vm::write_serial_input(SerialHardware hardware, uint32_t number,
   HostInput* target = nullptr;
   if (number >= 1 && number <= serials_.size()) {
     target = uart ? static_cast<HostInput*>(serials_[number - 1].get())
-                  : static_cast<HostInput*>(consoles_[number - 1].get());
+                  : console_inputs_[number - 1].get();
   }
   if (target == nullptr) {
     return make_error(ErrorCode::kInvalidArgument, "the VM has no {} {}",

@@ -47,6 +47,7 @@
 #include "vm/serial_input.h"
 #include "vm/vm_config.h"
 #include "sandbox/device_process.h"
+#include "sandbox/stream_pipes.h"
 
 namespace crosvm {
 
@@ -119,7 +120,7 @@ class Vm final : public PowerEvents {
   Result<void> attach_pci_devices();
   Result<void> attach_virtio(std::shared_ptr<virtio::VirtioDevice> device);
   Result<pid_t> attach_jailed(const std::string& kind, const std::string& name, std::vector<std::string> arguments,
-                              UniqueFd file);
+                              std::vector<std::pair<std::string, UniqueFd>> fds);
   Result<std::shared_ptr<HostInput>> attach_console(const SerialConfig& serial);
   Result<uint64_t> allocate_bar(uint64_t size);
   Result<std::shared_ptr<EventFdIrqLine>> create_irq_line(uint32_t gsi);
@@ -197,7 +198,12 @@ class Vm final : public PowerEvents {
   };
   std::deque<JailedDisk> jailed_disks_;  // with the sandbox, instead of disks_
   std::vector<std::string> unit_status_;  // the registry's devices' status lines, in order
-  std::array<std::shared_ptr<virtio::Console>, 4> consoles_;
+  // Each virtio console's input: the device itself, or the pipe to its
+  // jailed process.
+  std::array<std::shared_ptr<HostInput>, 4> console_inputs_;
+  std::array<pid_t, 4> console_pids_{};  // a jailed console's process, or 0
+  std::vector<std::unique_ptr<sandbox::OutputPump>> output_pumps_;  // jailed consoles' output
+  std::vector<std::shared_ptr<sandbox::PipeInput>> pipe_inputs_;    // and input
   uint64_t next_bar_address_ = x86_64::kPciMmioStart;
 
   std::vector<std::unique_ptr<SerialInput>> serial_inputs_;

@@ -22,6 +22,7 @@
 #include "devices/registry.h"
 #include "vhost_user/frontend.h"
 #include "sandbox/device_process.h"
+#include "sandbox/stream_pipes.h"
 #include "devices/virtio/rng/rng.h"
 #include "disk/disk_file.h"
 #include "tinyguest/demo_image.h"
@@ -295,7 +296,9 @@ Result<void> Vm::attach_pci_devices() {
       std::vector<std::string> arguments{"--path", disk.path, "--name", name};
       if (disk.read_only) arguments.push_back("--read-only");
       if (!disk.id.empty()) arguments.insert(arguments.end(), {"--id", disk.id});
-      const pid_t pid = CROSVM_TRY(attach_jailed("block", name, std::move(arguments), std::move(opened).value()));
+      std::vector<std::pair<std::string, UniqueFd>> fds;
+      fds.emplace_back("--file-fd", std::move(opened).value());
+      const pid_t pid = CROSVM_TRY(attach_jailed("block", name, std::move(arguments), std::move(fds)));
       JailedDisk& jailed = jailed_disks_.emplace_back();
       jailed.size = static_cast<uint64_t>(std::max<off_t>(size, 0));
       jailed.read_only = disk.read_only;
@@ -327,7 +330,7 @@ Result<void> Vm::attach_pci_devices() {
         arguments.insert(arguments.end(), {"--option", item.key + "=" + item.value});
       }
       const pid_t pid = CROSVM_TRY(attach_jailed(options.kind(), fmt::format("{} {}", options.kind(), index),
-                                                 std::move(arguments), UniqueFd()));
+                                                 std::move(arguments), {}));
       unit_status_.push_back(fmt::format("{}, jailed: pid {}", kind->describe(options, index), pid));
       continue;
     }
@@ -337,14 +340,33 @@ Result<void> Vm::attach_pci_devices() {
   }
   for (const SerialConfig& serial : config_.serials) {
     if (serial.hardware != SerialHardware::kVirtioConsole) continue;
-    auto console = std::make_shared<virtio::Console>(
-        fmt::format("virtio-console {}", serial.number), CROSVM_TRY(output_stream(serial)),
-        logger_);
-    CROSVM_TRY(attach_virtio(console));
-    if (serial.read_stdin) {
-      serial_inputs_.push_back(CROSVM_TRY(SerialInput::create(loop_, STDIN_FILENO, console)));
+    const std::string name = fmt::format("virtio-console {}", serial.number);
+    std::shared_ptr<HostInput> input;
+    if (config_.sandbox.enabled) {
+      // The console's streams cross as two pipes (sandbox/stream_pipes.h).
+      int output_pipe[2], input_pipe[2];
+      if (::pipe2(output_pipe, O_CLOEXEC) != 0) return make_errno_error(ErrorCode::kIo, errno, "{}: pipe", name);
+      UniqueFd output_read(output_pipe[0]), output_write(output_pipe[1]);
+      if (::pipe2(input_pipe, O_CLOEXEC) != 0) return make_errno_error(ErrorCode::kIo, errno, "{}: pipe", name);
+      UniqueFd input_read(input_pipe[0]), input_write(input_pipe[1]);
+      std::vector<std::pair<std::string, UniqueFd>> fds;
+      fds.emplace_back("--output-fd", std::move(output_write));
+      fds.emplace_back("--input-fd", std::move(input_read));
+      console_pids_[serial.number - 1] = CROSVM_TRY(attach_jailed("console", name, {"--name", name}, std::move(fds)));
+      output_pumps_.push_back(
+          CROSVM_TRY(sandbox::OutputPump::create(loop_, std::move(output_read), CROSVM_TRY(output_stream(serial)))));
+      auto pipe_input = CROSVM_TRY(sandbox::PipeInput::create(loop_, std::move(input_write)));
+      pipe_inputs_.push_back(pipe_input);
+      input = std::move(pipe_input);
+    } else {
+      auto console = std::make_shared<virtio::Console>(name, CROSVM_TRY(output_stream(serial)), logger_);
+      CROSVM_TRY(attach_virtio(console));
+      input = std::move(console);
     }
-    consoles_[serial.number - 1] = std::move(console);
+    if (serial.read_stdin) {
+      serial_inputs_.push_back(CROSVM_TRY(SerialInput::create(loop_, STDIN_FILENO, input)));
+    }
+    console_inputs_[serial.number - 1] = std::move(input);
   }
   for (size_t i = 0; i < config_.vhost_user.size(); ++i) {
     const VhostUserConfig& device = config_.vhost_user[i];
@@ -365,7 +387,7 @@ Result<void> Vm::attach_pci_devices() {
 // A device in a jailed process of its own: crosvm-device serves it over
 // vhost-user on a socketpair, a frontend here stands for it on the PCI bus.
 Result<pid_t> Vm::attach_jailed(const std::string& kind, const std::string& name, std::vector<std::string> arguments,
-                                UniqueFd file) {
+                                std::vector<std::pair<std::string, UniqueFd>> fds) {
   const vhost_user::FrontendKind* frontend_kind = vhost_user::find_frontend_kind(kind);
   if (frontend_kind == nullptr) {
     return make_error(ErrorCode::kDevice, "{}: a device of kind '{}' cannot run jailed yet (--disable-sandbox)", name,
@@ -376,7 +398,7 @@ Result<pid_t> Vm::attach_jailed(const std::string& kind, const std::string& name
       .kind = kind,
       .name = name,
       .arguments = std::move(arguments),
-      .file = std::move(file),
+      .fds = std::move(fds),
       .seccomp_log_failures = config_.sandbox.seccomp_log_failures,
       .denied_syscalls = config_.sandbox.denied_syscalls,
       .debug = logger_.enabled(LogLevel::kDebug),

@@ -86,10 +86,14 @@ def test_the_root_disk_comes_first_and_is_on_the_command_line_and_no_rng_means_n
     assert guest.wait() == 0
 
 
-def test_a_virtio_console_carries_the_shell_both_ways(boot, tmp_path):
+@pytest.mark.parametrize("sandbox", [False, True], ids=["in-the-vmm", "sandboxed"])
+def test_a_virtio_console_carries_the_shell_both_ways(boot, tmp_path, sandbox):
+    """Sandboxed, the console runs in a jailed process and its streams
+    cross to the VMM as pipes."""
     kernel_log = tmp_path / "kernel.log"
     guest = boot("--serial", f"type=file,num=1,path={kernel_log},console=true",
                  "--serial", "type=stdout,hardware=virtio-console,num=1,stdin=true",
+                 *(["--sandbox"] if sandbox else []),
                  params="reboot=k crosvm.shell=hvc0", kernel_log=kernel_log)
     # Everything this test typed and read went through hvc0.
     assert guest.run("tty").strip() == "/dev/hvc0"
