@@ -24,6 +24,10 @@ class Stage:
     def __init__(self, enabled: bool):
         self.enabled = enabled
         self.root = tempfile.mkdtemp(prefix="crosvm-bench-stage-") if enabled else ""
+        if enabled:
+            # The jailed devices' helper is exec'd as nobody: the stage must
+            # be open to others (mkdtemp makes it 0700).
+            os.chmod(self.root, 0o755)
         self.lib = os.path.join(self.root, "lib")
         self.firmware = os.path.join(self.root, "firmware")
         self.qemu_modules = os.path.join(self.root, "qemu-modules")

@@ -97,9 +97,9 @@ const char* const kRunUsage =
     "      --no-rng           no virtio-rng device (there is one by default)\n"
     "      --no-hugepages     guest RAM in small pages only (default: transparent\n"
     "                         huge pages; --hugepages is accepted, as crosvm's)\n"
-    "      --sandbox          run each virtio device in a jailed process of its own\n"
-    "                         (namespaces, no capabilities, seccomp; the console\n"
-    "                         stays in the VMM); --disable-sandbox: in the VMM\n"
+    "      --disable-sandbox  run the virtio devices in the VMM process (by default\n"
+    "                         each runs in a jailed process of its own: namespaces,\n"
+    "                         no capabilities, seccomp; --sandbox is accepted)\n"
     "      --jail LIST        seccomp-log-failures: a syscall outside a device's\n"
     "                         policy fails and is logged instead of killing it;\n"
     "                         seccomp-deny=NAME: NAME taken out of every policy\n"
@@ -113,7 +113,8 @@ const char* const kRunUsage =
 const char* const kRunUsageEnd =
     "\n"
     "exit status: 0 the guest powered off or was stopped, 32 it reset,\n"
-    "33 it crashed, 34 its kernel panicked, 1 bad arguments or set-up errors.\n";
+    "33 it crashed (or a jailed device process died), 34 its kernel panicked,\n"
+    "1 bad arguments or set-up errors.\n";
 
 const char* const kControlUsage =
     "  stop SOCKET              stop the VM (crosvm-launch run exits 0)\n"

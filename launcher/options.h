@@ -34,8 +34,9 @@ struct RunOptions {
   std::vector<DeviceArg> devices;
   bool rng = true;  // as crosvm (and the library): on unless --no-rng
   bool hugepages = true;  // on unless --no-hugepages (crosvm's --hugepages is accepted)
-  // Each virtio device in a jailed process (--sandbox; --disable-sandbox).
-  bool sandbox = false;
+  // Each virtio device in a jailed process, as crosvm: on unless
+  // --disable-sandbox (--sandbox is accepted).
+  bool sandbox = true;
   // --jail LIST: crosvm's seccomp-log-failures, and seccomp-deny=NAME (tests
   // of the sandbox: NAME taken out of every device's policy).
   bool seccomp_log_failures = false;

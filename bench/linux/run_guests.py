@@ -16,7 +16,11 @@ For each run, in an order that alternates between runs:
           blkbench writes and reads 64 MiB sequentially with O_DIRECT and
           makes 4 KiB random reads; for ours, also with the disk served by
           our own backend process over vhost-user (crosvm-launch device
-          block), beside the in-process disk.
+          block), beside the in-process disk;
+  sandbox ours again with the devices jailed (crosvm-launch's default:
+          boot with a jailed rng, block with a jailed disk), beside ours
+          with --disable-sandbox; its memory adds each device process's
+          private memory (USS) to the VMM's overhead.
 A run that fails (the guest never reaches its marker, a VMM ends early) is
 recorded with what it printed, and the run is made again, at most twice.
 """
@@ -43,8 +47,12 @@ BOOT_LIMIT = 180  # seconds: only a guard against a hung guest
 ATTEMPTS = 3
 
 
-def crosvm_command(launcher: str, kernel: str, initramfs: str, params: str, disk: str | None) -> list[str]:
-    command = [launcher, "run", "--no-rng",
+def crosvm_command(launcher: str, kernel: str, initramfs: str, params: str, disk: str | None,
+                   sandbox: bool = False) -> list[str]:
+    # In-process unless `sandbox`: then the devices run jailed (the disk, and
+    # an rng, so that a boot without a disk has one device process too).
+    devices = ["--sandbox"] if sandbox else ["--disable-sandbox", "--no-rng"]
+    command = [launcher, "run", *devices,
                "-m", str(MEMORY_MIB), "-i", initramfs, "-p", params]
     if disk:
         command += ["--rwdisk", disk]
@@ -124,9 +132,36 @@ class Guest:
         return self.output[-1500:].decode(errors="replace")
 
 
+def device_processes(pid: int) -> list[int]:
+    """The jailed device processes a VMM spawned: its children named crosvm-device."""
+    children = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as status:
+                text = status.read()
+        except OSError:
+            continue
+        if re.search(r"^Name:\s+crosvm-device$", text, re.M) and re.search(rf"^PPid:\s+{pid}$", text, re.M):
+            children.append(int(entry))
+    return children
+
+
+def private_kib(pid: int) -> int:
+    """What the process alone holds (USS): its private pages. Guest RAM it
+    maps is shared with the VMM, which counts it already."""
+    with open(f"/proc/{pid}/smaps_rollup") as rollup:
+        text = rollup.read()
+    return sum(int(x) for x in re.findall(r"^Private_(?:Clean|Dirty):\s+(\d+)", text, re.M))
+
+
 def boot_once(vmm: str, args) -> dict:
-    command = (crosvm_command(args.launcher, args.kernel, args.initramfs, PARAMS, None) if vmm == "crosvm"
-               else qemu_command(args.qemu, args.kernel, args.initramfs, PARAMS, None))
+    if vmm in ("crosvm", "crosvm-sandboxed"):
+        command = crosvm_command(args.launcher, args.kernel, args.initramfs, PARAMS, None,
+                                 sandbox=vmm == "crosvm-sandboxed")
+    else:
+        command = qemu_command(args.qemu, args.kernel, args.initramfs, PARAMS, None)
     guest = Guest(command, args.env)
     try:
         seconds = guest.wait_for(MARKER, BOOT_LIMIT)
@@ -134,8 +169,11 @@ def boot_once(vmm: str, args) -> dict:
             return {"failed": f"no marker (exit {guest.process.poll()}): {guest.tail()}"}
         peak = peak_rss_kib(guest.process.pid)
         guest_ram = guest_ram_rss_kib(guest.process.pid)
+        devices = device_processes(guest.process.pid)
+        device_kib = sum(private_kib(pid) for pid in devices)
         return {"boot_s": seconds, "peak_rss_kib": peak, "guest_ram_kib": guest_ram,
-                "overhead_kib": peak - guest_ram}
+                "overhead_kib": peak - guest_ram, "device_processes": len(devices),
+                "device_private_kib": device_kib, "total_overhead_kib": peak - guest_ram + device_kib}
     finally:
         guest.stop()
 
@@ -156,8 +194,9 @@ def block_once(vmm: str, args) -> dict:
             out.truncate((BLOCK_MIB + 1) << 20)
         params = f"{PARAMS} crosvm_bench.block={BLOCK_MIB},{RANDOM_READS}"
         backend = None
-        if vmm == "crosvm":
-            command = crosvm_command(args.launcher, args.kernel, args.initramfs, params, image)
+        if vmm in ("crosvm", "crosvm-sandboxed"):
+            command = crosvm_command(args.launcher, args.kernel, args.initramfs, params, image,
+                                     sandbox=vmm == "crosvm-sandboxed")
         elif vmm == "crosvm-vhost-user":
             socket = os.path.join(directory, "blk.sock")
             backend = start_backend(args.launcher, image, socket, args.env)
@@ -209,19 +248,22 @@ def main() -> int:
     args.qemu = stage.qemu(firmware="bios-microvm.bin")
     args.kernel, args.initramfs = stage.file(args.kernel), stage.file(args.initramfs)
     args.env = stage.environment()
+    # The jailed devices' helper, staged beside the launcher's copy.
+    args.env["CROSVM_DEVICE_HELPER"] = stage.program(os.path.join(args.build, "lib", "crosvm-device"))
 
     results = {"crosvm": {"boot": [], "block": []}, "qemu": {"boot": [], "block": []},
-               "crosvm-vhost-user": {"boot": [], "block": []}}
+               "crosvm-vhost-user": {"boot": [], "block": []},
+               "crosvm-sandboxed": {"boot": [], "block": []}}
     failures: list = []
     qemu_version = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True,
                                   text=True).stdout.splitlines()[0]
     for run in range(args.runs):
         order = ["crosvm", "qemu"] if run % 2 == 0 else ["qemu", "crosvm"]
-        for vmm in order:
+        for vmm in order + ["crosvm-sandboxed"]:
             result = measure(boot_once, vmm, args, failures)
             if result:
                 results[vmm]["boot"].append(result)
-        for vmm in order + ["crosvm-vhost-user"]:
+        for vmm in order + ["crosvm-vhost-user", "crosvm-sandboxed"]:
             result = measure(block_once, vmm, args, failures)
             if result:
                 results[vmm]["block"].append(result)

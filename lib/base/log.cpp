@@ -19,12 +19,11 @@ std::string_view log_level_name(LogLevel level) {
   return "log";
 }
 
-Logger::Logger()
-    : sink_([](LogLevel level, std::string_view message) {
-        std::string line = fmt::format("crosvm: {}: {}\n", log_level_name(level), message);
-        write_all(STDERR_FILENO,
-                  std::span(reinterpret_cast<const uint8_t*>(line.data()), line.size()));
-      }),
-      max_level_(LogLevel::kInfo) {}
+void write_log_to_stderr(LogLevel level, std::string_view message) {
+  std::string line = fmt::format("crosvm: {}: {}\n", log_level_name(level), message);
+  write_all(STDERR_FILENO, std::span(reinterpret_cast<const uint8_t*>(line.data()), line.size()));
+}
+
+Logger::Logger() : sink_(write_log_to_stderr), max_level_(LogLevel::kInfo) {}
 
 }  // namespace crosvm

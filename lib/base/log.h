@@ -11,6 +11,9 @@ namespace crosvm {
 
 enum class LogLevel { kError = 0, kWarn = 1, kInfo = 2, kDebug = 3 };
 
+// "crosvm: LEVEL: message" on stderr: the default Logger's sink.
+void write_log_to_stderr(LogLevel level, std::string_view message);
+
 class Logger {
  public:
   using Sink = std::function<void(LogLevel, std::string_view)>;

@@ -353,12 +353,8 @@ int crosvm_config_set_log(crosvm_config* config, int max_level, crosvm_log_callb
     if (config == nullptr) return null_argument("config");
     const crosvm::LogLevel level = clamp_level(max_level);
     if (callback == nullptr) {
-      crosvm::Logger standard;
-      config->config.logger = crosvm::Logger(
-          [standard](crosvm::LogLevel message_level, std::string_view message) {
-            standard.log(message_level, message);
-          },
-          level);
+      // stderr at the level asked for (debug too).
+      config->config.logger = crosvm::Logger(crosvm::write_log_to_stderr, level);
     } else {
       config->config.logger = crosvm::Logger(
           [callback, userdata](crosvm::LogLevel message_level, std::string_view message) {

@@ -11,6 +11,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <cstdlib>
+#include <cstring>
 
 #ifndef CROSVM_LIBEXECDIR
 #define CROSVM_LIBEXECDIR "/usr/local/libexec"
@@ -23,6 +24,8 @@ constexpr std::string_view kHelperName = "crosvm-device";
 // A device's log line longer than this is cut: a device process cannot
 // make the VMM buffer without a bound.
 constexpr size_t kMaxLogLine = 1024;
+
+constexpr std::string_view kWithoutSandbox = "crosvm-launch --disable-sandbox runs the devices in the VMM";
 
 bool executable(const std::string& path) { return !path.empty() && ::access(path.c_str(), X_OK) == 0; }
 
@@ -37,12 +40,16 @@ LogLevel level_named(std::string_view name) {
 
 Result<std::string> find_helper(const std::string& configured) {
   if (!configured.empty()) {
-    if (!executable(configured)) return make_errno_error(ErrorCode::kDevice, errno, "device helper '{}'", configured);
+    if (!executable(configured)) {
+      return make_error(ErrorCode::kDevice, "device helper '{}': {} ({})", configured, std::strerror(errno),
+                        kWithoutSandbox);
+    }
     return configured;
   }
   if (const char* variable = std::getenv("CROSVM_DEVICE_HELPER"); variable != nullptr && *variable != 0) {
     if (!executable(variable)) {
-      return make_errno_error(ErrorCode::kDevice, errno, "device helper '{}' (CROSVM_DEVICE_HELPER)", variable);
+      return make_error(ErrorCode::kDevice, "device helper '{}' (CROSVM_DEVICE_HELPER): {} ({})", variable,
+                        std::strerror(errno), kWithoutSandbox);
     }
     return std::string(variable);
   }

@@ -195,8 +195,14 @@ Result<Process> spawn(const SpawnOptions& options) {
   } while (got < 0 && errno == EINTR);
   if (got != 0) {
     (void)kill_and_reap(process);
-    return make_errno_error(ErrorCode::kDevice, got == sizeof(child_errno) ? child_errno : EIO, "cannot run {}",
-                            options.program);
+    const int error = got == sizeof(child_errno) ? child_errno : EIO;
+    if (error == EACCES && options.new_namespaces && ::geteuid() == 0) {
+      return make_errno_error(ErrorCode::kDevice, error,
+                              "cannot run {} (a device process runs as nobody: the helper and every directory "
+                              "above it must be open to others)",
+                              options.program);
+    }
+    return make_errno_error(ErrorCode::kDevice, error, "cannot run {}", options.program);
   }
   return process;
 }

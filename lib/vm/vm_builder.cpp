@@ -31,6 +31,16 @@
 namespace crosvm {
 namespace {
 
+// With the sandbox on, guest RAM is a shared memfd only when some device
+// actually runs in another process.
+bool has_jailed_devices(const VmConfig& config) {
+  if (!config.sandbox.enabled) return false;
+  const bool console = std::any_of(config.serials.begin(), config.serials.end(), [](const SerialConfig& serial) {
+    return serial.hardware == SerialHardware::kVirtioConsole;
+  });
+  return !config.disks.empty() || !config.devices.empty() || config.rng || console;
+}
+
 constexpr uint64_t kMaxMemoryMib = UINT64_MAX >> 20;
 
 Result<void> validate(const VmConfig& config) {
@@ -144,7 +154,7 @@ Result<std::unique_ptr<Vm>> Vm::create(VmConfig config) {
   kvm::VmFd vm_fd = CROSVM_TRY(kvm.create_vm());
   // Shared (a memfd) when another process serves a device and must map it.
   GuestMemory memory =
-      CROSVM_TRY(GuestMemory::create(layout.ram, {.shared = !config.vhost_user.empty() || config.sandbox.enabled}));
+      CROSVM_TRY(GuestMemory::create(layout.ram, {.shared = !config.vhost_user.empty() || has_jailed_devices(config)}));
   CROSVM_TRY(memory.register_with(vm_fd));
 
   // The TSS and identity-map pages sit in the MMIO hole, clear of RAM and devices.
@@ -409,7 +419,9 @@ Result<pid_t> Vm::attach_jailed(const std::string& kind, const std::string& name
   auto frontend = vhost_user::Frontend::create(*frontend_kind, vhost_user::Connection(std::move(connection)),
                                                {.socket = "", .name = name}, logger_);
   if (!frontend) {
-    return make_error(ErrorCode::kDevice, "{}: the device process (pid {}) {}", name, pid, process->failure_report());
+    return make_error(ErrorCode::kDevice,
+                      "{}: the device process (pid {}) {} (crosvm-launch --disable-sandbox runs the devices in the VMM)",
+                      name, pid, process->failure_report());
   }
   // Watched from now on: a device that dies while the VM runs ends it,
   // with the reason.

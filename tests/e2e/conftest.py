@@ -134,7 +134,11 @@ def boot(request, launcher, kernel, initramfs):
         prepare: called before each boot, a retried one too (it starts the
         device processes a VMM connects to, which serve one VMM each)."""
         if command is None:
-            command = [launcher, "run", "-i", initramfs, "-p", params, *args, image]
+            # A module that runs its tests both ways (a sandbox_mode fixture)
+            # gets --disable-sandbox for its in-the-VMM half.
+            mode = request.getfixturevalue("sandbox_mode") if "sandbox_mode" in request.fixturenames else None
+            flags = ["--disable-sandbox"] if mode == "in-the-vmm" else []
+            command = [launcher, "run", "-i", initramfs, "-p", params, *flags, *args, image]
         if prepare:
             prepare()
         session = LauncherSession(command)

@@ -1,6 +1,7 @@
 """Virtio devices on PCI with Debian's kernel and its own drivers: a disk the
 guest reads and writes (and the host then checks), a read-only disk, the
-rng, and a virtio console in both directions."""
+rng, and a virtio console in both directions; each test both with the
+devices jailed (crosvm-launch's default) and in the VMM."""
 import fcntl
 import hashlib
 import json
@@ -18,6 +19,14 @@ HOST_TEXT = "written by the host before boot\n"
 GUEST_TEXT = "written by the guest"
 
 
+@pytest.fixture(params=["sandboxed", "in-the-vmm"], autouse=True)
+def sandbox_mode(request) -> str:
+    """Every test here runs twice: with crosvm-launch's default, each device
+    in a jailed process (the guest cannot tell), and with --disable-sandbox
+    (conftest's boot adds it)."""
+    return request.param
+
+
 def make_ext4(path: pathlib.Path, files: dict[str, str], size: str = "64M") -> pathlib.Path:
     root = path.with_suffix(".root")
     root.mkdir()
@@ -31,12 +40,9 @@ def digest(path: pathlib.Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.mark.parametrize("sandbox", [False, True], ids=["in-the-vmm", "sandboxed"])
-def test_the_guest_reads_and_writes_an_ext4_disk_that_stays_clean_and_reads_its_hwrng(boot, tmp_path, sandbox):
-    """Sandboxed, the disk and the rng each run in a jailed crosvm-device
-    process: the guest cannot tell."""
+def test_the_guest_reads_and_writes_an_ext4_disk_that_stays_clean_and_reads_its_hwrng(boot, tmp_path):
     image = make_ext4(tmp_path / "data.img", {"host.txt": HOST_TEXT})
-    guest = boot("--rwdisk", str(image), *(["--sandbox"] if sandbox else []))
+    guest = boot("--rwdisk", str(image))
     # virtio-rng is there by default: /dev/hwrng yields data.
     assert "virtio_rng" in guest.run("cat /sys/class/misc/hw_random/rng_current")
     random = guest.run("head -c 32 /dev/hwrng | od -An -v -tx1").split()
@@ -86,14 +92,10 @@ def test_the_root_disk_comes_first_and_is_on_the_command_line_and_no_rng_means_n
     assert guest.wait() == 0
 
 
-@pytest.mark.parametrize("sandbox", [False, True], ids=["in-the-vmm", "sandboxed"])
-def test_a_virtio_console_carries_the_shell_both_ways(boot, tmp_path, sandbox):
-    """Sandboxed, the console runs in a jailed process and its streams
-    cross to the VMM as pipes."""
+def test_a_virtio_console_carries_the_shell_both_ways(boot, tmp_path):
     kernel_log = tmp_path / "kernel.log"
     guest = boot("--serial", f"type=file,num=1,path={kernel_log},console=true",
                  "--serial", "type=stdout,hardware=virtio-console,num=1,stdin=true",
-                 *(["--sandbox"] if sandbox else []),
                  params="reboot=k crosvm.shell=hvc0", kernel_log=kernel_log)
     # Everything this test typed and read went through hvc0.
     assert guest.run("tty").strip() == "/dev/hvc0"
@@ -170,8 +172,9 @@ def test_hvc0_output_waits_for_its_reader_without_holding_up_the_vmm(boot, launc
     (("--rwdisk", "/"), "Is a directory"),
     (("--disk", "/dev/null"), "neither a file nor a block device"),
 ])
-def test_a_bad_disk_is_one_clear_error(launcher, kernel, args, message):
-    result = subprocess.run([launcher, "run", *args, kernel], capture_output=True, text=True, timeout=300)
+def test_a_bad_disk_is_one_clear_error(launcher, kernel, args, message, sandbox_mode):
+    flags = ["--disable-sandbox"] if sandbox_mode == "in-the-vmm" else []
+    result = subprocess.run([launcher, "run", *flags, *args, kernel], capture_output=True, text=True, timeout=300)
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr

@@ -54,14 +54,19 @@ def test_a_reader_that_leaves_costs_the_output_not_the_vm(launcher):
 
 
 @needs_kvm
-def test_a_sandboxed_demo_guest_boots_and_a_missing_helper_is_one_line(launcher, tmp_path):
-    result = run(launcher, "run", "--sandbox", "--rwdisk", str(make_disk(tmp_path)))
+def test_devices_are_jailed_by_default_and_a_missing_helper_is_one_line(launcher, tmp_path):
+    # As crosvm: sandboxed unless --disable-sandbox.
+    result = run(launcher, "run", "--rwdisk", str(make_disk(tmp_path)), "--log-level", "debug")
     assert result.returncode == 0, result.stderr
     assert "Hello from the libcrosvm demo guest!" in result.stdout
-    missing = subprocess.run([launcher, "run", "--sandbox"], stdin=subprocess.DEVNULL, capture_output=True,
-                             text=True, timeout=TIMEOUT,
-                             env={**os.environ, "CROSVM_DEVICE_HELPER": str(tmp_path / "no-helper")})
-    assert_one_line_error(missing, "no-helper", "CROSVM_DEVICE_HELPER")
+    assert "device process" in result.stderr and "started" in result.stderr, result.stderr
+    without = {**os.environ, "CROSVM_DEVICE_HELPER": str(tmp_path / "no-helper")}
+    missing = subprocess.run([launcher, "run"], stdin=subprocess.DEVNULL, capture_output=True,
+                             text=True, timeout=TIMEOUT, env=without)
+    assert_one_line_error(missing, "no-helper", "CROSVM_DEVICE_HELPER", "--disable-sandbox")
+    unsandboxed = subprocess.run([launcher, "run", "--disable-sandbox"], stdin=subprocess.DEVNULL,
+                                 capture_output=True, text=True, timeout=TIMEOUT, env=without)
+    assert unsandboxed.returncode == 0, unsandboxed.stderr
 
 
 def make_disk(tmp_path):

@@ -124,7 +124,7 @@ TEST_CASE("vhost-user: crosvm's type= and socket=, a bare first item is the type
   CHECK(config.vhost_user[0].tag == "share");
   CHECK(config.vhost_user[0].max_queue_size == 1024);
 
-  CHECK(refused("vhost-user", "type=gpu,socket=/s").find("type must be one of block, fs, rng, not 'gpu'") !=
+  CHECK(refused("vhost-user", "type=gpu,socket=/s").find("type must be one of block, fs, rng, console, not 'gpu'") !=
         std::string::npos);
   CHECK(refused("vhost-user", "type=block").find("needs socket=") != std::string::npos);
   CHECK(refused("vhost-user", "type=fs,socket=/s").find("type=fs needs tag=") != std::string::npos);

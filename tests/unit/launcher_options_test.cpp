@@ -114,10 +114,10 @@ TEST_CASE("the rng is on by default and --no-rng turns it off", "[launcher]") {
   CHECK_FALSE(parse_ok({"--no-rng", "k"}).rng);
 }
 
-TEST_CASE("--sandbox turns the sandbox on, --disable-sandbox off, --jail takes crosvm's keys", "[launcher]") {
-  CHECK_FALSE(parse_ok({"k"}).sandbox);
-  CHECK(parse_ok({"--sandbox", "k"}).sandbox);
-  CHECK_FALSE(parse_ok({"--sandbox", "--disable-sandbox", "k"}).sandbox);
+TEST_CASE("the sandbox is on unless --disable-sandbox, and --jail takes crosvm's keys", "[launcher]") {
+  CHECK(parse_ok({"k"}).sandbox);
+  CHECK_FALSE(parse_ok({"--disable-sandbox", "k"}).sandbox);
+  CHECK(parse_ok({"--disable-sandbox", "--sandbox", "k"}).sandbox);
   CHECK_FALSE(parse_ok({"k"}).seccomp_log_failures);
   CHECK(parse_ok({"--jail", "seccomp-log-failures", "k"}).seccomp_log_failures);
   CHECK_FALSE(parse_ok({"--jail", "seccomp-log-failures=false", "k"}).seccomp_log_failures);
