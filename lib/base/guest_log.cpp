@@ -26,4 +26,12 @@ bool GuestLog::admit(uint64_t& left_out) {
   return true;
 }
 
+void GuestLog::relay(LogLevel level, std::string_view message) {
+  uint64_t left_out = 0;
+  if (!logger_.enabled(level) || !admit(left_out)) return;
+  std::string line = fmt::format("{}: {}", subject_, message);
+  if (left_out > 0) line += fmt::format(" ({} more message{} were not logged)", left_out, left_out == 1 ? "" : "s");
+  logger_.log(level, line);
+}
+
 }  // namespace crosvm

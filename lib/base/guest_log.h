@@ -37,6 +37,11 @@ class GuestLog {
     logger_.log(LogLevel::kWarn, line);
   }
 
+  // A line another process wrote (a jailed device process's log, which a
+  // device exploited by its guest could flood), at the level it gave, under
+  // the same bucket: "SUBJECT: message".
+  void relay(LogLevel level, std::string_view message);
+
   const Logger& logger() const { return logger_; }
 
  private:

@@ -13,6 +13,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "base/guest_log.h"
+
 #ifndef CROSVM_LIBEXECDIR
 #define CROSVM_LIBEXECDIR "/usr/local/libexec"
 #endif
@@ -76,11 +78,15 @@ Result<std::string> find_helper(const std::string& configured) {
 }
 
 struct DeviceProcess::Watch : std::enable_shared_from_this<Watch> {
-  Watch(boost::asio::io_context& context, std::string name, const Logger& logger)
-      : log(context), exited(context), name(std::move(name)), logger(logger) {}
+  Watch(boost::asio::io_context& context, std::string name, pid_t pid, const Logger& logger)
+      : log_pipe(context),
+        exited(context),
+        name(std::move(name)),
+        pid(pid),
+        log(logger, fmt::format("[pid {}]", pid)) {}
 
   void read_log() {
-    log.async_read_some(boost::asio::buffer(buffer), [self = shared_from_this()](const boost::system::error_code& error,
+    log_pipe.async_read_some(boost::asio::buffer(buffer), [self = shared_from_this()](const boost::system::error_code& error,
                                                                                size_t length) {
       if (error || length == 0 || self->stopped) {
         self->flush_line();
@@ -106,7 +112,7 @@ struct DeviceProcess::Watch : std::enable_shared_from_this<Watch> {
       level = level_named(text.substr(0, tab));
       text.remove_prefix(tab + 1);
     }
-    logger.log(level, fmt::format("[pid {}] {}", pid, text));
+    log.relay(level, text);
     line.clear();
   }
 
@@ -130,13 +136,15 @@ struct DeviceProcess::Watch : std::enable_shared_from_this<Watch> {
                       });
   }
 
-  boost::asio::posix::stream_descriptor log;
+  boost::asio::posix::stream_descriptor log_pipe;
   boost::asio::posix::stream_descriptor exited;  // a copy of the pidfd
   std::array<char, 4096> buffer{};
   std::string line;
   std::string name;
   pid_t pid = -1;
-  Logger logger;
+  // A device process is as untrusted as its guest: its lines are bounded
+  // in length (kMaxLogLine) and in number (GuestLog's bucket).
+  GuestLog log;
   std::atomic<bool> stopped{false};
   std::atomic<bool> reaped{false};
 };
@@ -250,10 +258,9 @@ std::string DeviceProcess::failure_report() {
 
 Result<void> DeviceProcess::watch(EventLoop& loop, std::function<void(const std::string&)> on_exit) {
   if (watch_) return make_error(ErrorCode::kState, "{} is already watched", name_);
-  auto watch = std::make_shared<Watch>(loop.context(), name_, logger_);
-  watch->pid = process_.pid;
+  auto watch = std::make_shared<Watch>(loop.context(), name_, process_.pid, logger_);
   boost::system::error_code error;
-  watch->log.assign(log_.release(), error);
+  watch->log_pipe.assign(log_.release(), error);
   if (error) return make_error(ErrorCode::kIo, "{}: watching its log: {}", name_, error.message());
   UniqueFd pidfd(::fcntl(process_.pidfd.get(), F_DUPFD_CLOEXEC, 0));
   if (!pidfd) return make_errno_error(ErrorCode::kIo, errno, "{}: pidfd", name_);

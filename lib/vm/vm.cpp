@@ -212,7 +212,7 @@ control::Status Vm::status() const {
   }
   for (size_t i = 0; i < jailed_disks_.size(); ++i) {
     status.devices.push_back(fmt::format("disk{} (virtio-blk, vd{}, jailed: pid {})", i, static_cast<char>('a' + i),
-                                         jailed_disks_[i].pid));
+                                         jailed_disks_[i].process->pid()));
   }
   status.devices.insert(status.devices.end(), unit_status_.begin(), unit_status_.end());
   // The vhost-user devices were attached last, in order.

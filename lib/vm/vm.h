@@ -193,7 +193,6 @@ class Vm final : public PowerEvents {
   struct JailedDisk {
     std::atomic<uint64_t> size{0};  // what status reports; a resize changes it
     bool read_only = false;
-    pid_t pid = -1;
     sandbox::DeviceProcess* process = nullptr;  // in device_processes_
   };
   std::deque<JailedDisk> jailed_disks_;  // with the sandbox, instead of disks_

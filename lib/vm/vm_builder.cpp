@@ -308,11 +308,10 @@ Result<void> Vm::attach_pci_devices() {
       if (!disk.id.empty()) arguments.insert(arguments.end(), {"--id", disk.id});
       std::vector<std::pair<std::string, UniqueFd>> fds;
       fds.emplace_back("--file-fd", std::move(opened).value());
-      const pid_t pid = CROSVM_TRY(attach_jailed("block", name, std::move(arguments), std::move(fds)));
+      CROSVM_TRY(attach_jailed("block", name, std::move(arguments), std::move(fds)));
       JailedDisk& jailed = jailed_disks_.emplace_back();
       jailed.size = static_cast<uint64_t>(std::max<off_t>(size, 0));
       jailed.read_only = disk.read_only;
-      jailed.pid = pid;
       jailed.process = device_processes_.back().get();
       continue;
     }

@@ -45,3 +45,19 @@ TEST_CASE("guest logs below the logger's level cost nothing and are not counted"
   for (int i = 0; i < 100; ++i) log.warn("ignored");
   CHECK(captured.lines.empty());
 }
+
+TEST_CASE("lines relayed from another process keep their level, under the same bound", "[log][hostile]") {
+  std::vector<std::pair<LogLevel, std::string>> lines;
+  const Logger logger([&](LogLevel level, std::string_view line) { lines.emplace_back(level, line); },
+                      LogLevel::kInfo);
+  auto now = std::chrono::steady_clock::time_point{};
+  GuestLog log(logger, "[pid 7]", [&] { return now; });
+  log.relay(LogLevel::kDebug, "below the level: not counted");
+  for (int i = 0; i < 100000; ++i) log.relay(LogLevel::kError, "flood");
+  REQUIRE(lines.size() == GuestLog::kBurst);
+  CHECK(lines.front() == std::pair{LogLevel::kError, std::string("[pid 7]: flood")});
+  now += std::chrono::seconds(1);
+  log.relay(LogLevel::kWarn, "later");
+  REQUIRE(lines.size() == GuestLog::kBurst + 1);
+  CHECK(lines.back() == std::pair{LogLevel::kWarn, std::string("[pid 7]: later (99990 more messages were not logged)")});
+}
