@@ -4,15 +4,11 @@ and the signal), a jailed disk grows under the guest, and no device
 process is left behind."""
 import json
 import pathlib
-import subprocess
-import time
+
+from test_control import control, grow_disk_under_the_guest
 
 HANG_GUARD = 120  # a guard against hangs, never a timing check
 CRASH_EXIT = 33
-
-
-def control(launcher, *args):
-    return subprocess.run([launcher, *args], capture_output=True, text=True, timeout=HANG_GUARD)
 
 
 def device_processes() -> list[int]:
@@ -52,14 +48,7 @@ def test_a_jailed_disk_grows_under_the_guest_and_status_names_each_jail(boot, la
     assert jailed == set(device_processes()) and len(jailed) == 2, status["devices"]
     # The device process resizes the image; the guest hears of it through
     # vhost-user's backend channel and the transport's config interrupt.
-    assert guest.run("cat /sys/block/vda/size").strip() == "8192"
-    resized = control(launcher, "disk", "resize", "0", "16M", sock)
-    assert resized.returncode == 0, resized.stderr
-    deadline = time.monotonic() + HANG_GUARD
-    while guest.run("cat /sys/block/vda/size").strip() != "32768":
-        assert time.monotonic() < deadline, "the guest never saw the new size"
-        time.sleep(0.5)
-    assert disk.stat().st_size == 16 << 20
+    grow_disk_under_the_guest(launcher, guest, sock, disk)
     assert control(launcher, "stop", sock).returncode == 0
     assert guest.wait(timeout=HANG_GUARD) == 0, guest.errors
     assert device_processes() == []

@@ -188,6 +188,13 @@ TEST_CASE("a guest above 4 GiB sees its memory split around the hole", "[guest]"
   CHECK(vm.output().find("have 5120 MiB of RAM") != std::string::npos);
 }
 
+std::vector<uint8_t> guest_tests::virtio_blk_disk() {
+  std::vector<uint8_t> contents(64 * 1024);
+  std::memcpy(contents.data(), "sector zero!", 12);
+  std::memcpy(contents.data() + 512, "sector one!!", 12);
+  return contents;
+}
+
 const char* const guest_tests::kVirtioBlkAnswers =
         "read sector 0: length 513 status 0 data sector zero!\n"
         "descriptor loop: returned unused\n"
@@ -201,10 +208,7 @@ const char* const guest_tests::kVirtioBlkAnswers =
 
 TEST_CASE("a guest driving virtio-blk survives its own malformed requests", "[guest][virtio]") {
   // A small image whose first sectors say which they are.
-  std::vector<uint8_t> contents(64 * 1024);
-  std::memcpy(contents.data(), "sector zero!", 12);
-  std::memcpy(contents.data() + 512, "sector one!!", 12);
-  const TempFile image("crosvm-guest-disk", contents);
+  const TempFile image("crosvm-guest-disk", guest_tests::virtio_blk_disk());
   const std::string& path = image.path();
 
   GuestVm vm("virtio_blk", 64, 1, [&](crosvm_config* config) {
@@ -268,10 +272,7 @@ class ServedDevice {
 }  // namespace
 
 TEST_CASE("a guest's virtio-blk served by a vhost-user backend answers as the VMM's own", "[guest][virtio][vhost-user]") {
-  std::vector<uint8_t> contents(64 * 1024);
-  std::memcpy(contents.data(), "sector zero!", 12);
-  std::memcpy(contents.data() + 512, "sector one!!", 12);
-  const TempFile image("crosvm-guest-disk", contents);
+  const TempFile image("crosvm-guest-disk", guest_tests::virtio_blk_disk());
   ServedDevice backend("block", "path=" + image.path());
   {
     GuestVm vm("virtio_blk", 64, 1, [&](crosvm_config* config) {

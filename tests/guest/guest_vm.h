@@ -9,10 +9,15 @@
 #include <functional>
 #include <mutex>
 #include <string>
+#include <vector>
 
 namespace guest_tests {
 
 std::string program_path(const std::string& name);
+
+// The virtio_blk guest's disk: 64 KiB whose first two sectors say which
+// they are (guest_test.cpp).
+std::vector<uint8_t> virtio_blk_disk();
 
 // What the virtio_blk guest prints when every malformed request is
 // answered as it should be, whoever serves the disk (guest_test.cpp).

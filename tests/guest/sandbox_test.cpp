@@ -80,17 +80,10 @@ void enable_sandbox(crosvm_config* config, const char* const* denied = nullptr) 
   REQUIRE(crosvm_config_set_sandbox(config, &sandbox) == CROSVM_OK);
 }
 
-std::vector<uint8_t> small_disk() {
-  std::vector<uint8_t> contents(64 * 1024);
-  std::memcpy(contents.data(), "sector zero!", 12);
-  std::memcpy(contents.data() + 512, "sector one!!", 12);
-  return contents;
-}
-
 }  // namespace
 
 TEST_CASE("every device process of a sandboxed VM is jailed", "[guest][sandbox]") {
-  const TempFile image("crosvm-sandbox-disk", small_disk());
+  const TempFile image("crosvm-sandbox-disk", guest_tests::virtio_blk_disk());
   const std::string path = image.path();
   GuestVm vm("ticker", 64, 1, [&](crosvm_config* config) {
     enable_sandbox(config);
@@ -141,7 +134,7 @@ TEST_CASE("every device process of a sandboxed VM is jailed", "[guest][sandbox]"
 }
 
 TEST_CASE("a guest's virtio-blk in a jailed process answers as the VMM's own", "[guest][sandbox][virtio]") {
-  const TempFile image("crosvm-sandbox-disk", small_disk());
+  const TempFile image("crosvm-sandbox-disk", guest_tests::virtio_blk_disk());
   const std::string path = image.path();
   {
     GuestVm vm("virtio_blk", 64, 1, [&](crosvm_config* config) {
@@ -164,7 +157,7 @@ TEST_CASE("a guest's virtio-blk in a jailed process answers as the VMM's own", "
 }
 
 TEST_CASE("a device process killed by seccomp ends the VM, naming it and the signal", "[guest][sandbox]") {
-  const TempFile image("crosvm-sandbox-disk", small_disk());
+  const TempFile image("crosvm-sandbox-disk", guest_tests::virtio_blk_disk());
   const std::string path = image.path();
   // The disk's reads (preadv) taken out of its policy: the guest's first
   // read kills the device process.
