@@ -313,7 +313,11 @@ CROSVM_EXPORT int crosvm_vm_start(crosvm_vm *vm);
 CROSVM_EXPORT int crosvm_vm_wait(crosvm_exit_reason *out_reason, crosvm_vm *vm,
                                  int64_t timeout_ms);
 
-/* crosvm_vm_start() then crosvm_vm_wait() without a timeout. */
+/* crosvm_vm_start() then crosvm_vm_wait() without a timeout, except that
+ * the VM's event loop (host input and output, the control socket, timers)
+ * runs on the calling thread while it waits, not on a thread of the
+ * library's: callbacks that come from the loop (log lines, the exit
+ * callback) then run on this thread, inside this call. */
 CROSVM_EXPORT int crosvm_vm_run(crosvm_exit_reason *out_reason, crosvm_vm *vm);
 
 /* Stops the VM in order (vCPUs out of KVM_RUN and joined, device work

@@ -21,8 +21,11 @@ struct EventLoop::State {
   boost::asio::io_context context{1};
   std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work;
   FailureHandler on_failure;
-  mutable std::mutex threads_mutex;  // `threads` against running() from other threads
+  // `threads` and `callers` against running() from other threads; held
+  // by run_sync() from its check to its post.
+  mutable std::mutex threads_mutex;
   std::vector<Thread> threads;
+  size_t callers = 0;  // threads inside run_here_until()
 };
 
 EventLoop::EventLoop(std::string name) : state_(std::make_unique<State>(std::move(name))) {}
@@ -41,20 +44,28 @@ void EventLoop::set_failure_handler(FailureHandler handler) { state_->on_failure
 // called again, and the rest of the queue is served.
 void EventLoop::run_contained() {
   for (;;) {
-    std::string what;
     try {
       state_->context.run();
       return;
-    } catch (const std::exception& error) {
-      what = error.what();
     } catch (...) {
-      what = "an exception of unknown type";
+      report_current_exception();
     }
-    try {
-      report(what);
-    } catch (...) {
-      // The handler must not throw; if it does anyway, the loop still runs.
-    }
+  }
+}
+
+void EventLoop::report_current_exception() {
+  std::string what;
+  try {
+    throw;
+  } catch (const std::exception& error) {
+    what = error.what();
+  } catch (...) {
+    what = "an exception of unknown type";
+  }
+  try {
+    report(what);
+  } catch (...) {
+    // The handler must not throw; if it does anyway, the loop still runs.
   }
 }
 
@@ -77,24 +88,63 @@ Result<void> EventLoop::start_threads(size_t count) {
   return {};
 }
 
+void EventLoop::run_here_until(const std::function<bool()>& done) {
+  if (!state_->work) state_->work.emplace(state_->context.get_executor());
+  {
+    std::lock_guard lock(state_->threads_mutex);
+    ++state_->callers;
+  }
+  // run_one() returns after each handler; the one that makes `done` true
+  // is the last this thread waits for.
+  while (!done() && !state_->context.stopped()) {
+    try {
+      state_->context.run_one();
+    } catch (...) {
+      report_current_exception();
+    }
+  }
+  {
+    std::lock_guard lock(state_->threads_mutex);
+    --state_->callers;
+  }
+  // What run_sync() posted while it saw this thread serve the loop: from
+  // here on it runs its tasks itself.
+  for (;;) {
+    try {
+      state_->context.poll();
+      break;
+    } catch (...) {
+      report_current_exception();
+    }
+  }
+}
+
+bool EventLoop::running_locked() const {
+  return (!state_->threads.empty() || state_->callers > 0) && !state_->context.stopped();
+}
+
 bool EventLoop::running() const {
   std::lock_guard lock(state_->threads_mutex);
-  return !state_->threads.empty() && !state_->context.stopped();
+  return running_locked();
 }
 
 void EventLoop::run_sync(const std::function<void()>& task) {
-  if (on_loop_thread() || !running()) {
-    task();
-    return;
-  }
   std::promise<void> done;
-  boost::asio::post(state_->context, [&task, &done] {
-    struct Signal {  // the caller is released even if `task` throws
-      std::promise<void>& done;
-      ~Signal() { done.set_value(); }
-    } signal{done};
-    task();
-  });
+  {
+    std::unique_lock lock(state_->threads_mutex);
+    if (on_loop_thread() || !running_locked()) {
+      lock.unlock();
+      task();
+      return;
+    }
+    boost::asio::post(state_->context, [&task, &done] {
+      struct Signal {  // the caller is released even if `task` throws
+        std::promise<void>& done;
+        ~Signal() { done.set_value(); }
+      } signal{done};
+      task();
+    });
+  }
   done.get_future().wait();
 }
 

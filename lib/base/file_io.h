@@ -2,6 +2,8 @@
 // opening with errors that name the file.
 #pragma once
 
+#include <signal.h>
+
 #include <cstdint>
 #include <span>
 #include <string>
@@ -10,6 +12,23 @@
 #include "base/unique_fd.h"
 
 namespace crosvm {
+
+// Blocks SIGPIPE on this thread while it lives. A SIGPIPE raised meanwhile
+// (our own writes to a pipe whose reader left) is taken off the thread
+// before the old mask comes back, so it is never delivered; one that was
+// pending before is left. For library code on an embedder's thread.
+class SigpipeBlocked {
+ public:
+  SigpipeBlocked();
+  ~SigpipeBlocked();
+  SigpipeBlocked(const SigpipeBlocked&) = delete;
+  SigpipeBlocked& operator=(const SigpipeBlocked&) = delete;
+
+ private:
+  sigset_t pipe_;
+  sigset_t saved_;
+  bool was_pending_ = false;
+};
 
 // Writes all of `data`, waiting for the fd to become writable if it is
 // non-blocking. Returns false if the fd is gone (EPIPE, EBADF...). Never

@@ -462,9 +462,13 @@ int crosvm_vm_wait(crosvm_exit_reason* out_reason, crosvm_vm* vm, int64_t timeou
 }
 
 int crosvm_vm_run(crosvm_exit_reason* out_reason, crosvm_vm* vm) {
-  const int started = crosvm_vm_start(vm);
-  if (started != CROSVM_OK) return started;
-  return crosvm_vm_wait(out_reason, vm, -1);
+  return guarded([&] {
+    if (vm == nullptr) return null_argument("vm");
+    auto reason = vm->vm->run();
+    if (!reason) return fail(reason.error());
+    if (out_reason != nullptr) *out_reason = static_cast<crosvm_exit_reason>(*reason);
+    return succeed();
+  });
 }
 
 int crosvm_vm_stop(crosvm_vm* vm) {

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "base/file_io.h"
 #include "vm/vcpu_kick.h"
 
 namespace crosvm {
@@ -36,7 +37,23 @@ Vm::~Vm() {
   for (auto& input : serial_inputs_) input->shutdown();
 }
 
-Result<void> Vm::start() {
+Result<void> Vm::start() { return start_threads(true); }
+
+Result<ExitReason> Vm::run() {
+  if (is_own_thread()) {
+    return make_error(ErrorCode::kState, "cannot run a VM from one of its own threads (a callback)");
+  }
+  CROSVM_TRY(start_threads(false));
+  {
+    // As on the library's own threads: the loop's writes to a pipe whose
+    // reader left are errors, not the end of the embedder's process.
+    SigpipeBlocked no_sigpipe;
+    loop_.run_here_until([this] { return state() == VmState::kStopped; });
+  }
+  return wait(std::nullopt);
+}
+
+Result<void> Vm::start_threads(bool loop_thread) {
   CROSVM_TRY(install_kick_handler());
   loop_.set_failure_handler([this](std::string_view what) { fail_internally("the event loop", what); });
   bool failed = false;
@@ -45,7 +62,7 @@ Result<void> Vm::start() {
     if (state_ != VmState::kCreated) {
       return make_error(ErrorCode::kState, "the VM was already started");
     }
-    CROSVM_TRY(loop_.start_threads(1));
+    if (loop_thread) CROSVM_TRY(loop_.start_threads(1));
     for (auto& input : serial_inputs_) input->start();
     if (control_server_) control_server_->start();
 

@@ -60,6 +60,10 @@ class Vm final : public PowerEvents {
   ~Vm() override;
 
   Result<void> start();
+  // start() and wait() in one, with the VM's event loop served on the
+  // calling thread until the VM stops rather than on a thread of its own
+  // (its handlers, the embedder's callbacks among them, run there).
+  Result<ExitReason> run();
   // Waits until the VM has stopped (forever without a timeout) and joins its
   // threads. Fails with kTimeout, or kState when called from a VM thread.
   Result<ExitReason> wait(std::optional<std::chrono::milliseconds> timeout);
@@ -147,6 +151,8 @@ class Vm final : public PowerEvents {
   using PauseWaiter = std::function<void(Result<void>)>;
   // Hands the pending pause waiters `result`; call without mutex_ held.
   static void settle_pause(std::vector<PauseWaiter> waiters, const Result<void>& result);
+  // start() with the loop on a thread of its own or (run()) the caller's.
+  Result<void> start_threads(bool loop_thread);
   void join_threads();
 
   // The executor outlives everything that posts to it: declared first,

@@ -7,9 +7,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <future>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "guest_vm.h"
 #include "temp_dir.h"
@@ -296,4 +301,66 @@ TEST_CASE("a disk its guest keeps busy does not hold up the control socket", "[g
   CHECK(vm.wait_for_output_after(progress, "busy "));
   CHECK(crosvm_vm_stop(vm.handle()) == CROSVM_OK);
   CHECK(vm.log().find("needs a reset") == std::string::npos);
+}
+
+namespace {
+
+// The names of this process's threads, from /proc/self/task/*/comm.
+std::vector<std::string> thread_names() {
+  std::vector<std::string> names;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    if (std::getline(comm, name)) names.push_back(name);
+  }
+  return names;
+}
+
+}  // namespace
+
+TEST_CASE("crosvm_vm_run serves the VM's loop on the calling thread", "[guest][lifecycle][control]") {
+  TempDir directory("lifecycle");
+  DispatchedEvents events;
+  GuestVm vm("ticker", 64, 1, [&](crosvm_config* config) {
+    REQUIRE(crosvm_config_set_control_socket(config, directory.path().c_str()) == CROSVM_OK);
+    REQUIRE(crosvm_config_set_exit_callback(config, &on_dispatched_exit, &events) == CROSVM_OK);
+  });
+  const std::string socket = crosvm_vm_control_socket_path(vm.handle());
+  std::promise<std::thread::id> runner_id;
+  auto ran = std::async(std::launch::async, [&] {
+    runner_id.set_value(std::this_thread::get_id());
+    crosvm_exit_reason reason = CROSVM_EXIT_NONE;
+    const int result = crosvm_vm_run(&reason, vm.handle());
+    return std::make_pair(result, reason);
+  });
+  const std::thread::id runner = runner_id.get_future().get();
+  REQUIRE(ticks_on(vm));
+  // The control socket is answered by the loop, which no thread of the
+  // library's runs: the caller of crosvm_vm_run does.
+  CHECK(control(socket, R"({"request":"status"})").find(R"("state":"running")") != std::string::npos);
+  const std::vector<std::string> names = thread_names();
+  CHECK(std::count(names.begin(), names.end(), "crosvm_vcpu0") == 1);
+  CHECK(std::count(names.begin(), names.end(), "crosvm_loop") == 0);
+  // A second start while it runs is refused, as for crosvm_vm_start.
+  CHECK(crosvm_vm_run(nullptr, vm.handle()) == CROSVM_ERROR_STATE);
+
+  control(socket, R"({"request":"stop"})");
+  REQUIRE(ran.wait_for(std::chrono::milliseconds(kHangGuardMs)) == std::future_status::ready);
+  const auto [result, reason] = ran.get();
+  CHECK(result == CROSVM_OK);
+  CHECK(reason == CROSVM_EXIT_STOPPED);
+  CHECK(events.reason == CROSVM_EXIT_STOPPED);
+  CHECK(events.exit_thread == runner);  // the exit callback came from the loop, on that thread
+  CHECK(vm.wait_for_exit() == CROSVM_EXIT_STOPPED);  // waiting afterwards still answers
+  CHECK(::access(socket.c_str(), F_OK) != 0);
+}
+
+TEST_CASE("crosvm_vm_run returns the guest's own ending", "[guest][lifecycle]") {
+  GuestVm vm("hello");
+  crosvm_exit_reason reason = CROSVM_EXIT_NONE;
+  INFO(crosvm_error_message());
+  REQUIRE(crosvm_vm_run(&reason, vm.handle()) == CROSVM_OK);
+  CHECK(reason == CROSVM_EXIT_POWEROFF);
+  CHECK(vm.output().find("hello from a tiny guest") != std::string::npos);
+  CHECK(crosvm_vm_run(&reason, vm.handle()) == CROSVM_ERROR_STATE);  // once only
 }
