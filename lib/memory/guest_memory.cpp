@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <fstream>
 
 #include "kvm/kvm.h"
 
@@ -119,6 +120,16 @@ void GuestMemory::advise_huge_pages() const {
   // Advice only: a kernel without transparent huge pages (or, for shared
   // memory, whose shmem policy says never) keeps small pages.
   for (const MemoryMapping& mapping : mappings_) ::madvise(mapping.data(), mapping.size(), MADV_HUGEPAGE);
+}
+
+std::string shared_memory_huge_page_policy() {
+  std::ifstream policy("/sys/kernel/mm/transparent_hugepage/shmem_enabled");
+  std::string line;
+  if (!std::getline(policy, line)) return {};
+  const size_t open = line.find('[');
+  const size_t close = line.find(']', open);
+  if (open == std::string::npos || close == std::string::npos) return {};
+  return line.substr(open + 1, close - open - 1);
 }
 
 Result<void> GuestMemory::register_with(const kvm::VmFd& vm) const {

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <cstring>
 #include <span>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -121,5 +122,10 @@ class GuestMemory {
   std::vector<uint8_t*> hosts_;       // each region's host address
   std::vector<uint64_t> offsets_;     // each region's offset in memfd_ (or its own fd)
 };
+
+// The host's policy for huge pages in shared memory (memfds): the word
+// selected in /sys/kernel/mm/transparent_hugepage/shmem_enabled ("never",
+// "advise", "within_size", "always", ...), or "" when it cannot be read.
+std::string shared_memory_huge_page_policy();
 
 }  // namespace crosvm

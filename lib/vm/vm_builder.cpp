@@ -184,7 +184,14 @@ Result<std::unique_ptr<Vm>> Vm::create(VmConfig config) {
   CROSVM_TRY(vm->attach_pci_devices());
   CROSVM_TRY(vm->load_guest(kernel, initrd ? &*initrd : nullptr));
   // After loading: the images stay in small pages (see advise_huge_pages).
-  if (vm->config_.hugepages) vm->memory_.advise_huge_pages();
+  if (vm->config_.hugepages) {
+    vm->memory_.advise_huge_pages();
+    if (vm->memory_.fd() >= 0 && shared_memory_huge_page_policy() == "never") {
+      vm->logger_.info(
+          "guest RAM is shared with device processes and this host's shmem_enabled is 'never': "
+          "small pages only ('advise' gives huge pages; see docs/c-api.md)");
+    }
+  }
   // Last: a VM that failed to build leaves no socket behind.
   CROSVM_TRY(vm->attach_control_socket());
   return vm;
