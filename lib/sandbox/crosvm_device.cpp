@@ -10,6 +10,7 @@
 //   block: --path PATH (for messages) [--read-only] [--id ID] [--name NAME]
 //   console: --output-fd N --input-fd N [--name NAME]
 //   a registry kind (rng, ...): [--index N] [--option KEY=VALUE]...
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -31,6 +32,7 @@
 #include "sandbox/device_control.h"
 #include "sandbox/jail.h"
 #include "sandbox/policy.h"
+#include "sandbox/spawn.h"
 #include "vhost_user/backend.h"
 #include "vm/host_output.h"
 #include "vm/serial_input.h"
@@ -222,7 +224,19 @@ Result<void> run(int argc, char** argv, Logger& logger) {
 extern "C" int __lsan_is_turned_off() { return 1; }
 #endif
 
+namespace {
+
+// As init of its PID namespace the process would survive its own SIGABRT
+// (see kAbortedStatus): abort(), a failed assertion or std::terminate()
+// end here instead, and so does a kill -ABRT from outside.
+void on_abort(int) { ::_exit(crosvm::sandbox::kAbortedStatus); }
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  struct sigaction abort_action {};
+  abort_action.sa_handler = on_abort;
+  ::sigaction(SIGABRT, &abort_action, nullptr);
   crosvm::Logger logger(crosvm::write_line, crosvm::LogLevel::kInfo);
   if (auto served = crosvm::run(argc, argv, logger); !served) {
     logger.error("{}", served.error().message);

@@ -233,6 +233,7 @@ Result<ExitStatus> kill_and_reap(const Process& process) {
 }
 
 std::string describe(const ExitStatus& status) {
+  if (!status.signaled && status.code == kAbortedStatus) return "aborted (SIGABRT)";
   if (!status.signaled) return fmt::format("exited with status {}", status.code);
   const char* name = ::sigabbrev_np(status.code);
   return name != nullptr ? fmt::format("killed by signal {} (SIG{})", status.code, name)

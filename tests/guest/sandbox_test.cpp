@@ -190,6 +190,23 @@ TEST_CASE("a device process killed from outside ends the VM, naming it", "[guest
         std::string::npos);
 }
 
+TEST_CASE("a device process that aborts ends the VM, naming it and the abort", "[guest][sandbox]") {
+  // As its PID namespace's init the process has no default action for its
+  // own SIGABRT; SIGABRT from outside takes the path an abort() inside
+  // takes (the helper's handler), which the kernel lets through to init.
+  GuestVm vm("ticker", 64, 1, [&](crosvm_config* config) { enable_sandbox(config); });
+  vm.start();
+  REQUIRE(vm.wait_for_output("tick"));
+  const std::vector<pid_t> pids = device_processes();
+  REQUIRE(pids.size() == 1);  // the rng
+  REQUIRE(::kill(pids[0], SIGABRT) == 0);
+  CHECK(vm.wait_for_exit() == CROSVM_EXIT_CRASH);
+  const std::string message = crosvm_vm_exit_message(vm.handle());
+  INFO(message);
+  CHECK(message.find("rng 0 (pid " + std::to_string(pids[0]) + ") aborted (SIGABRT)") != std::string::npos);
+  CHECK(device_processes().empty());
+}
+
 TEST_CASE("a sandbox without its helper fails at creation with a clear error", "[guest][sandbox]") {
   crosvm_config* config = nullptr;
   REQUIRE(crosvm_config_create(&config) == CROSVM_OK);
