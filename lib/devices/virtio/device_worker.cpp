@@ -47,16 +47,29 @@ struct DeviceWorker::Session : std::enable_shared_from_this<DeviceWorker::Sessio
     {
       std::lock_guard guard(*mutex);
       if (!live) return;
-      uint64_t count;
-      while (::read(descriptors[index]->native_handle(), &count, sizeof(count)) > 0) {
+      if (index < kick_count) {
+        uint64_t count;
+        while (::read(descriptors[index]->native_handle(), &count, sizeof(count)) > 0) {
+        }
       }
       turn = contained([&] { return on_kick(index); });
+      if (turn == Turn::kPaused) {
+        paused[index] = true;
+        return;
+      }
     }
     if (turn == Turn::kMore) {
       boost::asio::post(context, [self = shared_from_this(), index] { self->handle(index); });
     } else {
       wait(index);
     }
+  }
+
+  // Under the lock.
+  void resume(size_t index) {
+    if (index >= paused.size() || !paused[index]) return;
+    paused[index] = false;
+    boost::asio::post(context, [self = shared_from_this(), index] { self->handle(index); });
   }
 
   void wait(size_t index) {
@@ -72,6 +85,8 @@ struct DeviceWorker::Session : std::enable_shared_from_this<DeviceWorker::Sessio
   KickHandler on_kick;
   FailureHandler on_failure;
   bool live = true;  // guarded by `mutex`
+  size_t kick_count = 0;
+  std::vector<bool> paused;  // per source; guarded by `mutex`
   // On the worker's thread only (or under run_sync()).
   std::vector<std::unique_ptr<boost::asio::posix::stream_descriptor>> descriptors;
 };
@@ -89,7 +104,7 @@ DeviceWorker::~DeviceWorker() {
 }
 
 Result<void> DeviceWorker::start(std::span<const EventFd* const> kicks, KickHandler on_kick,
-                                 FailureHandler on_failure) {
+                                 FailureHandler on_failure, std::span<const int> host_fds) {
   std::vector<UniqueFd> copies;
   for (const EventFd* kick : kicks) {
     UniqueFd copy(::fcntl(kick->fd(), F_DUPFD_CLOEXEC, 0));
@@ -103,9 +118,17 @@ Result<void> DeviceWorker::start(std::span<const EventFd* const> kicks, KickHand
     }
     copies.push_back(std::move(copy));
   }
+  // A host fd is the device's to read (and to have made non-blocking).
+  for (const int fd : host_fds) {
+    UniqueFd copy(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
+    if (!copy) return make_errno_error(ErrorCode::kIo, errno, "{}: cannot duplicate a host fd", name_);
+    copies.push_back(std::move(copy));
+  }
   if (!loop_.running()) CROSVM_TRY(loop_.start_threads(1));
 
   auto session = std::make_shared<Session>(loop_.context(), mutex_, std::move(on_kick), std::move(on_failure));
+  session->kick_count = kicks.size();
+  session->paused.assign(copies.size(), false);
   {
     std::lock_guard guard(*mutex_);
     std::lock_guard current(session_mutex_);
@@ -119,7 +142,7 @@ Result<void> DeviceWorker::start(std::span<const EventFd* const> kicks, KickHand
       auto descriptor = std::make_unique<boost::asio::posix::stream_descriptor>(loop_.context());
       descriptor->assign(copy.get(), error);
       if (error) {
-        armed = make_error(ErrorCode::kIo, "{}: cannot wait on a queue eventfd: {}", name_, error.message());
+        armed = make_error(ErrorCode::kIo, "{}: cannot wait on a queue or host fd: {}", name_, error.message());
         return;
       }
       copy.release();
@@ -149,6 +172,21 @@ void DeviceWorker::stop() {
   // Closing the descriptors cancels their waits; it happens on the worker,
   // where the waits live, and before this returns.
   loop_.run_sync([&ended] { ended->descriptors.clear(); });
+}
+
+void DeviceWorker::resume(size_t position) {
+  std::shared_ptr<Session> session;
+  {
+    std::lock_guard current(session_mutex_);
+    session = session_;
+  }
+  if (!session) return;
+  // From a handler the lock is held already; from elsewhere it is taken
+  // on the worker.
+  loop_.post([session, position] {
+    std::lock_guard guard(*session->mutex);
+    if (session->live) session->resume(position);
+  });
 }
 
 void DeviceWorker::post(std::function<void()> task) {

@@ -17,6 +17,13 @@
 // (the device's other queues, host input, a reset) instead of waiting for a
 // kick. An exception that escapes a handler fails the device (the failure
 // handler), never the process.
+//
+// A device that also reads from the host (a NIC's TAP) gives the session
+// those fds too: the worker waits for them to be readable and calls the
+// same handler, without reading them itself. A handler that cannot take
+// what waits there (the guest posted no buffer) pauses that source, and
+// nothing is waited on for it, so a full host queue costs no CPU, until
+// the device resumes it (the guest's next kick).
 #pragma once
 
 #include <functional>
@@ -36,8 +43,9 @@ namespace crosvm::virtio {
 class DeviceWorker {
  public:
   // What a handler's turn left: nothing until the next kick, or more work
-  // that it yielded (it runs again soon, without a kick).
-  enum class Turn { kIdle, kMore };
+  // that it yielded (it runs again soon, without a kick), or (a host fd
+  // only) nothing is to be waited for until resume().
+  enum class Turn { kIdle, kMore, kPaused };
   using KickHandler = std::function<Turn(size_t)>;
   // Called under the lock, on the worker's thread, with what an escaped
   // exception said. Must not throw.
@@ -50,9 +58,14 @@ class DeviceWorker {
   DeviceWorker& operator=(const DeviceWorker&) = delete;
 
   // Starts a session: each kick of `kicks[i]` calls on_kick(i) (and once at
-  // the start, for kicks that came before). The eventfds are duplicated;
-  // the copies live exactly as long as the session.
-  Result<void> start(std::span<const EventFd* const> kicks, KickHandler on_kick, FailureHandler on_failure);
+  // the start, for kicks that came before); host fd `host_fds[j]` being
+  // readable calls on_kick(kicks.size() + j). The fds are duplicated; the
+  // copies live exactly as long as the session.
+  Result<void> start(std::span<const EventFd* const> kicks, KickHandler on_kick, FailureHandler on_failure,
+                     std::span<const int> host_fds = {});
+  // Waits on source `position` again after its handler returned kPaused
+  // (nothing otherwise). From any thread, a handler included.
+  void resume(size_t position);
   // Ends the session. Not from inside a handler.
   void stop();
   // Runs `task` on the worker, under the lock, if the session that is live

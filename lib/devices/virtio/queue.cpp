@@ -174,14 +174,21 @@ Result<std::optional<PoppedChain>> SplitQueue::pop() {
 }
 
 Result<void> SplitQueue::push_used(uint16_t head, uint32_t written) {
-  const uint64_t element = used_ring_ + kUsedRingOffset + kUsedElementSize * (next_used_ % size_);
-  uint8_t raw[kUsedElementSize];
-  const uint32_t id = head;
-  std::memcpy(raw, &id, 4);
-  std::memcpy(raw + 4, &written, 4);
-  CROSVM_TRY(memory_->write(element, raw));
-  ++next_used_;
-  // The element is visible before the index that publishes it.
+  const UsedElement element{head, written};
+  return push_used(std::span(&element, 1));
+}
+
+Result<void> SplitQueue::push_used(std::span<const UsedElement> elements) {
+  for (const UsedElement& used : elements) {
+    const uint64_t element = used_ring_ + kUsedRingOffset + kUsedElementSize * (next_used_ % size_);
+    uint8_t raw[kUsedElementSize];
+    const uint32_t id = used.head;
+    std::memcpy(raw, &id, 4);
+    std::memcpy(raw + 4, &used.written, 4);
+    CROSVM_TRY(memory_->write(element, raw));
+    ++next_used_;
+  }
+  // The elements are visible before the index that publishes them.
   return store_u16(used_ring_ + kUsedIndexOffset, next_used_);
 }
 

@@ -84,6 +84,13 @@ class SplitQueue {
 
   // Returns a chain to the driver with `written` bytes filled in.
   Result<void> push_used(uint16_t head, uint32_t written);
+  // Returns several chains that the driver must see together (a received
+  // frame spread over mergeable buffers): one used index store for all.
+  struct UsedElement {
+    uint16_t head;
+    uint32_t written;
+  };
+  Result<void> push_used(std::span<const UsedElement> elements);
 
   // After push_used(): whether the driver wants an interrupt now (avail flags
   // or, with EVENT_IDX, its used_event). Resets the tracking when true.

@@ -32,11 +32,21 @@ Result<void> QueueDevice::activate(Activation activation) {
     for (const ActiveQueue& queue : activation_->queues) kicks.push_back(&queue.kick);
   }
   // Positions in `kicks` are positions in activation_->queues, which stays
-  // put until the next reset.
+  // put until the next reset; the host fds come after them.
+  const std::vector<int> hosts = host_fds();
   return worker_.start(
       kicks,
-      [this](size_t position) { return active() ? on_kick(activation_->queues[position]) : Turn::kIdle; },
-      [this](std::string_view what) { fail(fmt::format("internal error: {}", what)); });
+      [this](size_t position) {
+        const bool queue = position < activation_->queues.size();
+        if (!active()) return queue ? Turn::kIdle : Turn::kPaused;
+        if (queue) return on_kick(activation_->queues[position]);
+        return on_host_ready(position - activation_->queues.size());
+      },
+      [this](std::string_view what) { fail(fmt::format("internal error: {}", what)); }, hosts);
+}
+
+void QueueDevice::resume_host(size_t index) {
+  if (activation_) worker_.resume(activation_->queues.size() + index);
 }
 
 void QueueDevice::reset() {

@@ -40,6 +40,15 @@ class QueueDevice : public VirtioDevice {
     return {};
   }
   virtual void on_reset() {}
+  // Host fds the worker waits on for the device (a NIC's TAP), during each
+  // activation; on_host_ready(i) runs when host_fds()[i] is readable.
+  virtual std::vector<int> host_fds() const { return {}; }
+  virtual Turn on_host_ready(size_t index) {
+    (void)index;
+    return Turn::kPaused;
+  }
+  // Waits on host fd `index` again after on_host_ready() returned kPaused.
+  void resume_host(size_t index);
 
   // Serves the available chains of `queue`, up to kChainsPerTurn: serve()
   // returns how many bytes it wrote into the chain; a malformed chain goes
