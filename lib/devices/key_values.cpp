@@ -115,6 +115,17 @@ Result<uint64_t> DeviceOptions::number(std::string_view key, uint64_t minimum, u
   return number;
 }
 
+void DeviceOptions::set(std::string_view key, std::string value) {
+  for (KeyValue& item : items_) {
+    if (item.key == key) {
+      item.value = std::move(value);
+      item.bare = false;
+      return;
+    }
+  }
+  items_.push_back({std::string(key), std::move(value), false});
+}
+
 Error DeviceOptions::invalid(std::string_view message) const {
   return invalid_argument(fmt::format("{}: {}", kind_, message));
 }

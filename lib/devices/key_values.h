@@ -51,6 +51,8 @@ class DeviceOptions {
   Result<bool> flag(std::string_view key, bool fallback) const;
   // A decimal number in [minimum, maximum]; `fallback` when absent.
   Result<uint64_t> number(std::string_view key, uint64_t minimum, uint64_t maximum, uint64_t fallback) const;
+  // Sets `key` (adding it, or replacing its value).
+  void set(std::string_view key, std::string value);
   // An error (kInvalidArgument) "KIND: message".
   Error invalid(std::string_view message) const;
 

@@ -15,18 +15,33 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/log.h"
 #include "base/result.h"
+#include "base/unique_fd.h"
 #include "devices/key_values.h"
 #include "devices/virtio/virtio_device.h"
 
 namespace crosvm {
 
+// A host resource a device is built from (a TAP), by the name its kind
+// gives it ("tap").
+struct NamedFd {
+  std::string name;
+  UniqueFd fd;
+};
+
 // What a factory is given besides its options.
 struct DeviceEnvironment {
   Logger logger;
   uint32_t index = 0;  // among this VM's devices of the kind: 0, 1, ...
+  // What the kind's open() opened: in this process, or passed to the
+  // device process that builds the device.
+  std::vector<NamedFd> fds;
+
+  // The fd named `name`, taken; invalid when there is none.
+  UniqueFd take_fd(std::string_view name);
 };
 
 struct VirtioKind {
@@ -37,8 +52,13 @@ struct VirtioKind {
   // Checks the values (the keys were checked): at configuration time, so
   // that a mistake is reported before any VM exists.
   Result<void> (*check)(const DeviceOptions& options);
+  // Opens what the device needs from the host (a TAP), in the VMM: the
+  // device itself may run in a jail that can open nothing. May complete
+  // `options` with what it decided (a generated MAC) so that a device
+  // process is told the same. nullptr: the kind needs nothing.
+  Result<std::vector<NamedFd>> (*open)(DeviceOptions& options, const Logger& logger);
   Result<std::shared_ptr<virtio::VirtioDevice>> (*create)(const DeviceOptions& options,
-                                                          const DeviceEnvironment& environment);
+                                                          DeviceEnvironment& environment);
   // Its entry in the VM's status: "rng (virtio-rng)".
   std::string (*describe)(const DeviceOptions& options, uint32_t index);
 };
@@ -48,5 +68,10 @@ const VirtioKind* find_virtio_kind(std::string_view name);
 
 // Parses and checks `text` for `kind`.
 Result<DeviceOptions> parse_device_options(const VirtioKind& kind, std::string_view text);
+
+// open() then create(), in this process: `options` is completed as open()
+// completes it.
+Result<std::shared_ptr<virtio::VirtioDevice>> create_device_here(const VirtioKind& kind, DeviceOptions& options,
+                                                                 DeviceEnvironment environment);
 
 }  // namespace crosvm

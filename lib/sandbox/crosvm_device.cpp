@@ -9,7 +9,8 @@
 //                      [--seccomp-log-failures] [--deny-syscall NAME]... [--debug]
 //   block: --path PATH (for messages) [--read-only] [--id ID] [--name NAME]
 //   console: --output-fd N --input-fd N [--name NAME]
-//   a registry kind (rng, ...): [--index N] [--option KEY=VALUE]...
+//   a registry kind (rng, net, ...): [--index N] [--option KEY=VALUE]... [--fd-NAME N]...
+//     (--fd-NAME: what the kind's open() opened in the VMM, e.g. --fd-tap)
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -53,6 +54,7 @@ struct Arguments {
   std::string name;
   uint32_t index = 0;
   std::vector<KeyValue> options;
+  std::vector<std::pair<std::string, int>> resources;  // --fd-NAME N
   sandbox::FilterOptions filter;
   bool debug = false;
 };
@@ -110,6 +112,8 @@ Result<Arguments> parse(int argc, char** argv) {
       const size_t equals = item.find('=');
       if (equals == std::string_view::npos) return make_error(ErrorCode::kInvalidArgument, "--option {}: no '='", item);
       arguments.options.push_back({std::string(item.substr(0, equals)), std::string(item.substr(equals + 1)), false});
+    } else if (flag.starts_with("--fd-") && flag.size() > 5) {
+      arguments.resources.emplace_back(std::string(flag.substr(5)), CROSVM_TRY(fd_number(CROSVM_TRY(value()))));
     } else if (flag == "--seccomp-log-failures") {
       arguments.filter.log_failures = true;
     } else if (flag == "--deny-syscall") {
@@ -173,8 +177,10 @@ Result<Device> build_device(Arguments& arguments, const Logger& logger) {
   if (kind == nullptr) return make_error(ErrorCode::kInvalidArgument, "unknown device kind '{}'", arguments.kind);
   DeviceOptions options(arguments.kind, arguments.options);
   CROSVM_TRY(kind->check(options));
+  DeviceEnvironment environment{logger, arguments.index, {}};
+  for (const auto& [name, fd] : arguments.resources) environment.fds.push_back({name, UniqueFd(fd)});
   Device device;
-  device.device = CROSVM_TRY(kind->create(options, DeviceEnvironment{logger, arguments.index}));
+  device.device = CROSVM_TRY(kind->create(options, environment));
   return device;
 }
 

@@ -61,8 +61,8 @@ Result<std::shared_ptr<virtio::VirtioDevice>> create_served_device(std::string_v
         std::move(file).value(), disk.id, fmt::format("virtio-blk ({})", disk.path), logger));
   }
   if (const VirtioKind* unit = find_virtio_kind(kind)) {
-    const DeviceOptions parsed = CROSVM_TRY(parse_device_options(*unit, options));
-    return unit->create(parsed, DeviceEnvironment{logger, 0});
+    DeviceOptions parsed = CROSVM_TRY(parse_device_options(*unit, options));
+    return create_device_here(*unit, parsed, DeviceEnvironment{logger, 0, {}});
   }
   return invalid(fmt::format("cannot serve a device of kind '{}' (known: {})", kind, served_device_kinds()));
 }

@@ -341,16 +341,23 @@ Result<void> Vm::attach_pci_devices() {
     if (kind == nullptr) return make_error(ErrorCode::kInvalidArgument, "unknown device kind '{}'", options.kind());
     const uint32_t index = counts[options.kind()]++;
     if (config_.sandbox.enabled) {
+      // The VMM opens what the device needs; the device process gets the fds.
+      std::vector<std::pair<std::string, UniqueFd>> fds;
+      if (kind->open != nullptr) {
+        for (NamedFd& named : CROSVM_TRY(kind->open(options, logger_))) {
+          fds.emplace_back("--fd-" + named.name, std::move(named.fd));
+        }
+      }
       std::vector<std::string> arguments{"--index", std::to_string(index)};
       for (const KeyValue& item : options.items()) {
         arguments.insert(arguments.end(), {"--option", item.key + "=" + item.value});
       }
       const pid_t pid = CROSVM_TRY(attach_jailed(options.kind(), fmt::format("{} {}", options.kind(), index),
-                                                 std::move(arguments), {}));
+                                                 std::move(arguments), std::move(fds)));
       unit_status_.push_back(fmt::format("{}, jailed: pid {}", kind->describe(options, index), pid));
       continue;
     }
-    auto device = CROSVM_TRY(kind->create(options, DeviceEnvironment{logger_, index}));
+    auto device = CROSVM_TRY(create_device_here(*kind, options, DeviceEnvironment{logger_, index, {}}));
     CROSVM_TRY(attach_virtio(std::move(device)));
     unit_status_.push_back(kind->describe(options, index));
   }

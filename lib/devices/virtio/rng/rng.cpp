@@ -40,7 +40,8 @@ const VirtioKind kRngKind{
     .keys = {},
     .positional = "",
     .check = [](const DeviceOptions&) -> Result<void> { return {}; },
-    .create = [](const DeviceOptions&, const DeviceEnvironment& environment)
+    .open = nullptr,
+    .create = [](const DeviceOptions&, DeviceEnvironment& environment)
         -> Result<std::shared_ptr<VirtioDevice>> {
       return std::shared_ptr<VirtioDevice>(std::make_shared<Rng>(environment.logger));
     },
