@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <linux/if_tun.h>
 #include <sched.h>
 #include <seccomp.h>
 #include <signal.h>
@@ -136,6 +137,14 @@ Policy make_rng() {
   return policy;
 }
 
+// The NIC's TAP: reads and writes are common; the guest's offloads are set
+// on it at activation and by its control queue.
+Policy make_net() {
+  Policy policy{"net", {}};
+  policy.rules.push_back({"ioctl", {equals(1, TUNSETOFFLOAD)}});
+  return policy;
+}
+
 // The console's pipes need nothing beyond the common calls.
 Policy make_console() { return Policy{"console", {}}; }
 
@@ -208,7 +217,9 @@ const Policy* device_policy(std::string_view kind) {
   static const Policy block = make_block();
   static const Policy rng = make_rng();
   static const Policy console = make_console();
+  static const Policy net = make_net();
   if (kind == block.kind) return &block;
+  if (kind == net.kind) return &net;
   if (kind == console.kind) return &console;
   if (kind == rng.kind) return &rng;
   return nullptr;

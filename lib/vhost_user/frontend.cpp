@@ -18,6 +18,9 @@ constexpr std::array kFrontendKinds = {
     // QEMU's vhost-user-fs-pci: virtiofsd has no configuration space.
     FrontendKind{"fs", virtio::DeviceType::kFs, 0x018000, 2, 0},
     FrontendKind{"rng", virtio::DeviceType::kRng, 0xff0000, 1, 0},
+    // virtio_net_config up to mtu: mac, status, max_virtqueue_pairs, mtu;
+    // rx, tx and the control queue.
+    FrontendKind{"net", virtio::DeviceType::kNet, 0x020000, 3, 12},
     // virtio_console_config: cols, rows, max_nr_ports, emerg_wr.
     FrontendKind{"console", virtio::DeviceType::kConsole, 0x078000, 2, 12},
 };

@@ -80,7 +80,7 @@ Result<void> add_serial(VmConfig& config, const DeviceOptions& options) {
 }
 
 constexpr std::array kVhostUserKeys = {
-    DeviceKey{"type", "the device: block, fs or rng (a bare first item is the type too)"},
+    DeviceKey{"type", "the device: block, fs, rng, net or console (a bare first item is the type too)"},
     DeviceKey{"socket", "the backend's listening Unix socket"},
     DeviceKey{"tag", "fs: the tag the guest mounts (mount -t virtiofs TAG DIR)"},
     DeviceKey{"max-queue-size", "the largest ring the guest may set up (a power of two, default 256)"},

@@ -40,7 +40,7 @@ struct DiskConfig {
 // A virtio device whose queues another process serves over vhost-user
 // (crosvm's --vhost-user type=block,socket=PATH).
 struct VhostUserConfig {
-  std::string type;    // block, fs, rng, console
+  std::string type;    // block, fs, rng, net, console
   std::string socket;  // the backend's listening socket
   std::string tag;     // fs: the tag the guest mounts
   uint16_t max_queue_size = 256;

@@ -240,6 +240,19 @@ def test_bad_device_lists_get_the_librarys_one_line(launcher):
                               "--rwroot", "b.img", "--root", "c.img"), "only one disk can be the root")
 
 
+def test_a_nic_needs_one_tap_source(launcher):
+    assert_one_line_error(run(launcher, "run", "--demo", "--net", "mac=52:54:00:00:00:01"),
+                          "net: needs exactly one of tap-name=, tap-fd= and host-ip=")
+
+
+@needs_kvm
+def test_a_tap_fd_that_is_no_tap_is_one_line_jailed_or_not(launcher):
+    # The VMM opens (here: checks) the TAP before any device process exists.
+    for flags in ([], ["--disable-sandbox"]):
+        assert_one_line_error(run(launcher, "run", "--demo", "--log-level", "error", *flags, "--net", "tap-fd=2"),
+                              "net: tap-fd=2 is not a TAP")
+
+
 def test_unknown_command(launcher):
     assert_one_line_error(run(launcher, "explode"), "explode")
 
@@ -277,7 +290,7 @@ def test_device_serves_only_what_it_knows_with_one_line_each(launcher, tmp_path)
     usage = run(launcher, "device", "--help")
     assert usage.returncode == 0 and "--socket PATH" in usage.stdout
     for args, message in (
-            (["device", "gpu", "--socket", str(tmp_path / "s")], "cannot serve a device of kind 'gpu' (known: block, rng)"),
+            (["device", "gpu", "--socket", str(tmp_path / "s")], "cannot serve a device of kind 'gpu' (known: block, rng, net)"),
             (["device", "block", "--socket", str(tmp_path / "s"), f"path={tmp_path / 'missing.img'}"], "missing.img"),
             (["device", "block", "--socket", str(tmp_path / "s"), "path=x,size=3"], "block: unknown key 'size'"),
             (["device", "rng"], "one of --socket PATH or --fd N")):

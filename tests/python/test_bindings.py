@@ -40,7 +40,9 @@ def test_errors_are_named_for_their_codes(tmp_path):
     ({"console": "usb"}, crosvm.InvalidArgumentError, "console"),
     ({"log_level": "loud"}, crosvm.InvalidArgumentError, "log_level"),
     ({"devices": [("floppy", "path=a")]}, crosvm.InvalidArgumentError,
-     r"unknown device kind 'floppy' \(known: block, serial, vhost-user, rng\)"),
+     r"unknown device kind 'floppy' \(known: block, serial, vhost-user, rng, net\)"),
+    ({"devices": [("net", "mac=52:54:00:00:00:01")]}, crosvm.InvalidArgumentError,
+     "net: needs exactly one of tap-name=, tap-fd= and host-ip="),
     ({"devices": [("block", "path=a,size=3")]}, crosvm.InvalidArgumentError, "block: unknown key 'size'"),
     ({"devices": ["block"]}, crosvm.InvalidArgumentError, r"\(kind, options\) pair"),
 ])
@@ -250,7 +252,7 @@ def test_the_control_socket_from_python(guest_program, tmp_path):
 
 def test_the_device_kinds_are_the_librarys():
     kinds = crosvm.device_kinds()
-    assert list(kinds) == ["block", "serial", "vhost-user", "rng"]
+    assert list(kinds) == ["block", "serial", "vhost-user", "rng", "net"]
     assert "ro " in kinds["block"] and "hardware " in kinds["serial"] and "socket " in kinds["vhost-user"]
 
 

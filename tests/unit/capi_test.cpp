@@ -130,7 +130,7 @@ TEST_CASE("devices named as text: crosvm's key=value lists, one clear error each
   CHECK(crosvm_config_reads_stdin(nullptr) == CROSVM_ERROR_INVALID_ARGUMENT);
 
   CHECK(crosvm_config_add_device(config.handle, "floppy", "path=a") == CROSVM_ERROR_INVALID_ARGUMENT);
-  CHECK(last_message() == "unknown device kind 'floppy' (known: block, serial, vhost-user, rng)");
+  CHECK(last_message() == "unknown device kind 'floppy' (known: block, serial, vhost-user, rng, net)");
   CHECK(crosvm_config_add_device(config.handle, "block", "path=a,size=3") == CROSVM_ERROR_INVALID_ARGUMENT);
   CHECK(last_message() == "block: unknown key 'size' (known: path, ro, root, id)");
   CHECK(crosvm_config_add_device(config.handle, "block", nullptr) == CROSVM_ERROR_INVALID_ARGUMENT);
@@ -144,7 +144,7 @@ TEST_CASE("devices named as text: crosvm's key=value lists, one clear error each
     REQUIRE(crosvm_device_kind_help(kind) != nullptr);
     CHECK(std::string(crosvm_device_kind_help(kind)).rfind(kind, 0) == 0);
   }
-  CHECK(names == "block serial vhost-user rng ");
+  CHECK(names == "block serial vhost-user rng net ");
   CHECK(crosvm_device_kind_help("floppy") == nullptr);
   CHECK(crosvm_device_kind_help(nullptr) == nullptr);
 }

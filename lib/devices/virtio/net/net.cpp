@@ -1,0 +1,466 @@
+#include "devices/virtio/net/net.h"
+
+#include <linux/if_tun.h>
+#include <sys/random.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+
+#include "devices/virtio/chain_io.h"
+#include "devices/virtio/net/tap.h"
+
+namespace crosvm::virtio {
+namespace {
+
+struct [[gnu::packed]] NetConfig {
+  uint8_t mac[6];
+  uint16_t status;
+  uint16_t max_virtqueue_pairs;
+  uint16_t mtu;
+};
+
+// The control queue (5.1.6.5).
+struct [[gnu::packed]] ControlHeader {
+  uint8_t command_class;
+  uint8_t command;
+};
+constexpr uint8_t kControlOk = 0;
+constexpr uint8_t kControlError = 1;
+constexpr uint8_t kControlRx = 0;
+constexpr uint8_t kControlRxPromiscuous = 0;
+constexpr uint8_t kControlRxAllMulticast = 1;
+constexpr uint8_t kControlMac = 1;
+constexpr uint8_t kControlMacTableSet = 0;
+constexpr uint8_t kControlGuestOffloads = 5;
+constexpr uint8_t kControlGuestOffloadsSet = 0;
+constexpr uint64_t kGuestOffloadFeatures =
+    kNetFeatureGuestCsum | kNetFeatureGuestTso4 | kNetFeatureGuestTso6 | kNetFeatureGuestEcn | kNetFeatureGuestUfo;
+
+std::string_view gso_name(uint8_t type) {
+  switch (type) {
+    case kNetGsoTcpV4: return "TCPv4";
+    case kNetGsoTcpV6: return "TCPv6";
+    case kNetGsoUdp: return "UDP";
+    default: return "unknown";
+  }
+}
+
+}  // namespace
+
+std::optional<std::string> check_transmit_header(const NetHeader& header, uint64_t frame_bytes, uint64_t features) {
+  if ((header.flags & ~(kNetHeaderNeedsCsum | kNetHeaderDataValid)) != 0) {
+    return fmt::format("header flags {:#x} are not virtio's", header.flags);
+  }
+  if (frame_bytes < 14) return fmt::format("a {}-byte frame is shorter than an Ethernet header", frame_bytes);
+  if (frame_bytes > kMaxFrameBytes) {
+    return fmt::format("a {}-byte frame is larger than {} bytes", frame_bytes, kMaxFrameBytes);
+  }
+  if ((header.flags & kNetHeaderNeedsCsum) != 0) {
+    if ((features & kNetFeatureCsum) == 0) return std::string("a partial checksum, but CSUM was not negotiated");
+    if (uint64_t{header.csum_start} + header.csum_offset + 2 > frame_bytes) {
+      return fmt::format("a checksum at {} + {} lies past the {}-byte frame", header.csum_start, header.csum_offset,
+                         frame_bytes);
+    }
+  }
+  const uint8_t gso = header.gso_type & ~kNetGsoEcn;
+  if (gso == kNetGsoNone) {
+    if ((header.gso_type & kNetGsoEcn) != 0) return std::string("ECN without segmentation");
+    return std::nullopt;
+  }
+  const uint64_t needed = gso == kNetGsoTcpV4   ? kNetFeatureHostTso4
+                          : gso == kNetGsoTcpV6 ? kNetFeatureHostTso6
+                          : gso == kNetGsoUdp   ? kNetFeatureHostUfo
+                                                : 0;
+  if (needed == 0) return fmt::format("GSO type {} is unknown", gso);
+  if ((features & needed) == 0) return fmt::format("{} segmentation was not negotiated", gso_name(gso));
+  if ((header.gso_type & kNetGsoEcn) != 0 && (features & kNetFeatureHostEcn) == 0) {
+    return std::string("ECN segmentation was not negotiated");
+  }
+  if ((header.flags & kNetHeaderNeedsCsum) == 0) return std::string("segmentation without a partial checksum");
+  if (header.gso_size == 0) return std::string("segmentation into 0-byte segments");
+  if (header.header_length > frame_bytes) {
+    return fmt::format("a {}-byte header in a {}-byte frame", header.header_length, frame_bytes);
+  }
+  return std::nullopt;
+}
+
+Result<std::vector<SplitQueue::UsedElement>> write_received_frame(const GuestMemory& memory,
+                                                                  std::span<const DescriptorChain> chains,
+                                                                  std::span<uint8_t> frame) {
+  if (frame.size() < sizeof(NetHeader)) return make_error(ErrorCode::kInvalidArgument, "a frame without its header");
+  std::vector<SplitQueue::UsedElement> used;
+  uint64_t room = 0;
+  for (const DescriptorChain& chain : chains) {
+    if (room >= frame.size()) break;
+    const uint64_t piece = std::min<uint64_t>(chain.writable_bytes, frame.size() - room);
+    used.push_back({chain.head, static_cast<uint32_t>(piece)});
+    room += piece;
+  }
+  if (room < frame.size() || used.size() > UINT16_MAX) {
+    return make_error(ErrorCode::kInvalidArgument, "a {}-byte frame does not fit {} bytes of buffers", frame.size(),
+                      room);
+  }
+  const auto buffers = static_cast<uint16_t>(used.size());
+  std::memcpy(frame.data() + offsetof(NetHeader, num_buffers), &buffers, sizeof(buffers));
+  uint64_t offset = 0;
+  for (size_t i = 0; i < used.size(); ++i) {
+    ChainWriter writer(memory, chains[i].writable);
+    CROSVM_TRY(writer.write(frame.subspan(offset, used[i].written)));
+    offset += used[i].written;
+  }
+  return used;
+}
+
+unsigned offloads_for_guest(uint64_t guest_features) {
+  unsigned offloads = 0;
+  if ((guest_features & kNetFeatureGuestCsum) != 0) offloads |= TUN_F_CSUM;
+  if ((guest_features & kNetFeatureGuestTso4) != 0) offloads |= TUN_F_TSO4;
+  if ((guest_features & kNetFeatureGuestTso6) != 0) offloads |= TUN_F_TSO6;
+  if ((guest_features & kNetFeatureGuestEcn) != 0) offloads |= TUN_F_TSO_ECN;
+  if ((guest_features & kNetFeatureGuestUfo) != 0) offloads |= TUN_F_UFO;
+  return offloads;
+}
+
+Result<MacAddress> parse_mac(std::string_view text) {
+  MacAddress mac{};
+  auto bad = [&] { return make_error(ErrorCode::kInvalidArgument, "net: mac must look like 52:54:00:12:34:56, not '{}'", text); };
+  if (text.size() != 17) return bad();
+  for (size_t i = 0; i < 6; ++i) {
+    const std::string_view part = text.substr(i * 3, 2);
+    if (i < 5 && text[i * 3 + 2] != ':') return bad();
+    const auto [end, error] = std::from_chars(part.data(), part.data() + 2, mac[i], 16);
+    if (error != std::errc{} || end != part.data() + 2) return bad();
+  }
+  if ((mac[0] & 1) != 0) return make_error(ErrorCode::kInvalidArgument, "net: mac {} is a multicast address", text);
+  return mac;
+}
+
+std::string format_mac(const MacAddress& mac) {
+  return fmt::format("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
+}
+
+Net::Net(std::string name, MacAddress mac, uint16_t mtu, std::unique_ptr<NetBackend> backend, const Logger& logger)
+    : QueueDevice(std::move(name), logger),
+      mac_(mac),
+      mtu_(mtu),
+      backend_(std::move(backend)),
+      rx_buffer_(sizeof(NetHeader) + kMaxFrameBytes) {}
+
+uint64_t Net::device_features() const {
+  uint64_t features = kNetFeatureMac | kNetFeatureMtu | kNetFeatureStatus | kNetFeatureCtrlQueue | kNetFeatureCtrlRx |
+                      kNetFeatureMergeableBuffers;
+  if (!backend_->carries_header()) return features;
+  // What the guest sends: the TAP takes partial checksums and TCP
+  // segmentation whatever its offloads (those say what it may send us).
+  features |= kNetFeatureCsum | kNetFeatureHostTso4 | kNetFeatureHostTso6 | kNetFeatureHostEcn;
+  const unsigned offloads = backend_->supported_offloads();
+  if ((offloads & TUN_F_CSUM) != 0) features |= kNetFeatureGuestCsum | kNetFeatureCtrlGuestOffloads;
+  if ((offloads & TUN_F_TSO4) != 0) features |= kNetFeatureGuestTso4;
+  if ((offloads & TUN_F_TSO6) != 0) features |= kNetFeatureGuestTso6;
+  if ((offloads & TUN_F_TSO_ECN) != 0) features |= kNetFeatureGuestEcn;
+  return features;
+}
+
+void Net::read_config(uint64_t offset, std::span<uint8_t> data) {
+  NetConfig config{};
+  std::memcpy(config.mac, mac_.data(), mac_.size());
+  config.status = status_.load();
+  config.max_virtqueue_pairs = 1;
+  config.mtu = mtu_;
+  read_config_bytes(std::span(reinterpret_cast<const uint8_t*>(&config), sizeof(config)), offset, data);
+}
+
+Result<void> Net::on_activate(const Activation& activation) {
+  if (auto set = backend_->set_offloads(offloads_for_guest(activation.features)); !set) {
+    logger().warn("{}: {} (the guest's receive offloads are off)", name(), set.error().message);
+  }
+  return {};
+}
+
+void Net::on_reset() {
+  rx_length_ = 0;
+  rx_held_.clear();
+  rx_held_bytes_ = 0;
+}
+
+QueueDevice::Turn Net::on_kick(ActiveQueue& queue) {
+  switch (queue.index) {
+    case kReceiveQueue:
+      // New buffers: a frame waiting for them, or the backend, goes on.
+      resume_host(0);
+      return Turn::kIdle;
+    case kTransmitQueue:
+      return serve_available(queue, [this](const DescriptorChain& chain) { return transmit(chain); });
+    case kControlQueue:
+      return serve_available(queue, [this](const DescriptorChain& chain) { return control(chain); });
+    default:
+      return Turn::kIdle;
+  }
+}
+
+QueueDevice::Turn Net::on_host_ready(size_t) { return receive(); }
+
+QueueDevice::Turn Net::receive() {
+  ActiveQueue* queue = find_queue(kReceiveQueue);
+  if (queue == nullptr || !link_up()) return Turn::kPaused;
+  const size_t header_gap = backend_->carries_header() ? 0 : sizeof(NetHeader);
+  unsigned frames = 0;
+  bool delivered = false;
+  Turn turn = Turn::kIdle;
+  while (active()) {
+    if (rx_length_ == 0) {
+      if (frames == kFramesPerTurn) {
+        turn = Turn::kMore;
+        break;
+      }
+      auto got = backend_->receive(std::span(rx_buffer_).subspan(header_gap));
+      if (!got) {
+        backend_failed(got.error());
+        turn = Turn::kPaused;
+        break;
+      }
+      if (*got == 0) break;  // nothing waits: wait until something does
+      ++frames;
+      if (header_gap > 0) {
+        std::memset(rx_buffer_.data(), 0, header_gap);
+      } else if (*got < sizeof(NetHeader)) {
+        ++dropped_;
+        continue;
+      }
+      rx_length_ = *got + header_gap;
+    }
+    const Placed placed = place_frame(*queue);
+    if (placed == Placed::kBroken) return Turn::kPaused;
+    if (placed == Placed::kWaiting) {
+      turn = Turn::kPaused;  // until the guest posts buffers (its kick)
+      break;
+    }
+    delivered = true;
+  }
+  if (delivered) notify_used(*queue);
+  return active() ? turn : Turn::kPaused;
+}
+
+Net::Placed Net::place_frame(ActiveQueue& queue) {
+  const bool mergeable = (features() & kNetFeatureMergeableBuffers) != 0;
+  const size_t max_buffers = mergeable ? queue.queue.size() : 1;
+  while (rx_held_bytes_ < rx_length_) {
+    if (rx_held_.size() >= max_buffers) {
+      // Every buffer the guest could give at once is too small: the frame
+      // goes, the buffers stay for the next one.
+      ++dropped_;
+      report_problem(fmt::format("a {}-byte frame does not fit the {} bytes of receive buffers: dropped",
+                                 rx_length_, rx_held_bytes_));
+      rx_length_ = 0;
+      return Placed::kDone;
+    }
+    auto popped = queue.queue.pop();
+    if (!popped) {
+      fail(popped.error().message);
+      return Placed::kBroken;
+    }
+    if (!popped->has_value()) {
+      auto more = queue.queue.enable_notification();
+      if (!more) {
+        fail(more.error().message);
+        return Placed::kBroken;
+      }
+      if (*more) continue;
+      return Placed::kWaiting;
+    }
+    PoppedChain& next = **popped;
+    if (!next.chain || !next.chain->readable.empty()) {
+      report_problem(next.chain ? std::string("receive queue: a buffer the device would have to read")
+                                : fmt::format("receive queue: {}", next.problem));
+      if (!complete(queue, next.head, 0)) return Placed::kBroken;
+      continue;
+    }
+    rx_held_bytes_ += next.chain->writable_bytes;
+    rx_held_.push_back(std::move(*next.chain));
+  }
+  auto used = write_received_frame(memory(), rx_held_, std::span(rx_buffer_.data(), rx_length_));
+  if (!used) {
+    fail(used.error().message);
+    return Placed::kBroken;
+  }
+  for (size_t i = 0; i < used->size(); ++i) rx_held_bytes_ -= rx_held_[i].writable_bytes;
+  rx_held_.erase(rx_held_.begin(), rx_held_.begin() + static_cast<ptrdiff_t>(used->size()));
+  rx_length_ = 0;
+  if (auto pushed = queue.queue.push_used(*used); !pushed) {
+    fail(pushed.error().message);
+    return Placed::kBroken;
+  }
+  return Placed::kDone;
+}
+
+uint32_t Net::transmit(const DescriptorChain& chain) {
+  ChainReader reader(memory(), chain.readable);
+  auto header = reader.read_object<NetHeader>();
+  if (!header) {
+    ++dropped_;
+    report_problem(fmt::format("transmit queue: a {}-byte chain has no header", chain.readable_bytes));
+    return 0;
+  }
+  if (auto problem = check_transmit_header(*header, reader.remaining(), features())) {
+    ++dropped_;
+    report_problem(fmt::format("transmit queue: {}: dropped", *problem));
+    return 0;
+  }
+  if (!link_up()) {
+    ++dropped_;
+    return 0;
+  }
+  auto frame = reader.take(reader.remaining());
+  if (!frame) {
+    ++dropped_;
+    return 0;
+  }
+  // The checked copy of the header goes out, not the guest's memory.
+  NetHeader checked = *header;
+  checked.num_buffers = 0;
+  tx_iovecs_.clear();
+  if (backend_->carries_header()) tx_iovecs_.push_back({&checked, sizeof(checked)});
+  tx_iovecs_.insert(tx_iovecs_.end(), frame->begin(), frame->end());
+  auto sent = backend_->send(tx_iovecs_);
+  if (!sent) {
+    ++dropped_;
+    backend_failed(sent.error());
+  } else if (*sent != NetBackend::Sent::kSent) {
+    ++dropped_;
+    if (*sent == NetBackend::Sent::kRefused) {
+      report_problem(fmt::format("transmit queue: {} refused a {}-byte frame (GSO type {}, segment size {}): dropped",
+                                 backend_->describe(), reader.consumed() - sizeof(NetHeader), uint8_t{header->gso_type},
+                                 uint16_t{header->gso_size}));
+    }
+  }
+  return 0;
+}
+
+uint32_t Net::control(const DescriptorChain& chain) {
+  ChainReader reader(memory(), chain.readable);
+  ChainWriter writer(memory(), chain.writable);
+  if (writer.remaining() == 0) {
+    report_problem("control queue: a command with no room for its answer");
+    return 0;
+  }
+  uint8_t answer = kControlError;
+  auto header = reader.read_object<ControlHeader>();
+  if (header) {
+    const uint64_t data = reader.remaining();
+    if (header->command_class == kControlRx && (features() & kNetFeatureCtrlRx) != 0 &&
+        (header->command == kControlRxPromiscuous || header->command == kControlRxAllMulticast) && data == 1) {
+      // The TAP hands over whatever reaches it; the guest's stack filters.
+      answer = kControlOk;
+    } else if (header->command_class == kControlMac && header->command == kControlMacTableSet) {
+      // Two tables (unicast, multicast): a count and that many addresses.
+      bool valid = true;
+      for (int table = 0; table < 2 && valid; ++table) {
+        auto entries = reader.read_object<uint32_t>();
+        valid = entries && uint64_t{*entries} * 6 <= reader.remaining() && reader.skip(uint64_t{*entries} * 6);
+      }
+      if (valid && reader.remaining() == 0) answer = kControlOk;
+    } else if (header->command_class == kControlGuestOffloads && header->command == kControlGuestOffloadsSet &&
+               (features() & kNetFeatureCtrlGuestOffloads) != 0 && data == 8) {
+      auto offloads = reader.read_object<uint64_t>();
+      if (offloads && (*offloads & ~(features() & kGuestOffloadFeatures)) == 0) {
+        if (auto set = backend_->set_offloads(offloads_for_guest(*offloads)); set) {
+          answer = kControlOk;
+        } else {
+          logger().warn("{}: {}", name(), set.error().message);
+        }
+      }
+    }
+  }
+  if (answer != kControlOk) {
+    report_problem(header ? fmt::format("control queue: command {}.{} refused", header->command_class,
+                                        header->command)
+                          : std::string("control queue: a command without its header"));
+  }
+  return writer.write_object(answer) ? 1 : 0;
+}
+
+void Net::backend_failed(const Error& error) {
+  if (status_.exchange(0) == 0) return;
+  logger().warn("{}: {}: the link is down", name(), error.message);
+  interrupt().signal_config_change();
+}
+
+namespace {
+
+constexpr DeviceKey kNetKeys[] = {
+    {"tap-name", "an existing TAP by name (one the user owns, or any with CAP_NET_ADMIN)"},
+    {"tap-fd", "a TAP the caller opened: its fd number (duplicated; the caller keeps it)"},
+    {"host-ip", "a new TAP with this IPv4 address on the host side (needs CAP_NET_ADMIN)"},
+    {"netmask", "with host-ip: the host side's netmask"},
+    {"mac", "the guest's MAC address (default: a random locally administered one)"},
+    {"mtu", "the MTU the guest is told (default: the TAP's)"},
+};
+
+Result<void> check_net(const DeviceOptions& options) {
+  const int sources = (options.text("tap-name") ? 1 : 0) + (options.text("tap-fd") ? 1 : 0) +
+                      (options.text("host-ip") ? 1 : 0);
+  if (sources != 1) return options.invalid("needs exactly one of tap-name=, tap-fd= and host-ip=");
+  if (options.text("host-ip").has_value() != options.text("netmask").has_value()) {
+    return options.invalid("host-ip= and netmask= go together");
+  }
+  CROSVM_TRY(options.number("tap-fd", 0, 65535, 0));
+  CROSVM_TRY(options.number("mtu", 68, 65535, 1500));
+  if (auto mac = options.text("mac")) CROSVM_TRY(parse_mac(*mac));
+  return {};
+}
+
+MacAddress random_mac() {
+  MacAddress mac{};
+  if (::getrandom(mac.data(), mac.size(), 0) != static_cast<ssize_t>(mac.size())) mac = {0, 0, 0, 0, 0, 1};
+  mac[0] = static_cast<uint8_t>((mac[0] & 0xfe) | 0x02);  // unicast, locally administered
+  return mac;
+}
+
+std::string net_source(const DeviceOptions& options) {
+  if (auto name = options.text("tap-name")) return "tap " + *name;
+  if (auto fd = options.text("tap-fd")) return "tap fd " + *fd;
+  return fmt::format("new tap, host {}/{}", options.text("host-ip").value_or(""), options.text("netmask").value_or(""));
+}
+
+}  // namespace
+
+const VirtioKind kNetKind{
+    .name = "net",
+    .summary = "a virtio-net NIC on a TAP (tap-name=, tap-fd=, or host-ip=,netmask= for a new one)",
+    .keys = kNetKeys,
+    .positional = "",
+    .check = check_net,
+    .open = [](DeviceOptions& options, const Logger&) -> Result<std::vector<NamedFd>> {
+      OpenedTap tap;
+      if (auto name = options.text("tap-name")) {
+        tap = CROSVM_TRY(open_tap(*name));
+      } else if (options.text("tap-fd")) {
+        tap = CROSVM_TRY(adopt_tap_fd(static_cast<int>(CROSVM_TRY(options.number("tap-fd", 0, 65535, 0)))));
+      } else {
+        tap = CROSVM_TRY(create_tap(*options.text("host-ip"), *options.text("netmask")));
+      }
+      // Decided here, once: a device process is told them.
+      if (!options.text("mac")) options.set("mac", format_mac(random_mac()));
+      if (!options.text("mtu")) options.set("mtu", std::to_string(tap.mtu));
+      std::vector<NamedFd> fds;
+      fds.push_back({"tap", std::move(tap.fd)});
+      return fds;
+    },
+    .create = [](const DeviceOptions& options, DeviceEnvironment& environment)
+        -> Result<std::shared_ptr<VirtioDevice>> {
+      UniqueFd fd = environment.take_fd("tap");
+      if (!fd) return options.invalid("no TAP was opened for the device");
+      const std::string name = fmt::format("virtio-net {} ({})", environment.index, net_source(options));
+      auto backend = CROSVM_TRY(Tap::create(std::move(fd), net_source(options)));
+      const MacAddress mac = CROSVM_TRY(parse_mac(options.text("mac").value_or("")));
+      const auto mtu = static_cast<uint16_t>(CROSVM_TRY(options.number("mtu", 68, 65535, 1500)));
+      return std::shared_ptr<VirtioDevice>(std::make_shared<Net>(name, mac, mtu, std::move(backend), environment.logger));
+    },
+    .describe = [](const DeviceOptions& options, uint32_t index) -> std::string {
+      return fmt::format("net{} (virtio-net, {}, mac {}, mtu {})", index, net_source(options),
+                         options.text("mac").value_or("?"), options.text("mtu").value_or("?"));
+    },
+};
+
+}  // namespace crosvm::virtio

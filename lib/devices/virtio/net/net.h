@@ -1,0 +1,151 @@
+// virtio-net (virtio 1.x, 5.1): one receive/transmit queue pair and the
+// control queue, over a NetBackend (a TAP).
+//
+// Transmit: each chain is a virtio_net_hdr and a frame; the header is
+// checked against what was negotiated (check_transmit_header) and passed
+// on from a copy, the frame goes to the backend straight from guest RAM.
+// Receive: a frame is read into one bounded buffer of the device's, then
+// copied into the guest's buffers: one chain, or with MRG_RXBUF as many as
+// it needs, all published together. A frame larger than every buffer the
+// guest could post is dropped, never truncated. While the guest posts no
+// buffer the device stops reading the backend (its own queue fills and
+// the kernel drops) and spends nothing until the guest kicks.
+// Offloads: what the backend supports is offered; what the guest takes is
+// set on the backend (and again by the control queue's GUEST_OFFLOADS).
+// A backend that fails or goes away is logged once and the link goes down.
+#pragma once
+
+#include <atomic>
+#include <array>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "devices/registry.h"
+#include "devices/virtio/net/net_backend.h"
+#include "devices/virtio/queue_device.h"
+
+namespace crosvm::virtio {
+
+// Feature bits (5.1.3).
+inline constexpr uint64_t kNetFeatureCsum = 1ull << 0;
+inline constexpr uint64_t kNetFeatureGuestCsum = 1ull << 1;
+inline constexpr uint64_t kNetFeatureCtrlGuestOffloads = 1ull << 2;
+inline constexpr uint64_t kNetFeatureMtu = 1ull << 3;
+inline constexpr uint64_t kNetFeatureMac = 1ull << 5;
+inline constexpr uint64_t kNetFeatureGuestTso4 = 1ull << 7;
+inline constexpr uint64_t kNetFeatureGuestTso6 = 1ull << 8;
+inline constexpr uint64_t kNetFeatureGuestEcn = 1ull << 9;
+inline constexpr uint64_t kNetFeatureGuestUfo = 1ull << 10;
+inline constexpr uint64_t kNetFeatureHostTso4 = 1ull << 11;
+inline constexpr uint64_t kNetFeatureHostTso6 = 1ull << 12;
+inline constexpr uint64_t kNetFeatureHostEcn = 1ull << 13;
+inline constexpr uint64_t kNetFeatureHostUfo = 1ull << 14;
+inline constexpr uint64_t kNetFeatureMergeableBuffers = 1ull << 15;
+inline constexpr uint64_t kNetFeatureStatus = 1ull << 16;
+inline constexpr uint64_t kNetFeatureCtrlQueue = 1ull << 17;
+inline constexpr uint64_t kNetFeatureCtrlRx = 1ull << 18;
+
+// struct virtio_net_hdr with num_buffers (always there in virtio 1.x).
+struct [[gnu::packed]] NetHeader {
+  uint8_t flags;
+  uint8_t gso_type;
+  uint16_t header_length;
+  uint16_t gso_size;
+  uint16_t csum_start;
+  uint16_t csum_offset;
+  uint16_t num_buffers;
+};
+static_assert(sizeof(NetHeader) == 12);
+inline constexpr uint8_t kNetHeaderNeedsCsum = 1;
+inline constexpr uint8_t kNetHeaderDataValid = 2;
+inline constexpr uint8_t kNetGsoNone = 0;
+inline constexpr uint8_t kNetGsoTcpV4 = 1;
+inline constexpr uint8_t kNetGsoUdp = 3;
+inline constexpr uint8_t kNetGsoTcpV6 = 4;
+inline constexpr uint8_t kNetGsoEcn = 0x80;
+
+// The largest frame either way, without its header: a 64 KiB GSO frame with
+// its Ethernet and VLAN headers.
+inline constexpr size_t kMaxFrameBytes = 65535 + 14 + 4;
+
+// Why a transmitted frame with `header` and `frame_bytes` after it may not
+// go to the backend under the negotiated `features`; nullopt when it may.
+std::optional<std::string> check_transmit_header(const NetHeader& header, uint64_t frame_bytes, uint64_t features);
+
+// Writes a received `frame` (its header first) into `chains` front to back,
+// each filled before the next, and sets the header's num_buffers to how
+// many it took: what goes to the used ring. Fails, writing nothing, when
+// the chains hold less than the frame.
+Result<std::vector<SplitQueue::UsedElement>> write_received_frame(const GuestMemory& memory,
+                                                                  std::span<const DescriptorChain> chains,
+                                                                  std::span<uint8_t> frame);
+
+// The TUN_F_* offloads a driver that negotiated `features` can take.
+unsigned offloads_for_guest(uint64_t guest_features);
+
+using MacAddress = std::array<uint8_t, 6>;
+Result<MacAddress> parse_mac(std::string_view text);
+std::string format_mac(const MacAddress& mac);
+
+class Net final : public QueueDevice {
+ public:
+  static constexpr uint16_t kQueueSize = 256;
+  static constexpr uint16_t kReceiveQueue = 0;
+  static constexpr uint16_t kTransmitQueue = 1;
+  static constexpr uint16_t kControlQueue = 2;
+  // Frames received per turn before the device yields.
+  static constexpr unsigned kFramesPerTurn = 64;
+
+  Net(std::string name, MacAddress mac, uint16_t mtu, std::unique_ptr<NetBackend> backend, const Logger& logger);
+
+  DeviceType type() const override { return DeviceType::kNet; }
+  uint32_t pci_class() const override { return 0x020000; }  // Ethernet controller
+  std::vector<uint16_t> queue_max_sizes() const override { return {kQueueSize, kQueueSize, kQueueSize}; }
+  uint64_t device_features() const override;
+  void read_config(uint64_t offset, std::span<uint8_t> data) override;
+  void write_config(uint64_t, std::span<const uint8_t>) override {}
+
+  bool link_up() const { return status_.load() != 0; }
+  // Frames dropped either way: too large, a refused header, no room in
+  // the backend.
+  uint64_t dropped_frames() const { return dropped_.load(); }
+
+ private:
+  Result<void> on_activate(const Activation& activation) override;
+  Turn on_kick(ActiveQueue& queue) override;
+  void on_reset() override;
+  std::vector<int> host_fds() const override { return {backend_->wait_fd()}; }
+  Turn on_host_ready(size_t index) override;
+
+  // Under the worker's lock.
+  Turn receive();
+  // Places the frame in rx_buffer_ into the guest's buffers: false when it
+  // waits for more of them (the frame stays).
+  enum class Placed { kDone, kWaiting, kBroken };
+  Placed place_frame(ActiveQueue& queue);
+  uint32_t transmit(const DescriptorChain& chain);
+  uint32_t control(const DescriptorChain& chain);
+  void backend_failed(const Error& error);
+
+  MacAddress mac_;
+  uint16_t mtu_;
+  std::unique_ptr<NetBackend> backend_;
+  static constexpr uint16_t kStatusLinkUp = 1;  // VIRTIO_NET_S_LINK_UP
+  std::atomic<uint16_t> status_{kStatusLinkUp};
+  std::atomic<uint64_t> dropped_{0};
+  // Receive state, under the worker's lock: the frame read from the
+  // backend (with its header) and the guest buffers taken for it so far.
+  std::vector<uint8_t> rx_buffer_;
+  size_t rx_length_ = 0;
+  std::vector<DescriptorChain> rx_held_;
+  uint64_t rx_held_bytes_ = 0;
+  std::vector<iovec> tx_iovecs_;
+};
+
+// "net" in the registry: tap-name=, tap-fd=, or host-ip=,netmask= (a new
+// TAP the VMM configures); mac=, mtu=.
+extern const VirtioKind kNetKind;
+
+}  // namespace crosvm::virtio
