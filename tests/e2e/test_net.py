@@ -1,0 +1,154 @@
+"""virtio-net over a TAP with Debian's kernel and its virtio_net driver.
+Each test makes a network namespace of its own with a TAP in it (MTU
+9000, 10.0.2.1/24 on the host side) and runs the VMM and every host-side
+peer inside it: no packet leaves the namespace. Both with the NIC jailed
+(crosvm-launch's default) and in the VMM."""
+import hashlib
+import itertools
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from test_control import control
+
+HANG_GUARD = 300  # a guard against hangs, never a timing check
+HOST_IP = "10.0.2.1"
+GUEST_IP = "10.0.2.15"
+GUEST_MAC = "52:54:00:12:34:56"
+TAP = "vmtap0"
+MTU = 9000
+STREAM_BYTES = 64 << 20
+_namespaces = itertools.count()
+
+# The host's end of a TCP stream, run inside the namespace: "send PORT"
+# connects (retrying until the guest listens) and sends STREAM_BYTES of
+# numbered copies of a random MiB; "fetch PORT" downloads /blob from the
+# guest's web server. Either prints the sha256 of what went through.
+PEER = r"""
+import hashlib, os, socket, sys, time
+mode, host, port, total = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+digest = hashlib.sha256()
+if mode == "send":
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            connection = socket.create_connection((host, port), timeout=30)
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    # Random 1 MiB, each copy numbered: cheap to make in a slow machine,
+    # and a lost, damaged or reordered piece still changes the digest.
+    seed = os.urandom(1 << 20)
+    for index in range(total >> 20):
+        chunk = b"%08d" % index + seed[8:]
+        digest.update(chunk)
+        connection.sendall(chunk)
+    connection.close()
+else:
+    import urllib.request
+    with urllib.request.urlopen(f"http://{host}:{port}/blob", timeout=120) as response:
+        received = 0
+        while chunk := response.read(1 << 20):
+            digest.update(chunk)
+            received += len(chunk)
+    if received != total:
+        sys.exit(f"the stream ended {total - received} bytes short")
+print(digest.hexdigest(), flush=True)
+"""
+
+
+@pytest.fixture(params=["sandboxed", "in-the-vmm"])
+def sandbox_mode(request) -> str:
+    return request.param
+
+
+def in_namespace(namespace: str, *command: str) -> list[str]:
+    return ["ip", "netns", "exec", namespace, *command]
+
+
+@pytest.fixture
+def namespace():
+    """A network namespace with lo up and a persistent TAP in it."""
+    name = f"crosvm-e2e-{os.getpid()}-{next(_namespaces)}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        for command in (["link", "set", "lo", "up"],
+                        ["tuntap", "add", "dev", TAP, "mode", "tap"],
+                        ["link", "set", TAP, "mtu", str(MTU)],
+                        ["addr", "add", f"{HOST_IP}/24", "dev", TAP],
+                        ["link", "set", TAP, "up"]):
+            subprocess.run(["ip", "-n", name, *command], check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def boot_with_net(boot, launcher, kernel, initramfs, namespace, sandbox_mode, net, *extra):
+    flags = ["--disable-sandbox"] if sandbox_mode == "in-the-vmm" else []
+    command = in_namespace(namespace, launcher, "run", "-i", initramfs, "-p", "console=ttyS0 reboot=k",
+                           *flags, *extra, "--net", net, kernel)
+    guest = boot(command=command)
+    guest.run(f"ip link set eth0 up && ip addr add {GUEST_IP}/24 dev eth0")
+    return guest
+
+
+def test_a_guest_on_a_tap_pings_both_ways_streams_64_mib_each_way_and_sees_its_mac_mtu_and_offloads(
+        boot, launcher, kernel, initramfs, namespace, sandbox_mode, tmp_path):
+    sock = str(tmp_path / "vm.sock")
+    guest = boot_with_net(boot, launcher, kernel, initramfs, namespace, sandbox_mode,
+                          f"tap-name={TAP},mac={GUEST_MAC}", "-s", sock)
+    devices = json.loads(control(launcher, "status", sock).stdout)["status"]["devices"]
+    assert any(line.startswith(f"net0 (virtio-net, tap {TAP}, mac {GUEST_MAC}, mtu {MTU})") for line in devices), devices
+    assert guest.run("cat /sys/class/net/eth0/address").strip() == GUEST_MAC
+    assert guest.run("cat /sys/class/net/eth0/mtu").strip() == str(MTU)
+    # The negotiated feature bits, as the guest's virtio core lists them.
+    features = guest.run("cat /sys/class/net/eth0/device/features").strip()
+    for bit, name in [(0, "CSUM"), (1, "GUEST_CSUM"), (5, "MAC"), (7, "GUEST_TSO4"), (11, "HOST_TSO4"),
+                      (15, "MRG_RXBUF"), (16, "STATUS"), (17, "CTRL_VQ")]:
+        assert features[bit] == "1", f"{name} not negotiated: {features}"
+
+    # 20 of 20 both ways.
+    assert "20 packets transmitted, 20 packets received" in guest.run(f"ping -c 20 -A {HOST_IP}", timeout=HANG_GUARD)
+    pinged = subprocess.run(in_namespace(namespace, "ping", "-c", "20", "-i", "0.2", "-W", "10", GUEST_IP),
+                            capture_output=True, text=True, timeout=HANG_GUARD)
+    assert pinged.returncode == 0 and " 20 received" in pinged.stdout, pinged.stdout + pinged.stderr
+    # MTU 9000: the largest don't-fragment ping fits, one byte more does not.
+    largest = subprocess.run(in_namespace(namespace, "ping", "-M", "do", "-s", str(MTU - 28), "-c", "3",
+                                          "-W", "10", GUEST_IP), capture_output=True, text=True,
+                             timeout=HANG_GUARD)
+    assert largest.returncode == 0, largest.stdout + largest.stderr
+    too_large = subprocess.run(in_namespace(namespace, "ping", "-M", "do", "-s", str(MTU - 27), "-c", "1",
+                                            "-W", "5", GUEST_IP), capture_output=True, text=True,
+                               timeout=HANG_GUARD)
+    assert too_large.returncode != 0
+
+    # 64 MiB host -> guest.
+    guest.send("nc -l -p 5001 | sha256sum > /tmp/in.sum; echo received-$?\n")
+    sent = subprocess.run(in_namespace(namespace, sys.executable, "-c", PEER, "send", GUEST_IP, "5001",
+                                       str(STREAM_BYTES)), capture_output=True, text=True, timeout=HANG_GUARD)
+    assert sent.returncode == 0, sent.stderr
+    guest.expect(r"received-0", timeout=HANG_GUARD)
+    assert guest.run("cat /tmp/in.sum").split()[0] == sent.stdout.split()[-1]
+
+    # 64 MiB guest -> host, served by busybox's httpd: it sends with
+    # sendfile(), in large writes (nc's 4 KiB writes cost one exit each,
+    # minutes in the nested machine).
+    written = guest.run("dd if=/dev/urandom of=/tmp/seed bs=1048568 count=1 2>/dev/null && mkdir -p /tmp/www && "
+                        f"for i in $(seq 1 {STREAM_BYTES >> 20}); do printf %08d $i; cat /tmp/seed; done "
+                        "> /tmp/www/blob && sha256sum /tmp/www/blob && httpd -p 8080 -h /tmp/www",
+                        timeout=HANG_GUARD)
+    fetched = subprocess.run(in_namespace(namespace, sys.executable, "-c", PEER, "fetch", GUEST_IP, "8080",
+                                          str(STREAM_BYTES)), capture_output=True, text=True, timeout=HANG_GUARD)
+    assert fetched.returncode == 0, fetched.stderr
+    out = fetched.stdout
+    assert written.split()[0] == out.split()[-1]
+
+    guest.send("poweroff -f\n")
+    assert guest.wait(timeout=HANG_GUARD) == 0, guest.errors
+    # Nothing was dropped or refused on the way.
+    assert "virtio-net" not in guest.errors, guest.errors
