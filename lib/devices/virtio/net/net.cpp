@@ -248,11 +248,20 @@ Net::Placed Net::place_frame(ActiveQueue& queue) {
   while (rx_held_bytes_ < rx_length_) {
     if (rx_held_.size() >= max_buffers) {
       // Every buffer the guest could give at once is too small: the frame
-      // goes, the buffers stay for the next one.
+      // goes. Mergeable buffers stay for the next frame (which takes them
+      // first); a single buffer goes back unused, or a guest whose buffers
+      // are all too small would stop receiving at its first one.
       ++dropped_;
       report_problem(fmt::format("a {}-byte frame does not fit the {} bytes of receive buffers: dropped",
                                  rx_length_, rx_held_bytes_));
       rx_length_ = 0;
+      if (!mergeable) {
+        for (const DescriptorChain& chain : rx_held_) {
+          if (!complete(queue, chain.head, 0)) return Placed::kBroken;
+        }
+        rx_held_.clear();
+        rx_held_bytes_ = 0;
+      }
       return Placed::kDone;
     }
     auto popped = queue.queue.pop();

@@ -7,7 +7,8 @@
 // Receive: a frame is read into one bounded buffer of the device's, then
 // copied into the guest's buffers: one chain, or with MRG_RXBUF as many as
 // it needs, all published together. A frame larger than every buffer the
-// guest could post is dropped, never truncated. While the guest posts no
+// guest could post is dropped, never truncated (without MRG_RXBUF the
+// buffer it did not fit goes back unused). While the guest posts no
 // buffer the device stops reading the backend (its own queue fills and
 // the kernel drops) and spends nothing until the guest kicks.
 // Offloads: what the backend supports is offered; what the guest takes is

@@ -1,0 +1,242 @@
+/* A tiny virtio-net driver: finds the NIC on PCI, negotiates VERSION_1 and
+ * nothing else (no offloads, no mergeable buffers, no control queue), sets
+ * up the receive and transmit queues, and posts chains, good and
+ * malformed, to both. The VMM must return every malformed chain and go on
+ * serving: the host sees only the good frame, and the guest receives the
+ * host's frame whole in the one buffer large enough for it. */
+#include "tinyguest.h"
+
+#define QUEUE_SIZE 16
+#define NEXT 1
+#define WRITE 2
+
+#define RX_RING 0x800000ul
+#define TX_RING 0x810000ul
+#define FRAMES 0x900000ul  /* one page per descriptor */
+#define ETHERTYPE_LOCAL 0x88b5
+
+struct descriptor {
+  uint64_t address;
+  uint32_t length;
+  uint16_t flags;
+  uint16_t next;
+};
+
+struct queue {
+  uint64_t ring;  /* descriptors, then avail (+0x1000), used (+0x2000) */
+  volatile uint16_t *notify;
+  uint16_t avail_index;
+  uint16_t used_seen;
+};
+
+static volatile uint8_t *common;
+static volatile uint8_t *device_config;
+static uint64_t notify_base;
+static uint32_t notify_multiplier;
+static struct queue rx = {RX_RING, 0, 0, 0};
+static struct queue tx = {TX_RING, 0, 0, 0};
+
+static uint32_t pci_read32(int slot, int reg) {
+  tg_outl(0xcf8, 0x80000000u | ((uint32_t)slot << 11) | (uint32_t)(reg & 0xfc));
+  return tg_inl(0xcfc);
+}
+
+static uint8_t pci_read8(int slot, int reg) { return (uint8_t)(pci_read32(slot, reg) >> (8 * (reg & 3))); }
+
+#define COMMON8(off) (*(volatile uint8_t *)(common + (off)))
+#define COMMON16(off) (*(volatile uint16_t *)(common + (off)))
+#define COMMON32(off) (*(volatile uint32_t *)(common + (off)))
+
+static void barrier(void) { __asm__ volatile("" ::: "memory"); }
+
+static int find_nic(void) {
+  for (int slot = 1; slot < 32; ++slot) {
+    if (pci_read32(slot, 0) == 0x10411af4u) return slot;
+  }
+  return -1;
+}
+
+static int map_capabilities(int slot) {
+  const uint64_t bar = (pci_read32(slot, 0x10) & ~0xfull) | ((uint64_t)pci_read32(slot, 0x14) << 32);
+  common = 0;
+  device_config = 0;
+  for (int at = pci_read8(slot, 0x34); at != 0; at = pci_read8(slot, at + 1)) {
+    if (pci_read8(slot, at) != 0x09) continue;
+    const uint32_t offset = pci_read32(slot, at + 8);
+    switch (pci_read8(slot, at + 3)) {
+      case 1: common = (volatile uint8_t *)(uintptr_t)(bar + offset); break;
+      case 2:
+        notify_base = bar + offset;
+        notify_multiplier = pci_read32(slot, at + 16);
+        break;
+      case 4: device_config = (volatile uint8_t *)(uintptr_t)(bar + offset); break;
+    }
+  }
+  return common != 0 && device_config != 0 && notify_multiplier != 0 ? 0 : -1;
+}
+
+static void set_up_queue(uint16_t index, struct queue *queue) {
+  memset((void *)queue->ring, 0, 0x3000);
+  COMMON16(0x16) = index;
+  COMMON16(0x18) = QUEUE_SIZE;
+  COMMON32(0x20) = (uint32_t)queue->ring;
+  COMMON32(0x24) = 0;
+  COMMON32(0x28) = (uint32_t)(queue->ring + 0x1000);
+  COMMON32(0x2c) = 0;
+  COMMON32(0x30) = (uint32_t)(queue->ring + 0x2000);
+  COMMON32(0x34) = 0;
+  queue->notify = (volatile uint16_t *)(uintptr_t)(notify_base + COMMON16(0x1e) * notify_multiplier);
+  COMMON16(0x1c) = 1;
+}
+
+static int initialize(void) {
+  COMMON8(0x14) = 0;
+  COMMON8(0x14) = 1 | 2;
+  COMMON32(0x00) = 1;
+  if ((COMMON32(0x04) & 1) == 0) return -1; /* no VERSION_1 */
+  COMMON32(0x08) = 0;
+  COMMON32(0x0c) = 0;
+  COMMON32(0x08) = 1;
+  COMMON32(0x0c) = 1;
+  COMMON8(0x14) = 1 | 2 | 8;
+  if ((COMMON8(0x14) & 8) == 0) return -1;
+  set_up_queue(0, &rx);
+  set_up_queue(1, &tx);
+  COMMON8(0x14) = 1 | 2 | 8 | 4;
+  return (COMMON8(0x14) & 64) ? -1 : 0;
+}
+
+static void set_descriptor(struct queue *queue, int index, uint64_t address, uint32_t length, uint16_t flags,
+                           uint16_t next) {
+  volatile struct descriptor *table = (volatile struct descriptor *)queue->ring;
+  table[index].address = address;
+  table[index].length = length;
+  table[index].flags = flags;
+  table[index].next = next;
+}
+
+static void offer(struct queue *queue, uint16_t head) {
+  volatile uint16_t *avail = (volatile uint16_t *)(queue->ring + 0x1000);
+  avail[2 + queue->avail_index % QUEUE_SIZE] = head;
+  barrier();
+  avail[1] = ++queue->avail_index;
+  barrier();
+}
+
+/* Waits for the next used element (the test's hang guard bounds it). */
+static void next_used(struct queue *queue, uint32_t *id, uint32_t *length) {
+  while (*(volatile uint16_t *)(queue->ring + 0x2002) == queue->used_seen) barrier();
+  const volatile uint32_t *element = (volatile uint32_t *)(queue->ring + 0x2004 + 8 * (queue->used_seen % QUEUE_SIZE));
+  ++queue->used_seen;
+  *id = element[0];
+  *length = element[1];
+}
+
+static uint64_t frame_page(int index) { return FRAMES + 0x1000ul * (uint64_t)index; }
+
+/* A 12-byte header and a broadcast frame of ours carrying `text`. */
+static uint32_t make_frame(uint64_t at, uint8_t gso_type, const char *text) {
+  volatile uint8_t *bytes = (volatile uint8_t *)at;
+  memset((void *)at, 0, 12 + 60);
+  bytes[0] = gso_type ? 1 : 0; /* NEEDS_CSUM with segmentation */
+  bytes[1] = gso_type;
+  bytes[4] = 0x40;           /* gso_size 64 */
+  bytes[6] = 34;             /* csum_start */
+  bytes[8] = 16;             /* csum_offset */
+  for (int i = 0; i < 6; ++i) bytes[12 + i] = 0xff;
+  for (int i = 0; i < 6; ++i) bytes[12 + 6 + i] = (uint8_t)device_config[i];
+  bytes[12 + 12] = ETHERTYPE_LOCAL >> 8;
+  bytes[12 + 13] = ETHERTYPE_LOCAL & 0xff;
+  for (int i = 0; text[i] != 0; ++i) bytes[12 + 14 + i] = (uint8_t)text[i];
+  return 12 + 60;
+}
+
+static void report(const char *what, uint32_t length) {
+  tg_puts(what);
+  tg_puts(": length ");
+  tg_put_dec(length);
+  tg_putc('\n');
+}
+
+static void transmit(void) {
+  uint32_t id, length;
+  /* A chain of 4 bytes: no room for the header. */
+  set_descriptor(&tx, 0, frame_page(0), 4, 0, 0);
+  offer(&tx, 0);
+  /* TCPv4 segmentation, which was not negotiated. */
+  set_descriptor(&tx, 1, frame_page(1), make_frame(frame_page(1), 1, "crosvm-tx-bad"), 0, 0);
+  offer(&tx, 1);
+  /* A loop: 2 -> 3 -> 2. */
+  set_descriptor(&tx, 2, frame_page(2), 12, NEXT, 3);
+  set_descriptor(&tx, 3, frame_page(3), 60, NEXT, 2);
+  offer(&tx, 2);
+  /* A frame outside RAM. */
+  set_descriptor(&tx, 4, frame_page(4), 12, NEXT, 5);
+  set_descriptor(&tx, 5, 0xfffffff00000ull, 60, 0, 0);
+  offer(&tx, 4);
+  /* The good one, header and frame in two descriptors. */
+  make_frame(frame_page(6), 0, "crosvm-tx-ok");
+  set_descriptor(&tx, 6, frame_page(6), 12, NEXT, 7);
+  set_descriptor(&tx, 7, frame_page(6) + 12, 60, 0, 0);
+  offer(&tx, 6);
+  *tx.notify = 1;
+  for (int i = 0; i < 5; ++i) {
+    next_used(&tx, &id, &length);
+    tg_puts("tx chain ");
+    tg_put_dec(id);
+    tg_puts(" returned\n");
+  }
+}
+
+static void receive(void) {
+  uint32_t id, length;
+  /* A buffer the device would have to read, one outside RAM, one too
+   * small for any frame with its header, then one that fits. */
+  set_descriptor(&rx, 0, frame_page(8), 2048, 0, 0);
+  offer(&rx, 0);
+  set_descriptor(&rx, 1, 0xfffffff00000ull, 2048, WRITE, 0);
+  offer(&rx, 1);
+  set_descriptor(&rx, 2, frame_page(9), 20, WRITE, 0);
+  offer(&rx, 2);
+  memset((void *)frame_page(10), 0, 2048);
+  set_descriptor(&rx, 3, frame_page(10), 2048, WRITE, 0);
+  offer(&rx, 3);
+  *rx.notify = 0;
+  tg_puts("rx ready\n");
+  for (int i = 0; i < 4; ++i) {
+    next_used(&rx, &id, &length);
+    if (id != 3) {
+      tg_puts("rx chain ");
+      tg_put_dec(id);
+      report(" returned", length);
+      continue;
+    }
+    report("rx chain 3", length);
+    const volatile char *text = (const volatile char *)(frame_page(10) + 12 + 14);
+    tg_puts("rx payload: ");
+    for (int j = 0; j < 32 && text[j] >= ' ' && text[j] < 127; ++j) tg_putc(text[j]);
+    tg_putc('\n');
+  }
+}
+
+void guest_main(const uint8_t *boot_params) {
+  (void)boot_params;
+  const int slot = find_nic();
+  if (slot < 0 || map_capabilities(slot) != 0 || initialize() != 0) {
+    tg_puts("no usable virtio-net device\n");
+    return;
+  }
+  tg_puts("mac");
+  for (int i = 0; i < 6; ++i) {
+    tg_putc(i == 0 ? ' ' : ':');
+    const uint8_t byte = device_config[i];
+    tg_putc("0123456789abcdef"[byte >> 4]);
+    tg_putc("0123456789abcdef"[byte & 15]);
+  }
+  tg_puts(" link ");
+  tg_put_dec(*(volatile uint16_t *)(device_config + 6));
+  tg_putc('\n');
+  transmit();
+  receive();
+  tg_puts("done\n");
+}
