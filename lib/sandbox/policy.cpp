@@ -138,10 +138,12 @@ Policy make_rng() {
 }
 
 // The NIC's TAP: reads and writes are common; the guest's offloads are set
-// on it at activation and by its control queue.
+// on it at activation and by its control queue, and its queues follow the
+// driver's queue pairs.
 Policy make_net() {
   Policy policy{"net", {}};
   policy.rules.push_back({"ioctl", {equals(1, TUNSETOFFLOAD)}});
+  policy.rules.push_back({"ioctl", {equals(1, TUNSETQUEUE)}});  // queue pairs the driver starts or stops
   return policy;
 }
 

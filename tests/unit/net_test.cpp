@@ -52,6 +52,10 @@ class FakeBackend final : public NetBackend {
     offload_calls.push_back(offloads);
     return {};
   }
+  Result<void> set_enabled(bool on) override {
+    enabled = on;
+    return {};
+  }
   Result<size_t> receive(std::span<uint8_t> buffer) override {
     ++receives;
     if (failing) return make_error(ErrorCode::kIo, "fake: read: Input/output error");
@@ -81,6 +85,7 @@ class FakeBackend final : public NetBackend {
   std::vector<unsigned> offload_calls;
   std::atomic<int> receives{0};
   std::atomic<bool> failing{false};
+  std::atomic<bool> enabled{true};
 
  private:
   UniqueFd ours_, theirs_;
@@ -106,9 +111,13 @@ bool eventually(const std::function<bool()>& condition) {
 }
 
 struct Fixture {
-  Fixture() : memory(crosvm::testing::make_guest_memory(1 << 20)) {
-    auto owned = std::make_unique<FakeBackend>();
-    backend = owned.get();
+  explicit Fixture(size_t pairs = 1) : memory(crosvm::testing::make_guest_memory(1 << 20)) {
+    std::vector<std::unique_ptr<NetBackend>> owned;
+    for (size_t i = 0; i < pairs; ++i) {
+      owned.push_back(std::make_unique<FakeBackend>());
+      backends.push_back(static_cast<FakeBackend*>(owned.back().get()));
+    }
+    backend = backends.front();
     net = std::make_unique<Net>("virtio-net 0", MacAddress{0x52, 0x54, 0, 1, 2, 3}, 1500, std::move(owned),
                                 crosvm::testing::quiet_logger());
   }
@@ -116,8 +125,13 @@ struct Fixture {
 
   void activate(uint64_t features) {
     Activation activation{&memory, features | kFeatureVersion1, {}, interrupt};
-    for (uint16_t index : {Net::kReceiveQueue, Net::kTransmitQueue, Net::kControlQueue}) {
-      const DriverRing& ring = index == Net::kReceiveQueue ? receive : index == Net::kTransmitQueue ? transmit : control;
+    const auto queues = static_cast<uint16_t>(2 * backends.size() + 1);
+    for (uint16_t index = 0; index < queues; ++index) {
+      const DriverRing& ring = index == queues - 1 ? control
+                               : index == 0        ? receive
+                               : index == 1        ? transmit
+                               : index == 2        ? receive1
+                                                   : transmit1;
       activation.queues.push_back(ActiveQueue{index,
                                               std::move(SplitQueue::create(memory, ring.config(), kSize, false, false)).value(),
                                               std::move(EventFd::create(EFD_NONBLOCK)).value()});
@@ -160,7 +174,10 @@ struct Fixture {
   DriverRing receive{memory, kSize};
   DriverRing transmit{memory, kSize, kTransmitRings};
   DriverRing control{memory, kSize, kControlRings};
+  DriverRing receive1{memory, kSize, 0xc0000};  // the second pair's
+  DriverRing transmit1{memory, kSize, 0xc8000};
   std::shared_ptr<RecordingInterrupt> interrupt = std::make_shared<RecordingInterrupt>();
+  std::vector<FakeBackend*> backends;
   FakeBackend* backend;
   std::unique_ptr<Net> net;
   std::vector<int> kicks;
@@ -332,9 +349,10 @@ TEST_CASE("a frame larger than all the buffers the guest can post is dropped", "
 
 TEST_CASE("while the guest posts no buffer the device reads one frame and waits without spinning", "[net]") {
   Fixture fixture;
-  fixture.activate(kNetFeatureMergeableBuffers);
   NetHeader header{};
+  // Frames waiting before the device starts: its first look takes one.
   for (int i = 0; i < 20; ++i) fixture.backend->deliver(header_bytes(header) + frame_of(60 + i, 'w'));
+  fixture.activate(kNetFeatureMergeableBuffers);
   REQUIRE(eventually([&] { return fixture.backend->receives >= 1; }));
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   CHECK(fixture.backend->receives == 1);  // one frame taken, waiting for a buffer; the rest stay in the backend
@@ -375,7 +393,7 @@ TEST_CASE("the control queue answers what it knows and refuses the rest", "[net]
     (void)fixture.memory.write_object<uint8_t>(address + 0x80, 0xaa);
     const uint16_t before = fixture.control.used_index();
     fixture.control.offer(head);
-    fixture.kick(Net::kControlQueue);
+    fixture.kick(fixture.net->control_queue());
     REQUIRE(eventually([&] { return fixture.control.used_index() == before + 1; }));
     return fixture.memory.read_object<uint8_t>(address + 0x80).value();
   };
@@ -417,4 +435,43 @@ TEST_CASE("net options need one TAP source and check their values", "[net]") {
   CHECK(parse("tap-name=a,mac=zz").error().message.find("mac must look like") != std::string::npos);
   CHECK(parse("tap-name=a,mtu=20").error().message.find("mtu must be a number from 68") != std::string::npos);
   CHECK(parse("tap-name=a,queues=2").error().message.find("unknown key 'queues'") != std::string::npos);
+}
+
+TEST_CASE("queue pairs: the first alone until the driver sets more, each pair its own backend", "[net]") {
+  Fixture fixture(2);
+  CHECK((fixture.net->device_features() & kNetFeatureMq) != 0);
+  CHECK(fixture.net->queue_max_sizes().size() == 5);
+  CHECK(fixture.config_u16(8) == 2);  // max_virtqueue_pairs
+  fixture.activate(kNetFeatureMq | kNetFeatureCtrlQueue | kNetFeatureMergeableBuffers);
+  CHECK(fixture.backends[0]->enabled);
+  CHECK_FALSE(fixture.backends[1]->enabled);  // its TAP queue detached: flows go to the first
+  auto pairs_set = [&](uint16_t head, uint16_t count) -> uint8_t {
+    const uint64_t address = kData + 0x40000 + uint64_t{head} * 0x100;
+    const std::string bytes = std::string("\x04\x00", 2) + std::string(reinterpret_cast<const char*>(&count), 2);
+    (void)fixture.memory.write(address, std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
+    fixture.control.descriptor(head, address, 4, kNext, static_cast<uint16_t>(head + 1));
+    fixture.control.descriptor(static_cast<uint16_t>(head + 1), address + 0x80, 1, kWrite);
+    const uint16_t before = fixture.control.used_index();
+    fixture.control.offer(head);
+    fixture.kick(fixture.net->control_queue());
+    REQUIRE(eventually([&] { return fixture.control.used_index() == before + 1; }));
+    return fixture.memory.read_object<uint8_t>(address + 0x80).value();
+  };
+  CHECK(pairs_set(0, 3) == 1);  // more than there are
+  CHECK(pairs_set(2, 0) == 1);
+  CHECK(pairs_set(4, 2) == 0);
+  CHECK(fixture.backends[1]->enabled);
+  // A frame on the second backend lands in the second receive queue.
+  fixture.receive1.descriptor(0, 0x90000, 2048, kWrite);
+  fixture.receive1.offer(0);
+  fixture.kick(2);
+  NetHeader header{};
+  fixture.backends[1]->deliver(header_bytes(header) + frame_of(100, '1'));
+  REQUIRE(eventually([&] { return fixture.receive1.used_index() == 1; }));
+  CHECK(fixture.receive1.used(0).length == sizeof(NetHeader) + 100);
+  CHECK(fixture.receive.used_index() == 0);
+  // Back to one pair: the second backend stops again.
+  CHECK(pairs_set(6, 1) == 0);
+  CHECK_FALSE(fixture.backends[1]->enabled);
+  CHECK(fixture.interrupt->needs_reset().empty());
 }

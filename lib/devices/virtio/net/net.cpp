@@ -32,6 +32,8 @@ constexpr uint8_t kControlRxPromiscuous = 0;
 constexpr uint8_t kControlRxAllMulticast = 1;
 constexpr uint8_t kControlMac = 1;
 constexpr uint8_t kControlMacTableSet = 0;
+constexpr uint8_t kControlMq = 4;
+constexpr uint8_t kControlMqPairsSet = 0;
 constexpr uint8_t kControlGuestOffloads = 5;
 constexpr uint8_t kControlGuestOffloadsSet = 0;
 constexpr uint64_t kGuestOffloadFeatures =
@@ -140,21 +142,36 @@ std::string format_mac(const MacAddress& mac) {
   return fmt::format("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
 }
 
-Net::Net(std::string name, MacAddress mac, uint16_t mtu, std::unique_ptr<NetBackend> backend, const Logger& logger)
-    : QueueDevice(std::move(name), logger),
-      mac_(mac),
-      mtu_(mtu),
-      backend_(std::move(backend)),
-      rx_buffer_(sizeof(NetHeader) + kMaxFrameBytes) {}
+Net::Net(std::string name, MacAddress mac, uint16_t mtu, std::vector<std::unique_ptr<NetBackend>> backends,
+         const Logger& logger)
+    : QueueDevice(std::move(name), logger), mac_(mac), mtu_(mtu) {
+  for (auto& backend : backends) {
+    Pair& pair = pairs_.emplace_back();
+    pair.backend = std::move(backend);
+    pair.rx_buffer.resize(sizeof(NetHeader) + kMaxFrameBytes);
+  }
+}
+
+std::vector<uint16_t> Net::queue_max_sizes() const {
+  return std::vector<uint16_t>(2 * pairs_.size() + 1, kQueueSize);
+}
+
+std::vector<int> Net::host_fds() const {
+  std::vector<int> fds;
+  for (const Pair& pair : pairs_) fds.push_back(pair.backend->wait_fd());
+  return fds;
+}
 
 uint64_t Net::device_features() const {
   uint64_t features = kNetFeatureMac | kNetFeatureMtu | kNetFeatureStatus | kNetFeatureCtrlQueue | kNetFeatureCtrlRx |
                       kNetFeatureMergeableBuffers;
-  if (!backend_->carries_header()) return features;
+  if (pairs_.size() > 1) features |= kNetFeatureMq;
+  const NetBackend& backend = *pairs_.front().backend;
+  if (!backend.carries_header()) return features;
   // What the guest sends: the TAP takes partial checksums and TCP
   // segmentation whatever its offloads (those say what it may send us).
   features |= kNetFeatureCsum | kNetFeatureHostTso4 | kNetFeatureHostTso6 | kNetFeatureHostEcn;
-  const unsigned offloads = backend_->supported_offloads();
+  const unsigned offloads = backend.supported_offloads();
   if ((offloads & TUN_F_CSUM) != 0) features |= kNetFeatureGuestCsum | kNetFeatureCtrlGuestOffloads;
   if ((offloads & TUN_F_TSO4) != 0) features |= kNetFeatureGuestTso4;
   if ((offloads & TUN_F_TSO6) != 0) features |= kNetFeatureGuestTso6;
@@ -166,55 +183,82 @@ void Net::read_config(uint64_t offset, std::span<uint8_t> data) {
   NetConfig config{};
   std::memcpy(config.mac, mac_.data(), mac_.size());
   config.status = status_.load();
-  config.max_virtqueue_pairs = 1;
+  config.max_virtqueue_pairs = static_cast<uint16_t>(pairs_.size());
   config.mtu = mtu_;
   read_config_bytes(std::span(reinterpret_cast<const uint8_t*>(&config), sizeof(config)), offset, data);
 }
 
 Result<void> Net::on_activate(const Activation& activation) {
-  if (auto set = backend_->set_offloads(offloads_for_guest(activation.features)); !set) {
-    logger().warn("{}: {} (the guest's receive offloads are off)", name(), set.error().message);
-  }
+  // Until the driver says otherwise, the first pair alone (5.1.6.5.5).
+  offloads_ = offloads_for_guest(activation.features);
+  active_pairs_ = static_cast<uint16_t>(pairs_.size());
+  if (!use_pairs(1)) logger().warn("{}: the backends of pairs past the first would not stop", name());
   return {};
 }
 
+bool Net::use_pairs(uint16_t count) {
+  bool ok = true;
+  for (size_t i = 0; i < pairs_.size(); ++i) {
+    NetBackend& backend = *pairs_[i].backend;
+    if (auto enabled = backend.set_enabled(i < count); !enabled) {
+      logger().warn("{}: {}", name(), enabled.error().message);
+      ok = false;
+      continue;
+    }
+    // A TAP queue takes offloads only while it is attached.
+    if (i < count) {
+      if (auto set = backend.set_offloads(offloads_); !set) {
+        logger().warn("{}: {} (the guest's receive offloads are off)", name(), set.error().message);
+      }
+    }
+  }
+  const uint16_t before = active_pairs_;
+  active_pairs_ = count;
+  for (size_t i = before; i < count; ++i) resume_host(i);
+  return ok;
+}
+
 void Net::on_reset() {
-  rx_length_ = 0;
-  rx_held_.clear();
-  rx_held_bytes_ = 0;
+  for (Pair& pair : pairs_) {
+    pair.rx_length = 0;
+    pair.rx_held.clear();
+    pair.rx_held_bytes = 0;
+  }
+  active_pairs_ = 1;
 }
 
 QueueDevice::Turn Net::on_kick(ActiveQueue& queue) {
-  switch (queue.index) {
-    case kReceiveQueue:
-      // New buffers: a frame waiting for them, or the backend, goes on.
-      resume_host(0);
-      return Turn::kIdle;
-    case kTransmitQueue:
-      return serve_available(queue, [this](const DescriptorChain& chain) { return transmit(chain); });
-    case kControlQueue:
-      return serve_available(queue, [this](const DescriptorChain& chain) { return control(chain); });
-    default:
-      return Turn::kIdle;
+  if (queue.index == control_queue()) {
+    return serve_available(queue, [this](const DescriptorChain& chain) { return control(chain); });
   }
+  const size_t pair = queue.index / 2;
+  if (pair >= pairs_.size()) return Turn::kIdle;
+  if (queue.index % 2 == kReceiveQueue) {
+    // New buffers: a frame waiting for them, or the backend, goes on.
+    resume_host(pair);
+    return Turn::kIdle;
+  }
+  return serve_available(queue, [this, pair](const DescriptorChain& chain) { return transmit(pair, chain); });
 }
 
-QueueDevice::Turn Net::on_host_ready(size_t) { return receive(); }
+QueueDevice::Turn Net::on_host_ready(size_t index) { return receive(index); }
 
-QueueDevice::Turn Net::receive() {
-  ActiveQueue* queue = find_queue(kReceiveQueue);
-  if (queue == nullptr || !link_up()) return Turn::kPaused;
-  const size_t header_gap = backend_->carries_header() ? 0 : sizeof(NetHeader);
+QueueDevice::Turn Net::receive(size_t index) {
+  if (index >= active_pairs_ || !link_up()) return Turn::kPaused;
+  ActiveQueue* queue = find_queue(static_cast<uint16_t>(2 * index + kReceiveQueue));
+  if (queue == nullptr) return Turn::kPaused;
+  Pair& pair = pairs_[index];
+  const size_t header_gap = pair.backend->carries_header() ? 0 : sizeof(NetHeader);
   unsigned frames = 0;
   bool delivered = false;
   Turn turn = Turn::kIdle;
   while (active()) {
-    if (rx_length_ == 0) {
+    if (pair.rx_length == 0) {
       if (frames == kFramesPerTurn) {
         turn = Turn::kMore;
         break;
       }
-      auto got = backend_->receive(std::span(rx_buffer_).subspan(header_gap));
+      auto got = pair.backend->receive(std::span(pair.rx_buffer).subspan(header_gap));
       if (!got) {
         backend_failed(got.error());
         turn = Turn::kPaused;
@@ -223,14 +267,14 @@ QueueDevice::Turn Net::receive() {
       if (*got == 0) break;  // nothing waits: wait until something does
       ++frames;
       if (header_gap > 0) {
-        std::memset(rx_buffer_.data(), 0, header_gap);
+        std::memset(pair.rx_buffer.data(), 0, header_gap);
       } else if (*got < sizeof(NetHeader)) {
         ++dropped_;
         continue;
       }
-      rx_length_ = *got + header_gap;
+      pair.rx_length = *got + header_gap;
     }
-    const Placed placed = place_frame(*queue);
+    const Placed placed = place_frame(pair, *queue);
     if (placed == Placed::kBroken) return Turn::kPaused;
     if (placed == Placed::kWaiting) {
       turn = Turn::kPaused;  // until the guest posts buffers (its kick)
@@ -242,25 +286,25 @@ QueueDevice::Turn Net::receive() {
   return active() ? turn : Turn::kPaused;
 }
 
-Net::Placed Net::place_frame(ActiveQueue& queue) {
+Net::Placed Net::place_frame(Pair& pair, ActiveQueue& queue) {
   const bool mergeable = (features() & kNetFeatureMergeableBuffers) != 0;
   const size_t max_buffers = mergeable ? queue.queue.size() : 1;
-  while (rx_held_bytes_ < rx_length_) {
-    if (rx_held_.size() >= max_buffers) {
+  while (pair.rx_held_bytes < pair.rx_length) {
+    if (pair.rx_held.size() >= max_buffers) {
       // Every buffer the guest could give at once is too small: the frame
       // goes. Mergeable buffers stay for the next frame (which takes them
       // first); a single buffer goes back unused, or a guest whose buffers
       // are all too small would stop receiving at its first one.
       ++dropped_;
       report_problem(fmt::format("a {}-byte frame does not fit the {} bytes of receive buffers: dropped",
-                                 rx_length_, rx_held_bytes_));
-      rx_length_ = 0;
+                                 pair.rx_length, pair.rx_held_bytes));
+      pair.rx_length = 0;
       if (!mergeable) {
-        for (const DescriptorChain& chain : rx_held_) {
+        for (const DescriptorChain& chain : pair.rx_held) {
           if (!complete(queue, chain.head, 0)) return Placed::kBroken;
         }
-        rx_held_.clear();
-        rx_held_bytes_ = 0;
+        pair.rx_held.clear();
+        pair.rx_held_bytes = 0;
       }
       return Placed::kDone;
     }
@@ -285,17 +329,17 @@ Net::Placed Net::place_frame(ActiveQueue& queue) {
       if (!complete(queue, next.head, 0)) return Placed::kBroken;
       continue;
     }
-    rx_held_bytes_ += next.chain->writable_bytes;
-    rx_held_.push_back(std::move(*next.chain));
+    pair.rx_held_bytes += next.chain->writable_bytes;
+    pair.rx_held.push_back(std::move(*next.chain));
   }
-  auto used = write_received_frame(memory(), rx_held_, std::span(rx_buffer_.data(), rx_length_));
+  auto used = write_received_frame(memory(), pair.rx_held, std::span(pair.rx_buffer.data(), pair.rx_length));
   if (!used) {
     fail(used.error().message);
     return Placed::kBroken;
   }
-  for (size_t i = 0; i < used->size(); ++i) rx_held_bytes_ -= rx_held_[i].writable_bytes;
-  rx_held_.erase(rx_held_.begin(), rx_held_.begin() + static_cast<ptrdiff_t>(used->size()));
-  rx_length_ = 0;
+  for (size_t i = 0; i < used->size(); ++i) pair.rx_held_bytes -= pair.rx_held[i].writable_bytes;
+  pair.rx_held.erase(pair.rx_held.begin(), pair.rx_held.begin() + static_cast<ptrdiff_t>(used->size()));
+  pair.rx_length = 0;
   if (auto pushed = queue.queue.push_used(*used); !pushed) {
     fail(pushed.error().message);
     return Placed::kBroken;
@@ -303,7 +347,7 @@ Net::Placed Net::place_frame(ActiveQueue& queue) {
   return Placed::kDone;
 }
 
-uint32_t Net::transmit(const DescriptorChain& chain) {
+uint32_t Net::transmit(size_t pair, const DescriptorChain& chain) {
   ChainReader reader(memory(), chain.readable);
   auto header = reader.read_object<NetHeader>();
   if (!header) {
@@ -320,6 +364,12 @@ uint32_t Net::transmit(const DescriptorChain& chain) {
     ++dropped_;
     return 0;
   }
+  if (pair >= active_pairs_) {
+    ++dropped_;
+    report_problem(fmt::format("transmit queue of pair {}, which the driver did not enable: dropped", pair));
+    return 0;
+  }
+  NetBackend& backend = *pairs_[pair].backend;
   auto frame = reader.take(reader.remaining());
   if (!frame) {
     ++dropped_;
@@ -329,9 +379,9 @@ uint32_t Net::transmit(const DescriptorChain& chain) {
   NetHeader checked = *header;
   checked.num_buffers = 0;
   tx_iovecs_.clear();
-  if (backend_->carries_header()) tx_iovecs_.push_back({&checked, sizeof(checked)});
+  if (backend.carries_header()) tx_iovecs_.push_back({&checked, sizeof(checked)});
   tx_iovecs_.insert(tx_iovecs_.end(), frame->begin(), frame->end());
-  auto sent = backend_->send(tx_iovecs_);
+  auto sent = backend.send(tx_iovecs_);
   if (!sent) {
     ++dropped_;
     backend_failed(sent.error());
@@ -339,7 +389,7 @@ uint32_t Net::transmit(const DescriptorChain& chain) {
     ++dropped_;
     if (*sent == NetBackend::Sent::kRefused) {
       report_problem(fmt::format("transmit queue: {} refused a {}-byte frame (GSO type {}, segment size {}): dropped",
-                                 backend_->describe(), reader.consumed() - sizeof(NetHeader), uint8_t{header->gso_type},
+                                 backend.describe(), reader.consumed() - sizeof(NetHeader), uint8_t{header->gso_type},
                                  uint16_t{header->gso_size}));
     }
   }
@@ -369,14 +419,21 @@ uint32_t Net::control(const DescriptorChain& chain) {
         valid = entries && uint64_t{*entries} * 6 <= reader.remaining() && reader.skip(uint64_t{*entries} * 6);
       }
       if (valid && reader.remaining() == 0) answer = kControlOk;
+    } else if (header->command_class == kControlMq && header->command == kControlMqPairsSet &&
+               (features() & kNetFeatureMq) != 0 && data == 2) {
+      auto count = reader.read_object<uint16_t>();
+      if (count && *count >= 1 && *count <= pairs_.size() && use_pairs(*count)) answer = kControlOk;
     } else if (header->command_class == kControlGuestOffloads && header->command == kControlGuestOffloadsSet &&
                (features() & kNetFeatureCtrlGuestOffloads) != 0 && data == 8) {
       auto offloads = reader.read_object<uint64_t>();
       if (offloads && (*offloads & ~(features() & kGuestOffloadFeatures)) == 0) {
-        if (auto set = backend_->set_offloads(offloads_for_guest(*offloads)); set) {
-          answer = kControlOk;
-        } else {
-          logger().warn("{}: {}", name(), set.error().message);
+        offloads_ = offloads_for_guest(*offloads);
+        answer = kControlOk;
+        for (size_t i = 0; i < active_pairs_; ++i) {
+          if (auto set = pairs_[i].backend->set_offloads(offloads_); !set) {
+            logger().warn("{}: {}", name(), set.error().message);
+            answer = kControlError;
+          }
         }
       }
     }
@@ -404,7 +461,11 @@ constexpr DeviceKey kNetKeys[] = {
     {"netmask", "with host-ip: the host side's netmask"},
     {"mac", "the guest's MAC address (default: a random locally administered one)"},
     {"mtu", "the MTU the guest is told (default: the TAP's)"},
+    {"vq-pairs", "queue pairs (default 1): a multi-queue TAP with that many queues, each pair's own"},
 };
+
+// The fd of the TAP's queue `index`, as open() names it.
+std::string tap_fd_name(size_t index) { return index == 0 ? "tap" : fmt::format("tap{}", index); }
 
 Result<void> check_net(const DeviceOptions& options) {
   const int sources = (options.text("tap-name") ? 1 : 0) + (options.text("tap-fd") ? 1 : 0) +
@@ -415,6 +476,8 @@ Result<void> check_net(const DeviceOptions& options) {
   }
   CROSVM_TRY(options.number("tap-fd", 0, 65535, 0));
   CROSVM_TRY(options.number("mtu", 68, 65535, 1500));
+  const uint64_t pairs = CROSVM_TRY(options.number("vq-pairs", 1, Net::kMaxPairs, 1));
+  if (pairs > 1 && options.text("tap-fd")) return options.invalid("tap-fd= is one queue: it takes no vq-pairs=");
   if (auto mac = options.text("mac")) CROSVM_TRY(parse_mac(*mac));
   return {};
 }
@@ -441,34 +504,42 @@ const VirtioKind kNetKind{
     .positional = "",
     .check = check_net,
     .open = [](DeviceOptions& options, const Logger&) -> Result<std::vector<NamedFd>> {
+      const auto pairs = static_cast<unsigned>(CROSVM_TRY(options.number("vq-pairs", 1, Net::kMaxPairs, 1)));
       OpenedTap tap;
       if (auto name = options.text("tap-name")) {
-        tap = CROSVM_TRY(open_tap(*name));
+        tap = CROSVM_TRY(open_tap(*name, pairs));
       } else if (options.text("tap-fd")) {
         tap = CROSVM_TRY(adopt_tap_fd(static_cast<int>(CROSVM_TRY(options.number("tap-fd", 0, 65535, 0)))));
       } else {
-        tap = CROSVM_TRY(create_tap(*options.text("host-ip"), *options.text("netmask")));
+        tap = CROSVM_TRY(create_tap(*options.text("host-ip"), *options.text("netmask"), pairs));
       }
       // Decided here, once: a device process is told them.
       if (!options.text("mac")) options.set("mac", format_mac(random_mac()));
       if (!options.text("mtu")) options.set("mtu", std::to_string(tap.mtu));
       std::vector<NamedFd> fds;
-      fds.push_back({"tap", std::move(tap.fd)});
+      for (size_t i = 0; i < tap.queues.size(); ++i) fds.push_back({tap_fd_name(i), std::move(tap.queues[i])});
       return fds;
     },
     .create = [](const DeviceOptions& options, DeviceEnvironment& environment)
         -> Result<std::shared_ptr<VirtioDevice>> {
-      UniqueFd fd = environment.take_fd("tap");
-      if (!fd) return options.invalid("no TAP was opened for the device");
+      const auto pairs = static_cast<unsigned>(CROSVM_TRY(options.number("vq-pairs", 1, Net::kMaxPairs, 1)));
       const std::string name = fmt::format("virtio-net {} ({})", environment.index, net_source(options));
-      auto backend = CROSVM_TRY(Tap::create(std::move(fd), net_source(options)));
+      std::vector<std::unique_ptr<NetBackend>> backends;
+      for (unsigned i = 0; i < pairs; ++i) {
+        UniqueFd fd = environment.take_fd(tap_fd_name(i));
+        if (!fd) return options.invalid(fmt::format("no TAP queue {} was opened for the device", i));
+        const std::string queue = pairs > 1 ? fmt::format(" queue {}", i) : "";
+        backends.push_back(CROSVM_TRY(Tap::create(std::move(fd), net_source(options) + queue)));
+      }
       const MacAddress mac = CROSVM_TRY(parse_mac(options.text("mac").value_or("")));
       const auto mtu = static_cast<uint16_t>(CROSVM_TRY(options.number("mtu", 68, 65535, 1500)));
-      return std::shared_ptr<VirtioDevice>(std::make_shared<Net>(name, mac, mtu, std::move(backend), environment.logger));
+      return std::shared_ptr<VirtioDevice>(std::make_shared<Net>(name, mac, mtu, std::move(backends), environment.logger));
     },
     .describe = [](const DeviceOptions& options, uint32_t index) -> std::string {
-      return fmt::format("net{} (virtio-net, {}, mac {}, mtu {})", index, net_source(options),
-                         options.text("mac").value_or("?"), options.text("mtu").value_or("?"));
+      const std::string pairs = options.text("vq-pairs").value_or("1");
+      return fmt::format("net{} (virtio-net, {}, mac {}, mtu {}{})", index, net_source(options),
+                         options.text("mac").value_or("?"), options.text("mtu").value_or("?"),
+                         pairs == "1" ? "" : ", " + pairs + " queue pairs");
     },
 };
 

@@ -1,5 +1,5 @@
-// virtio-net (virtio 1.x, 5.1): one receive/transmit queue pair and the
-// control queue, over a NetBackend (a TAP).
+// virtio-net (virtio 1.x, 5.1): receive/transmit queue pairs (one per
+// backend: a multi-queue TAP's queues) and the control queue.
 //
 // Transmit: each chain is a virtio_net_hdr and a frame; the header is
 // checked against what was negotiated (check_transmit_header) and passed
@@ -47,6 +47,7 @@ inline constexpr uint64_t kNetFeatureMergeableBuffers = 1ull << 15;
 inline constexpr uint64_t kNetFeatureStatus = 1ull << 16;
 inline constexpr uint64_t kNetFeatureCtrlQueue = 1ull << 17;
 inline constexpr uint64_t kNetFeatureCtrlRx = 1ull << 18;
+inline constexpr uint64_t kNetFeatureMq = 1ull << 22;
 
 // struct virtio_net_hdr with num_buffers (always there in virtio 1.x).
 struct [[gnu::packed]] NetHeader {
@@ -93,60 +94,74 @@ std::string format_mac(const MacAddress& mac);
 class Net final : public QueueDevice {
  public:
   static constexpr uint16_t kQueueSize = 256;
+  // Queues 2p and 2p + 1 are pair p's receive and transmit queues; the
+  // control queue comes after the last pair.
   static constexpr uint16_t kReceiveQueue = 0;
   static constexpr uint16_t kTransmitQueue = 1;
-  static constexpr uint16_t kControlQueue = 2;
+  static constexpr uint16_t kMaxPairs = 16;
   // Frames received per turn before the device yields.
   static constexpr unsigned kFramesPerTurn = 64;
 
-  Net(std::string name, MacAddress mac, uint16_t mtu, std::unique_ptr<NetBackend> backend, const Logger& logger);
+  // One backend per queue pair (a multi-queue TAP's queues), at least one.
+  Net(std::string name, MacAddress mac, uint16_t mtu, std::vector<std::unique_ptr<NetBackend>> backends,
+      const Logger& logger);
 
   DeviceType type() const override { return DeviceType::kNet; }
   uint32_t pci_class() const override { return 0x020000; }  // Ethernet controller
-  std::vector<uint16_t> queue_max_sizes() const override { return {kQueueSize, kQueueSize, kQueueSize}; }
+  std::vector<uint16_t> queue_max_sizes() const override;
   uint64_t device_features() const override;
   void read_config(uint64_t offset, std::span<uint8_t> data) override;
   void write_config(uint64_t, std::span<const uint8_t>) override {}
 
+  uint16_t control_queue() const { return static_cast<uint16_t>(2 * pairs_.size()); }
   bool link_up() const { return status_.load() != 0; }
   // Frames dropped either way: too large, a refused header, no room in
   // the backend.
   uint64_t dropped_frames() const { return dropped_.load(); }
 
  private:
+  // A queue pair's backend and receive state (under the worker's lock):
+  // the frame read from the backend (with its header) and the guest
+  // buffers taken for it so far.
+  struct Pair {
+    std::unique_ptr<NetBackend> backend;
+    std::vector<uint8_t> rx_buffer;
+    size_t rx_length = 0;
+    std::vector<DescriptorChain> rx_held;
+    uint64_t rx_held_bytes = 0;
+  };
+
   Result<void> on_activate(const Activation& activation) override;
   Turn on_kick(ActiveQueue& queue) override;
   void on_reset() override;
-  std::vector<int> host_fds() const override { return {backend_->wait_fd()}; }
+  std::vector<int> host_fds() const override;
   Turn on_host_ready(size_t index) override;
 
   // Under the worker's lock.
-  Turn receive();
-  // Places the frame in rx_buffer_ into the guest's buffers: false when it
-  // waits for more of them (the frame stays).
+  Turn receive(size_t pair);
+  // Places the pair's frame into the guest's buffers, or drops it.
   enum class Placed { kDone, kWaiting, kBroken };
-  Placed place_frame(ActiveQueue& queue);
-  uint32_t transmit(const DescriptorChain& chain);
+  Placed place_frame(Pair& pair, ActiveQueue& queue);
+  uint32_t transmit(size_t pair, const DescriptorChain& chain);
   uint32_t control(const DescriptorChain& chain);
+  // The driver's VQ_PAIRS_SET: the backends of pairs past `count` stop.
+  bool use_pairs(uint16_t count);
   void backend_failed(const Error& error);
 
   MacAddress mac_;
   uint16_t mtu_;
-  std::unique_ptr<NetBackend> backend_;
+  std::vector<Pair> pairs_;
   static constexpr uint16_t kStatusLinkUp = 1;  // VIRTIO_NET_S_LINK_UP
   std::atomic<uint16_t> status_{kStatusLinkUp};
   std::atomic<uint64_t> dropped_{0};
-  // Receive state, under the worker's lock: the frame read from the
-  // backend (with its header) and the guest buffers taken for it so far.
-  std::vector<uint8_t> rx_buffer_;
-  size_t rx_length_ = 0;
-  std::vector<DescriptorChain> rx_held_;
-  uint64_t rx_held_bytes_ = 0;
+  // Under the worker's lock (or before the worker starts).
+  uint16_t active_pairs_ = 1;
+  unsigned offloads_ = 0;  // TUN_F_* the guest takes
   std::vector<iovec> tx_iovecs_;
 };
 
 // "net" in the registry: tap-name=, tap-fd=, or host-ip=,netmask= (a new
-// TAP the VMM configures); mac=, mtu=.
+// TAP the VMM configures); mac=, mtu=, vq-pairs=.
 extern const VirtioKind kNetKind;
 
 }  // namespace crosvm::virtio

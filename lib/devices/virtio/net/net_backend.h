@@ -30,6 +30,12 @@ class NetBackend {
   virtual unsigned supported_offloads() const = 0;
   // Which of them it may use from now on (a subset of supported_offloads()).
   virtual Result<void> set_offloads(unsigned offloads) = 0;
+  // A queue pair the driver does not use: the backend stops taking frames
+  // for it (a multi-queue TAP steers flows to its attached queues only).
+  virtual Result<void> set_enabled(bool enabled) {
+    (void)enabled;
+    return {};
+  }
   // One frame into `buffer`: its length, 0 when none waits. An error: the
   // backend failed or went away.
   virtual Result<size_t> receive(std::span<uint8_t> buffer) = 0;

@@ -74,33 +74,46 @@ Result<sockaddr> ipv4_address(const std::string& text, std::string_view key) {
 
 }  // namespace
 
-Result<OpenedTap> open_tap(const std::string& name) {
-  if (name.empty() || name.size() >= IFNAMSIZ) {
-    return make_error(ErrorCode::kInvalidArgument, "net: tap-name must have 1 to {} characters", IFNAMSIZ - 1);
+namespace {
+
+// `queues` fds on the TAP called `name` ("vmtap%d": a new one, numbered by
+// the kernel), each a queue of it.
+Result<OpenedTap> attach_queues(const std::string& name, unsigned queues) {
+  OpenedTap tap{{}, name, 1500};
+  for (unsigned i = 0; i < queues; ++i) {
+    UniqueFd fd = CROSVM_TRY(open_tun_device());
+    ifreq request = request_for(tap.name);
+    request.ifr_flags = static_cast<short>(IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | (queues > 1 ? IFF_MULTI_QUEUE : 0));
+    if (::ioctl(fd.get(), TUNSETIFF, &request) != 0) {
+      const int error = errno;
+      return make_errno_error(ErrorCode::kDevice, error, "cannot {} TAP {}{}{}",
+                              name.find('%') != std::string::npos ? "create a" : "open", name,
+                              queues > 1 ? fmt::format(" (queue {} of {})", i + 1, queues) : "",
+                              permission_hint(error));
+    }
+    tap.name = request.ifr_name;
+    tap.queues.push_back(std::move(fd));
   }
-  UniqueFd fd = CROSVM_TRY(open_tun_device());
-  ifreq request = request_for(name);
-  request.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
-  if (::ioctl(fd.get(), TUNSETIFF, &request) != 0) {
-    const int error = errno;
-    return make_errno_error(ErrorCode::kDevice, error, "cannot open TAP {}{}", name, permission_hint(error));
+  return tap;
+}
+
+}  // namespace
+
+Result<OpenedTap> open_tap(const std::string& name, unsigned queues) {
+  if (name.empty() || name.size() >= IFNAMSIZ || name.find('%') != std::string::npos) {
+    return make_error(ErrorCode::kInvalidArgument, "net: tap-name must have 1 to {} characters and no '%'",
+                      IFNAMSIZ - 1);
   }
-  OpenedTap tap{std::move(fd), request.ifr_name, 1500};
+  OpenedTap tap = CROSVM_TRY(attach_queues(name, queues));
   tap.mtu = CROSVM_TRY(interface_mtu(tap.name));
   return tap;
 }
 
-Result<OpenedTap> create_tap(const std::string& host_ip, const std::string& netmask) {
+Result<OpenedTap> create_tap(const std::string& host_ip, const std::string& netmask, unsigned queues) {
   const sockaddr address = CROSVM_TRY(ipv4_address(host_ip, "host-ip"));
   const sockaddr mask = CROSVM_TRY(ipv4_address(netmask, "netmask"));
-  UniqueFd fd = CROSVM_TRY(open_tun_device());
-  ifreq request = request_for("vmtap%d");  // the kernel picks the number
-  request.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
-  if (::ioctl(fd.get(), TUNSETIFF, &request) != 0) {
-    const int error = errno;
-    return make_errno_error(ErrorCode::kDevice, error, "cannot create a TAP{}", permission_hint(error));
-  }
-  const std::string name = request.ifr_name;
+  OpenedTap tap = CROSVM_TRY(attach_queues("vmtap%d", queues));
+  const std::string name = tap.name;
   ifreq configure = request_for(name);
   configure.ifr_addr = address;
   CROSVM_TRY(interface_ioctl(SIOCSIFADDR, configure, "set host-ip"));
@@ -111,7 +124,6 @@ Result<OpenedTap> create_tap(const std::string& host_ip, const std::string& netm
   CROSVM_TRY(interface_ioctl(SIOCGIFFLAGS, configure, "read its flags"));
   configure.ifr_flags = static_cast<short>(configure.ifr_flags | IFF_UP | IFF_RUNNING);
   CROSVM_TRY(interface_ioctl(SIOCSIFFLAGS, configure, "bring it up"));
-  OpenedTap tap{std::move(fd), name, 1500};
   tap.mtu = CROSVM_TRY(interface_mtu(name));
   return tap;
 }
@@ -126,7 +138,8 @@ Result<OpenedTap> adopt_tap_fd(int fd) {
   }
   UniqueFd copy(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
   if (!copy) return make_errno_error(ErrorCode::kIo, errno, "net: cannot duplicate tap-fd={}", fd);
-  OpenedTap tap{std::move(copy), request.ifr_name, 1500};
+  OpenedTap tap{{}, request.ifr_name, 1500};
+  tap.queues.push_back(std::move(copy));
   tap.mtu = CROSVM_TRY(interface_mtu(tap.name));
   return tap;
 }
@@ -160,7 +173,20 @@ Result<std::unique_ptr<Tap>> Tap::create(UniqueFd fd, std::string description) {
       return make_errno_error(ErrorCode::kDevice, errno, "{}: cannot clear its offloads", description);
     }
   }
-  return std::unique_ptr<Tap>(new Tap(std::move(fd), std::move(description), header, offloads));
+  const bool multi_queue = (request.ifr_flags & IFF_MULTI_QUEUE) != 0;
+  return std::unique_ptr<Tap>(new Tap(std::move(fd), std::move(description), header, multi_queue, offloads));
+}
+
+Result<void> Tap::set_enabled(bool enabled) {
+  if (!multi_queue_ || enabled == attached_) return {};
+  ifreq request{};
+  request.ifr_flags = static_cast<short>(enabled ? IFF_ATTACH_QUEUE : IFF_DETACH_QUEUE);
+  if (::ioctl(fd_.get(), TUNSETQUEUE, &request) != 0) {
+    return make_errno_error(ErrorCode::kDevice, errno, "{}: cannot {} a queue", description_,
+                            enabled ? "attach" : "detach");
+  }
+  attached_ = enabled;
+  return {};
 }
 
 Result<void> Tap::set_offloads(unsigned offloads) {
