@@ -26,6 +26,7 @@
 #include "hang_guard.h"
 
 using namespace crosvm;
+using crosvm::testing::eventually;
 using namespace crosvm::control;
 using namespace std::chrono_literals;
 
@@ -111,16 +112,6 @@ struct Fixture {
   FakeVm vm;
   std::unique_ptr<ControlServer> server;
 };
-
-// Polls `condition` for a while (a hang guard, not a timing check).
-bool eventually(const std::function<bool()>& condition) {
-  const auto deadline = std::chrono::steady_clock::now() + crosvm::testing::kHangGuard;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  return false;
-}
 
 // A raw client, for what a well-behaved one would never send.
 class RawClient {

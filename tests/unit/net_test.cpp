@@ -20,6 +20,7 @@
 #include "virtio_rings.h"
 
 using namespace crosvm;
+using crosvm::testing::eventually;
 using namespace crosvm::virtio;
 using crosvm::testing::DriverRing;
 using crosvm::testing::kNext;
@@ -99,15 +100,6 @@ std::string frame_of(size_t length, char fill) {
   std::string frame(length, fill);
   std::memset(frame.data(), 0xff, 6);  // broadcast
   return frame;
-}
-
-bool eventually(const std::function<bool()>& condition) {
-  const auto deadline = std::chrono::steady_clock::now() + crosvm::testing::kHangGuard;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  return false;
 }
 
 struct Fixture {

@@ -17,6 +17,7 @@
 #include "virtio_rings.h"
 
 using namespace crosvm;
+using crosvm::testing::eventually;
 using namespace crosvm::virtio;
 using crosvm::testing::DriverRing;
 using crosvm::testing::RecordingInterrupt;
@@ -62,15 +63,6 @@ struct Fixture {
     ring.offer(head);
   }
 };
-
-bool eventually(const std::function<bool()>& condition) {
-  const auto deadline = std::chrono::steady_clock::now() + crosvm::testing::kHangGuard;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  return false;
-}
 
 size_t open_fds() {
   size_t count = 0;

@@ -8,7 +8,7 @@
  * five reads of 64 KiB in flight, each offered again the moment it comes
  * back, so the device's queue is never empty (as a second vCPU could keep
  * it); "busy N" every 100 completions shows progress. */
-#include "tinyguest.h"
+#include "virtio_pci.h"
 
 #define QUEUE_SIZE 16
 #define NEXT 1
@@ -29,59 +29,21 @@
 #define BUSY_CHAINS 5
 #define BUSY_BYTES 0x10000u
 
-struct descriptor {
-  uint64_t address;
-  uint32_t length;
-  uint16_t flags;
-  uint16_t next;
-};
-
+static struct virtio_pci pci;
 static volatile uint8_t *common;
 static volatile uint8_t *notify;
 static uint16_t avail_index;
 static uint16_t used_seen;
 
-static uint32_t pci_read32(int slot, int reg) {
-  tg_outl(0xcf8, 0x80000000u | ((uint32_t)slot << 11) | (uint32_t)(reg & 0xfc));
-  return tg_inl(0xcfc);
-}
-
-static uint8_t pci_read8(int slot, int reg) { return (uint8_t)(pci_read32(slot, reg) >> (8 * (reg & 3))); }
-
 #define COMMON8(off) (*(volatile uint8_t *)(common + (off)))
 #define COMMON16(off) (*(volatile uint16_t *)(common + (off)))
 #define COMMON32(off) (*(volatile uint32_t *)(common + (off)))
 
-/* x86 keeps stores in order and the kick is an MMIO write: a compiler
- * barrier is all the ordering the ring needs here. */
-static void barrier(void) { __asm__ volatile("" ::: "memory"); }
-
-static int find_disk(void) {
-  for (int slot = 1; slot < 32; ++slot) {
-    if (pci_read32(slot, 0) == 0x10421af4u) return slot;
-  }
-  return -1;
-}
-
 static int map_capabilities(int slot) {
-  const uint64_t bar = (pci_read32(slot, 0x10) & ~0xfull) | ((uint64_t)pci_read32(slot, 0x14) << 32);
-  uint32_t notify_multiplier = 0;
-  uint64_t notify_offset = 0;
-  common = 0;
-  for (int at = pci_read8(slot, 0x34); at != 0; at = pci_read8(slot, at + 1)) {
-    if (pci_read8(slot, at) != 0x09) continue;
-    const uint32_t offset = pci_read32(slot, at + 8);
-    switch (pci_read8(slot, at + 3)) {
-      case 1: common = (volatile uint8_t *)(uintptr_t)(bar + offset); break;
-      case 2:
-        notify_offset = offset;
-        notify_multiplier = pci_read32(slot, at + 16);
-        break;
-    }
-  }
-  if (common == 0 || notify_multiplier == 0) return -1;
+  if (virtio_pci_map(slot, &pci) != 0) return -1;
+  common = pci.common;
   COMMON16(0x16) = 0;
-  notify = (volatile uint8_t *)(uintptr_t)(bar + notify_offset + COMMON16(0x1e) * notify_multiplier);
+  notify = (volatile uint8_t *)virtio_pci_queue_notify(&pci);
   return 0;
 }
 
@@ -202,7 +164,7 @@ static void keep_busy(void) {
 }
 
 void guest_main(const uint8_t *boot_params) {
-  const int slot = find_disk();
+  const int slot = pci_find(0x10421af4u);
   if (slot < 0 || map_capabilities(slot) != 0 || initialize() != 0) {
     tg_puts("no usable virtio-blk device\n");
     return;

@@ -4,7 +4,7 @@
  * malformed, to both. The VMM must return every malformed chain and go on
  * serving: the host sees only the good frame, and the guest receives the
  * host's frame whole in the one buffer large enough for it. */
-#include "tinyguest.h"
+#include "virtio_pci.h"
 
 #define QUEUE_SIZE 16
 #define NEXT 1
@@ -15,13 +15,6 @@
 #define FRAMES 0x900000ul  /* one page per descriptor */
 #define ETHERTYPE_LOCAL 0x88b5
 
-struct descriptor {
-  uint64_t address;
-  uint32_t length;
-  uint16_t flags;
-  uint16_t next;
-};
-
 struct queue {
   uint64_t ring;  /* descriptors, then avail (+0x1000), used (+0x2000) */
   volatile uint16_t *notify;
@@ -29,50 +22,21 @@ struct queue {
   uint16_t used_seen;
 };
 
+static struct virtio_pci pci;
 static volatile uint8_t *common;
 static volatile uint8_t *device_config;
-static uint64_t notify_base;
-static uint32_t notify_multiplier;
 static struct queue rx = {RX_RING, 0, 0, 0};
 static struct queue tx = {TX_RING, 0, 0, 0};
-
-static uint32_t pci_read32(int slot, int reg) {
-  tg_outl(0xcf8, 0x80000000u | ((uint32_t)slot << 11) | (uint32_t)(reg & 0xfc));
-  return tg_inl(0xcfc);
-}
-
-static uint8_t pci_read8(int slot, int reg) { return (uint8_t)(pci_read32(slot, reg) >> (8 * (reg & 3))); }
 
 #define COMMON8(off) (*(volatile uint8_t *)(common + (off)))
 #define COMMON16(off) (*(volatile uint16_t *)(common + (off)))
 #define COMMON32(off) (*(volatile uint32_t *)(common + (off)))
 
-static void barrier(void) { __asm__ volatile("" ::: "memory"); }
-
-static int find_nic(void) {
-  for (int slot = 1; slot < 32; ++slot) {
-    if (pci_read32(slot, 0) == 0x10411af4u) return slot;
-  }
-  return -1;
-}
-
 static int map_capabilities(int slot) {
-  const uint64_t bar = (pci_read32(slot, 0x10) & ~0xfull) | ((uint64_t)pci_read32(slot, 0x14) << 32);
-  common = 0;
-  device_config = 0;
-  for (int at = pci_read8(slot, 0x34); at != 0; at = pci_read8(slot, at + 1)) {
-    if (pci_read8(slot, at) != 0x09) continue;
-    const uint32_t offset = pci_read32(slot, at + 8);
-    switch (pci_read8(slot, at + 3)) {
-      case 1: common = (volatile uint8_t *)(uintptr_t)(bar + offset); break;
-      case 2:
-        notify_base = bar + offset;
-        notify_multiplier = pci_read32(slot, at + 16);
-        break;
-      case 4: device_config = (volatile uint8_t *)(uintptr_t)(bar + offset); break;
-    }
-  }
-  return common != 0 && device_config != 0 && notify_multiplier != 0 ? 0 : -1;
+  if (virtio_pci_map(slot, &pci) != 0 || pci.device_config == 0) return -1;
+  common = pci.common;
+  device_config = pci.device_config;
+  return 0;
 }
 
 static void set_up_queue(uint16_t index, struct queue *queue) {
@@ -85,7 +49,7 @@ static void set_up_queue(uint16_t index, struct queue *queue) {
   COMMON32(0x2c) = 0;
   COMMON32(0x30) = (uint32_t)(queue->ring + 0x2000);
   COMMON32(0x34) = 0;
-  queue->notify = (volatile uint16_t *)(uintptr_t)(notify_base + COMMON16(0x1e) * notify_multiplier);
+  queue->notify = virtio_pci_queue_notify(&pci);
   COMMON16(0x1c) = 1;
 }
 
@@ -221,7 +185,7 @@ static void receive(void) {
 
 void guest_main(const uint8_t *boot_params) {
   (void)boot_params;
-  const int slot = find_nic();
+  const int slot = pci_find(0x10411af4u);
   if (slot < 0 || map_capabilities(slot) != 0 || initialize() != 0) {
     tg_puts("no usable virtio-net device\n");
     return;
