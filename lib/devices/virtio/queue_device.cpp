@@ -36,11 +36,11 @@ Result<void> QueueDevice::activate(Activation activation) {
   const std::vector<int> hosts = host_fds();
   return worker_.start(
       kicks,
-      [this](size_t position) {
-        const bool queue = position < activation_->queues.size();
+      [this, queues = kicks.size()](size_t position) {
+        const bool queue = position < queues;
         if (!active()) return queue ? Turn::kIdle : Turn::kPaused;
         if (queue) return on_kick(activation_->queues[position]);
-        return on_host_ready(position - activation_->queues.size());
+        return on_host_ready(position - queues);
       },
       [this](std::string_view what) { fail(fmt::format("internal error: {}", what)); }, hosts);
 }
