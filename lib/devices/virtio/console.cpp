@@ -66,20 +66,12 @@ QueueDevice::Turn Console::transmit(ActiveQueue& queue) {
         turn = Turn::kMore;
         break;
       }
-      auto popped = queue.queue.pop();
+      auto popped = pop_or_arm(queue);
       if (!popped) {
         fail(popped.error().message);
         return Turn::kIdle;
       }
-      if (!popped->has_value()) {
-        auto more = queue.queue.enable_notification();
-        if (!more) {
-          fail(more.error().message);
-          return Turn::kIdle;
-        }
-        if (*more) continue;
-        break;
-      }
+      if (!popped->has_value()) break;
       PoppedChain& next = **popped;
       if (!next.chain) {
         report_problem(fmt::format("transmit queue: {}", next.problem));
@@ -146,21 +138,12 @@ void Console::deliver_input() {
       std::lock_guard lock(input_mutex_);
       if (input_.empty()) break;
     }
-    auto popped = queue->queue.pop();
+    auto popped = pop_or_arm(*queue);  // no buffer posted: a kick when there is one
     if (!popped) {
       fail(popped.error().message);
       return;
     }
-    if (!popped->has_value()) {
-      // No buffer posted: ask for a kick when there is one, unless one came.
-      auto more = queue->queue.enable_notification();
-      if (!more) {
-        fail(more.error().message);
-        return;
-      }
-      if (*more) continue;
-      break;
-    }
+    if (!popped->has_value()) break;
     const PoppedChain& next = **popped;
     uint32_t written = 0;
     if (next.chain) {

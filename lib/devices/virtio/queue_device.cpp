@@ -88,21 +88,12 @@ QueueDevice::Turn QueueDevice::serve_available(
       turn = Turn::kMore;
       break;
     }
-    auto popped = queue.queue.pop();
+    auto popped = pop_or_arm(queue);
     if (!popped) {
       fail(popped.error().message);
       return Turn::kIdle;
     }
-    if (!popped->has_value()) {
-      // Empty: ask for a kick for what comes next, unless something came.
-      auto more = queue.queue.enable_notification();
-      if (!more) {
-        fail(more.error().message);
-        return Turn::kIdle;
-      }
-      if (*more) continue;
-      break;
-    }
+    if (!popped->has_value()) break;
     const PoppedChain& next = **popped;
     uint32_t written = 0;
     if (next.chain) {
@@ -129,6 +120,17 @@ void QueueDevice::notify_used(ActiveQueue& queue) {
 
 void QueueDevice::report_problem(std::string_view problem) {
   guest_log_.warn("bad request from the guest: {}", problem);
+}
+
+void QueueDevice::report_limited(std::string_view problem) { guest_log_.warn("{}", problem); }
+
+Result<std::optional<PoppedChain>> QueueDevice::pop_or_arm(ActiveQueue& queue) {
+  while (true) {
+    auto popped = CROSVM_TRY(queue.queue.pop());
+    if (popped) return popped;
+    // Empty: ask for a kick for what comes next, unless something came.
+    if (!CROSVM_TRY(queue.queue.enable_notification())) return std::optional<PoppedChain>();
+  }
 }
 
 void QueueDevice::fail(std::string_view why) {

@@ -62,6 +62,14 @@ class QueueDevice : public VirtioDevice {
   // A guest mistake that costs one request; logged within the device's
   // rate limit (GuestLog), which no reset renews.
   void report_problem(std::string_view problem);
+  // A host-side failure the guest can make happen again and again (a
+  // backend ioctl at each activation): within the same rate limit.
+  void report_limited(std::string_view problem);
+  // The next chain of `queue`; nullopt when the ring is empty, and then
+  // the driver has been asked to kick for the next one (a chain that came
+  // meanwhile is returned instead). An error: the ring is broken (the
+  // caller fails the device). Under the lock.
+  Result<std::optional<PoppedChain>> pop_or_arm(ActiveQueue& queue);
   // The driver broke a ring (or the device itself failed: an exception):
   // DEVICE_NEEDS_RESET, nothing more is served. Under the lock.
   void fail(std::string_view why);

@@ -192,7 +192,7 @@ Result<void> Net::on_activate(const Activation& activation) {
   // Until the driver says otherwise, the first pair alone (5.1.6.5.5).
   offloads_ = offloads_for_guest(activation.features);
   active_pairs_ = static_cast<uint16_t>(pairs_.size());
-  if (!use_pairs(1)) logger().warn("{}: the backends of pairs past the first would not stop", name());
+  if (!use_pairs(1)) report_limited("the backends of pairs past the first would not stop");
   return {};
 }
 
@@ -201,14 +201,14 @@ bool Net::use_pairs(uint16_t count) {
   for (size_t i = 0; i < pairs_.size(); ++i) {
     NetBackend& backend = *pairs_[i].backend;
     if (auto enabled = backend.set_enabled(i < count); !enabled) {
-      logger().warn("{}: {}", name(), enabled.error().message);
+      report_limited(enabled.error().message);
       ok = false;
       continue;
     }
     // A TAP queue takes offloads only while it is attached.
     if (i < count) {
       if (auto set = backend.set_offloads(offloads_); !set) {
-        logger().warn("{}: {} (the guest's receive offloads are off)", name(), set.error().message);
+        report_limited(fmt::format("{} (the guest's receive offloads are off)", set.error().message));
       }
     }
   }
@@ -308,20 +308,12 @@ Net::Placed Net::place_frame(Pair& pair, ActiveQueue& queue) {
       }
       return Placed::kDone;
     }
-    auto popped = queue.queue.pop();
+    auto popped = pop_or_arm(queue);
     if (!popped) {
       fail(popped.error().message);
       return Placed::kBroken;
     }
-    if (!popped->has_value()) {
-      auto more = queue.queue.enable_notification();
-      if (!more) {
-        fail(more.error().message);
-        return Placed::kBroken;
-      }
-      if (*more) continue;
-      return Placed::kWaiting;
-    }
+    if (!popped->has_value()) return Placed::kWaiting;
     PoppedChain& next = **popped;
     if (!next.chain || !next.chain->readable.empty()) {
       report_problem(next.chain ? std::string("receive queue: a buffer the device would have to read")
@@ -431,7 +423,7 @@ uint32_t Net::control(const DescriptorChain& chain) {
         answer = kControlOk;
         for (size_t i = 0; i < active_pairs_; ++i) {
           if (auto set = pairs_[i].backend->set_offloads(offloads_); !set) {
-            logger().warn("{}: {}", name(), set.error().message);
+            report_limited(set.error().message);
             answer = kControlError;
           }
         }
