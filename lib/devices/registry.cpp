@@ -38,9 +38,14 @@ UniqueFd DeviceEnvironment::take_fd(std::string_view name) {
   return {};
 }
 
-Result<std::shared_ptr<virtio::VirtioDevice>> create_device_here(const VirtioKind& kind, DeviceOptions& options,
-                                                                 DeviceEnvironment environment) {
-  if (kind.open != nullptr) environment.fds = CROSVM_TRY(kind.open(options, environment.logger));
+Result<std::shared_ptr<virtio::VirtioDevice>> create_device_here(
+    const VirtioKind& kind, DeviceOptions& options, DeviceEnvironment environment,
+    std::vector<std::unique_ptr<sandbox::Companion>>& companions) {
+  if (kind.open != nullptr) {
+    OpenedResources opened = CROSVM_TRY(kind.open(options, environment.logger));
+    environment.fds = std::move(opened.fds);
+    for (auto& companion : opened.companions) companions.push_back(std::move(companion));
+  }
   return kind.create(options, environment);
 }
 

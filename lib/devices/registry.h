@@ -22,6 +22,7 @@
 #include "base/unique_fd.h"
 #include "devices/key_values.h"
 #include "devices/virtio/virtio_device.h"
+#include "sandbox/companion.h"
 
 namespace crosvm {
 
@@ -30,6 +31,13 @@ namespace crosvm {
 struct NamedFd {
   std::string name;
   UniqueFd fd;
+};
+
+// What a kind's open() made in the VMM: the fds the device is built from,
+// and the host programs it relies on (passt), which live as long as the VM.
+struct OpenedResources {
+  std::vector<NamedFd> fds;
+  std::vector<std::unique_ptr<sandbox::Companion>> companions;
 };
 
 // What a factory is given besides its options.
@@ -52,11 +60,12 @@ struct VirtioKind {
   // Checks the values (the keys were checked): at configuration time, so
   // that a mistake is reported before any VM exists.
   Result<void> (*check)(const DeviceOptions& options);
-  // Opens what the device needs from the host (a TAP), in the VMM: the
-  // device itself may run in a jail that can open nothing. May complete
-  // `options` with what it decided (a generated MAC) so that a device
-  // process is told the same. nullptr: the kind needs nothing.
-  Result<std::vector<NamedFd>> (*open)(DeviceOptions& options, const Logger& logger);
+  // Opens what the device needs from the host (a TAP, passt's socket), in
+  // the VMM: the device itself may run in a jail that can open nothing and
+  // start nothing. May complete `options` with what it decided (a generated
+  // MAC) so that a device process is told the same. nullptr: the kind
+  // needs nothing.
+  Result<OpenedResources> (*open)(DeviceOptions& options, const Logger& logger);
   Result<std::shared_ptr<virtio::VirtioDevice>> (*create)(const DeviceOptions& options,
                                                           DeviceEnvironment& environment);
   // Its entry in the VM's status: "rng (virtio-rng)".
@@ -70,8 +79,10 @@ const VirtioKind* find_virtio_kind(std::string_view name);
 Result<DeviceOptions> parse_device_options(const VirtioKind& kind, std::string_view text);
 
 // open() then create(), in this process: `options` is completed as open()
-// completes it.
-Result<std::shared_ptr<virtio::VirtioDevice>> create_device_here(const VirtioKind& kind, DeviceOptions& options,
-                                                                 DeviceEnvironment environment);
+// completes it, and the programs it started join `companions`, which the
+// caller keeps as long as the device.
+Result<std::shared_ptr<virtio::VirtioDevice>> create_device_here(
+    const VirtioKind& kind, DeviceOptions& options, DeviceEnvironment environment,
+    std::vector<std::unique_ptr<sandbox::Companion>>& companions);
 
 }  // namespace crosvm

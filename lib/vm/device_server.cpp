@@ -48,8 +48,8 @@ std::string served_device_kinds() {
   return kinds;
 }
 
-Result<std::shared_ptr<virtio::VirtioDevice>> create_served_device(std::string_view kind, std::string_view options,
-                                                                   const Logger& logger) {
+Result<ServedDevice> create_served_device(std::string_view kind, std::string_view options, const Logger& logger) {
+  ServedDevice served;
   if (kind == "block") {
     VmConfig parsed;
     CROSVM_TRY(add_device(parsed, "block", options));
@@ -57,27 +57,29 @@ Result<std::shared_ptr<virtio::VirtioDevice>> create_served_device(std::string_v
     if (disk.root) return invalid("block: root= is for a VM's command line, not a served disk");
     auto file = disk::open_raw({.path = disk.path, .read_only = disk.read_only});
     if (!file) return Error{ErrorCode::kDevice, file.error().message};
-    return std::shared_ptr<virtio::VirtioDevice>(std::make_shared<virtio::Block>(
-        std::move(file).value(), disk.id, fmt::format("virtio-blk ({})", disk.path), logger));
+    served.device = std::make_shared<virtio::Block>(std::move(file).value(), disk.id,
+                                                    fmt::format("virtio-blk ({})", disk.path), logger);
+    return served;
   }
   if (const VirtioKind* unit = find_virtio_kind(kind)) {
     DeviceOptions parsed = CROSVM_TRY(parse_device_options(*unit, options));
-    return create_device_here(*unit, parsed, DeviceEnvironment{logger, 0, {}});
+    served.device = CROSVM_TRY(create_device_here(*unit, parsed, DeviceEnvironment{logger, 0, {}}, served.companions));
+    return served;
   }
   return invalid(fmt::format("cannot serve a device of kind '{}' (known: {})", kind, served_device_kinds()));
 }
 
 Result<void> serve_device_on(std::string_view kind, std::string_view options, UniqueFd connection,
                              const Logger& logger) {
-  auto device = CROSVM_TRY(create_served_device(kind, options, logger));
-  vhost_user::Backend backend(std::move(device), logger);
+  ServedDevice served = CROSVM_TRY(create_served_device(kind, options, logger));
+  vhost_user::Backend backend(std::move(served.device), logger);
   return backend.serve(vhost_user::Connection(std::move(connection)));
 }
 
 Result<void> serve_device_at(std::string_view kind, std::string_view options, const std::string& path,
                              const Logger& logger) {
   // The device first: a bad option fails before any socket exists.
-  auto device = CROSVM_TRY(create_served_device(kind, options, logger));
+  ServedDevice served = CROSVM_TRY(create_served_device(kind, options, logger));
   UniqueFd listener = CROSVM_TRY(listen_at(path));
   UniqueFd connection;
   do {
@@ -87,7 +89,7 @@ Result<void> serve_device_at(std::string_view kind, std::string_view options, co
   ::unlink(path.c_str());
   listener.reset();
   if (!connection) return make_errno_error(ErrorCode::kIo, saved, "accept on {}", path);
-  vhost_user::Backend backend(std::move(device), logger);
+  vhost_user::Backend backend(std::move(served.device), logger);
   return backend.serve(vhost_user::Connection(std::move(connection)));
 }
 

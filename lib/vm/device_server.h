@@ -7,20 +7,28 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/log.h"
 #include "base/result.h"
 #include "base/unique_fd.h"
 #include "devices/virtio/virtio_device.h"
+#include "sandbox/companion.h"
 
 namespace crosvm {
 
 // The kinds a backend can serve, for usage text: "block, rng".
 std::string served_device_kinds();
 
+// A device to serve, and the host programs it relies on (passt), which
+// live as long as it.
+struct ServedDevice {
+  std::vector<std::unique_ptr<sandbox::Companion>> companions;
+  std::shared_ptr<virtio::VirtioDevice> device;
+};
+
 // Builds the device `kind` with `options` (the registry's key=value list).
-Result<std::shared_ptr<virtio::VirtioDevice>> create_served_device(std::string_view kind, std::string_view options,
-                                                                   const Logger& logger);
+Result<ServedDevice> create_served_device(std::string_view kind, std::string_view options, const Logger& logger);
 
 // Listens on a Unix socket at `path` (a stale socket there is replaced; a
 // live one or another file is an error), serves the first frontend that

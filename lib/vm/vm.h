@@ -46,6 +46,7 @@
 #include "vm/irq_routing.h"
 #include "vm/serial_input.h"
 #include "vm/vm_config.h"
+#include "sandbox/companion.h"
 #include "sandbox/device_process.h"
 #include "sandbox/stream_pipes.h"
 
@@ -188,6 +189,8 @@ class Vm final : public PowerEvents {
   // their frontends (held by the PCI root and the buses), which close the sockets first.
   std::string sandbox_helper_;
   std::vector<std::unique_ptr<sandbox::DeviceProcess>> device_processes_;
+  // Host programs devices rely on (passt): they outlive the devices.
+  std::vector<std::unique_ptr<sandbox::Companion>> companions_;
 
   Bus pio_bus_{"port I/O"};
   Bus mmio_bus_{"MMIO"};

@@ -344,9 +344,9 @@ Result<void> Vm::attach_pci_devices() {
       // The VMM opens what the device needs; the device process gets the fds.
       std::vector<std::pair<std::string, UniqueFd>> fds;
       if (kind->open != nullptr) {
-        for (NamedFd& named : CROSVM_TRY(kind->open(options, logger_))) {
-          fds.emplace_back("--fd-" + named.name, std::move(named.fd));
-        }
+        OpenedResources opened = CROSVM_TRY(kind->open(options, logger_));
+        for (NamedFd& named : opened.fds) fds.emplace_back("--fd-" + named.name, std::move(named.fd));
+        for (auto& companion : opened.companions) companions_.push_back(std::move(companion));
       }
       std::vector<std::string> arguments{"--index", std::to_string(index)};
       for (const KeyValue& item : options.items()) {
@@ -357,7 +357,8 @@ Result<void> Vm::attach_pci_devices() {
       unit_status_.push_back(fmt::format("{}, jailed: pid {}", kind->describe(options, index), pid));
       continue;
     }
-    auto device = CROSVM_TRY(create_device_here(*kind, options, DeviceEnvironment{logger_, index, {}}));
+    auto device =
+        CROSVM_TRY(create_device_here(*kind, options, DeviceEnvironment{logger_, index, {}}, companions_));
     CROSVM_TRY(attach_virtio(std::move(device)));
     unit_status_.push_back(kind->describe(options, index));
   }

@@ -7,8 +7,10 @@ import hashlib
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -168,3 +170,105 @@ def test_a_guest_on_a_tap_pings_both_ways_streams_64_mib_each_way_and_sees_its_m
     assert guest.wait(timeout=HANG_GUARD) == 0, guest.errors
     # Nothing was dropped or refused on the way.
     assert "virtio-net" not in guest.errors, guest.errors
+
+
+# User-mode networking: passt, started by the VMM, run by a user with no
+# privilege at all (nobody, no groups but /dev/kvm's access). The namespace
+# stands for a host: a TAP nobody reads with 10.0.2.15/24 and a default
+# route through 10.0.2.2 (and IPv6's alike), which passt copies for the guest (DHCP gives the
+# guest 10.0.2.15 and the gateway 10.0.2.2, passt's own address, which
+# leads to the host's loopback).
+PASST_BLOB = 32 << 20
+NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+# The guest's DHCP client hook: address, MTU and route from the lease.
+DHCP_HOOK = ("printf '%s\\n' '#!/bin/sh' '[ \"$1\" = bound ] || exit 0' "
+             "'ip addr add $ip/$mask dev $interface' '[ -n \"$mtu\" ] && ip link set $interface mtu $mtu' "
+             "'ip route add default via $router' > /tmp/dhcp.sh && chmod +x /tmp/dhcp.sh")
+
+
+@pytest.fixture
+def host_namespace():
+    name = f"crosvm-e2e-{os.getpid()}-{next(_namespaces)}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        for command in (["link", "set", "lo", "up"],
+                        ["tuntap", "add", "dev", "uplink0", "mode", "tap"],
+                        ["addr", "add", f"{GUEST_IP}/24", "dev", "uplink0"],
+                        ["link", "set", "uplink0", "up"],
+                        ["route", "add", "default", "via", "10.0.2.2"],
+                        ["-6", "addr", "add", "fd00::15/64", "dev", "uplink0", "nodad"],
+                        ["-6", "route", "add", "default", "via", "fd00::2"]):
+            subprocess.run(["ip", "-n", name, *command], check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+@pytest.fixture
+def unprivileged_dir():
+    """A directory nobody can write (the control socket, the blob)."""
+    path = tempfile.mkdtemp(prefix="crosvm-e2e-nobody-")
+    os.chmod(path, 0o777)
+    mode = os.stat("/dev/kvm").st_mode
+    os.chmod("/dev/kvm", 0o666)  # the nested machine's own /dev/kvm, put back below
+    try:
+        yield path
+    finally:
+        os.chmod("/dev/kvm", mode & 0o7777)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.mark.parametrize("sandbox_mode", ["sandboxed", "in-the-vmm"])
+def test_passt_without_root_gives_the_guest_dhcp_and_a_way_out_and_forwards_a_host_port_in(
+        boot, launcher, kernel, initramfs, host_namespace, unprivileged_dir, sandbox_mode):
+    sock = os.path.join(unprivileged_dir, "vm.sock")
+    flags = ["--disable-sandbox"] if sandbox_mode == "in-the-vmm" else []
+    command = in_namespace(host_namespace, *NOBODY, launcher, "run", "-i", initramfs, "-p", "console=ttyS0 reboot=k",
+                           "-s", sock, *flags, "--net", f"passt,tcp-ports=2222:8080,mac={GUEST_MAC}", kernel)
+    guest = boot(command=command)
+    devices = json.loads(control(launcher, "status", sock).stdout)["status"]["devices"]
+    described = f"net0 (virtio-net, passt, tcp 2222:8080, mac {GUEST_MAC}, mtu 65520)"
+    assert any(line.startswith(described) for line in devices), devices
+    passt = subprocess.run(["pgrep", "-u", "nobody", "passt"], capture_output=True, text=True)
+    assert passt.returncode == 0, "passt does not run as nobody"
+
+    # DHCP: the address, gateway and MTU passt copied from the "host".
+    guest.run(DHCP_HOOK)
+    leased = guest.run("ip link set eth0 up && udhcpc -i eth0 -n -q -f -O mtu -s /tmp/dhcp.sh >/dev/null 2>&1; "
+                       "echo dhcp-$?", timeout=HANG_GUARD)
+    assert "dhcp-0" in leased, leased
+    assert f"inet {GUEST_IP}/24" in guest.run("ip -4 addr show dev eth0")
+    assert "default via 10.0.2.2" in guest.run("ip route")
+    assert guest.run("cat /sys/class/net/eth0/mtu").strip() == "65520"
+
+    # Out: the guest fetches from a web server on the host's loopback,
+    # through the gateway's address.
+    blob = os.path.join(unprivileged_dir, "blob")
+    with open(blob, "wb") as out:
+        out.write(os.urandom(PASST_BLOB))
+    with open(blob, "rb") as source:
+        expected = hashlib.sha256(source.read()).hexdigest()
+    server = subprocess.Popen(in_namespace(host_namespace, *NOBODY, sys.executable, "-m", "http.server", "--bind",
+                                           "127.0.0.1", "--directory", unprivileged_dir, "8000"),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        fetched = guest.run("for i in $(seq 1 50); do wget -q -O - http://10.0.2.2:8000/blob > /tmp/blob && break; "
+                            "sleep 0.2; done; sha256sum /tmp/blob", timeout=HANG_GUARD)
+    finally:
+        server.kill()
+        server.wait()
+    assert fetched.split()[0] == expected, fetched
+
+    # In: host port 2222 reaches the guest's web server on 8080.
+    served = guest.run("mkdir -p /tmp/www && mv /tmp/blob /tmp/www/blob && httpd -p 8080 -h /tmp/www && echo serving")
+    assert "serving" in served
+    got = subprocess.run(in_namespace(host_namespace, *NOBODY, sys.executable, "-c", PEER, "fetch", "127.0.0.1", "2222",
+                                      str(PASST_BLOB)), capture_output=True, text=True, timeout=HANG_GUARD)
+    assert got.returncode == 0, got.stderr
+    assert got.stdout.split()[-1] == expected
+
+    guest.send("poweroff -f\n")
+    assert guest.wait(timeout=HANG_GUARD) == 0, guest.errors
+    assert "virtio-net" not in guest.errors and "passt" not in guest.errors, guest.errors
+    # passt quit with the NIC.
+    assert subprocess.run(["pgrep", "-u", "nobody", "passt"]).returncode != 0

@@ -420,7 +420,7 @@ TEST_CASE("net options need one TAP source and check their values", "[net]") {
   auto parse = [](std::string_view text) { return crosvm::parse_device_options(kNetKind, text); };
   CHECK(parse("tap-name=vmtap0").ok());
   CHECK(parse("host-ip=192.168.10.1,netmask=255.255.255.0,mac=52:54:00:00:00:01").ok());
-  CHECK(parse("").error().message.find("exactly one of tap-name=, tap-fd= and host-ip=") != std::string::npos);
+  CHECK(parse("").error().message.find("exactly one of tap-name=, tap-fd=, host-ip= and passt") != std::string::npos);
   CHECK(parse("tap-name=a,tap-fd=4").error().message.find("exactly one") != std::string::npos);
   CHECK(parse("host-ip=10.0.0.1").error().message.find("go together") != std::string::npos);
   CHECK(parse("tap-fd=x").error().message.find("tap-fd must be a number") != std::string::npos);

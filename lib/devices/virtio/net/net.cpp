@@ -8,6 +8,8 @@
 #include <cstring>
 
 #include "devices/virtio/chain_io.h"
+#include "devices/virtio/net/passt.h"
+#include "devices/virtio/net/stream.h"
 #include "devices/virtio/net/tap.h"
 
 namespace crosvm::virtio {
@@ -451,8 +453,13 @@ constexpr DeviceKey kNetKeys[] = {
     {"tap-fd", "a TAP the caller opened: its fd number (duplicated; the caller keeps it)"},
     {"host-ip", "a new TAP with this IPv4 address on the host side (needs CAP_NET_ADMIN)"},
     {"netmask", "with host-ip: the host side's netmask"},
+    {"passt", "user-mode networking through passt: DHCP, DNS, TCP and UDP over the host's sockets, no root",
+     true},
+    {"tcp-ports", "with passt: host TCP ports forwarded to the guest, in passt's -t syntax (\"2222:22,8080\")"},
+    {"udp-ports", "with passt: host UDP ports forwarded to the guest, in passt's -u syntax"},
+    {"passt-path", "with passt: the program (default: passt on PATH)"},
     {"mac", "the guest's MAC address (default: a random locally administered one)"},
-    {"mtu", "the MTU the guest is told (default: the TAP's)"},
+    {"mtu", "the MTU the guest is told (default: the TAP's; passt's 65520)"},
     {"vq-pairs", "queue pairs (default 1): a multi-queue TAP with that many queues, each pair's own"},
 };
 
@@ -460,16 +467,26 @@ constexpr DeviceKey kNetKeys[] = {
 std::string tap_fd_name(size_t index) { return index == 0 ? "tap" : fmt::format("tap{}", index); }
 
 Result<void> check_net(const DeviceOptions& options) {
+  const bool passt = CROSVM_TRY(options.flag("passt", false));
   const int sources = (options.text("tap-name") ? 1 : 0) + (options.text("tap-fd") ? 1 : 0) +
-                      (options.text("host-ip") ? 1 : 0);
-  if (sources != 1) return options.invalid("needs exactly one of tap-name=, tap-fd= and host-ip=");
+                      (options.text("host-ip") ? 1 : 0) + (passt ? 1 : 0);
+  if (sources != 1) return options.invalid("needs exactly one of tap-name=, tap-fd=, host-ip= and passt");
   if (options.text("host-ip").has_value() != options.text("netmask").has_value()) {
     return options.invalid("host-ip= and netmask= go together");
   }
+  for (const std::string_view key : {"tcp-ports", "udp-ports", "passt-path"}) {
+    if (!passt && options.text(key)) return options.invalid(fmt::format("{}= goes with passt", key));
+  }
+  for (const std::string_view key : {"tcp-ports", "udp-ports"}) {
+    if (auto spec = options.text(key); spec && !check_port_spec(*spec)) {
+      return options.invalid(fmt::format("{}: {}", key, check_port_spec(*spec).error().message));
+    }
+  }
   CROSVM_TRY(options.number("tap-fd", 0, 65535, 0));
-  CROSVM_TRY(options.number("mtu", 68, 65535, 1500));
+  CROSVM_TRY(options.number("mtu", 68, passt ? kPasstMaxMtu : 65535, 1500));
   const uint64_t pairs = CROSVM_TRY(options.number("vq-pairs", 1, Net::kMaxPairs, 1));
   if (pairs > 1 && options.text("tap-fd")) return options.invalid("tap-fd= is one queue: it takes no vq-pairs=");
+  if (pairs > 1 && passt) return options.invalid("passt is one queue: it takes no vq-pairs=");
   if (auto mac = options.text("mac")) CROSVM_TRY(parse_mac(*mac));
   return {};
 }
@@ -481,7 +498,18 @@ MacAddress random_mac() {
   return mac;
 }
 
+bool uses_passt(const DeviceOptions& options) {
+  auto passt = options.flag("passt", false);
+  return passt && *passt;
+}
+
 std::string net_source(const DeviceOptions& options) {
+  if (uses_passt(options)) {
+    std::string source = "passt";
+    if (auto ports = options.text("tcp-ports")) source += ", tcp " + *ports;
+    if (auto ports = options.text("udp-ports")) source += ", udp " + *ports;
+    return source;
+  }
   if (auto name = options.text("tap-name")) return "tap " + *name;
   if (auto fd = options.text("tap-fd")) return "tap fd " + *fd;
   return fmt::format("new tap, host {}/{}", options.text("host-ip").value_or(""), options.text("netmask").value_or(""));
@@ -491,11 +519,26 @@ std::string net_source(const DeviceOptions& options) {
 
 const VirtioKind kNetKind{
     .name = "net",
-    .summary = "a virtio-net NIC on a TAP (tap-name=, tap-fd=, or host-ip=,netmask= for a new one)",
+    .summary = "a virtio-net NIC on a TAP (tap-name=, tap-fd=, or host-ip=,netmask= for a new one) or on passt",
     .keys = kNetKeys,
     .positional = "",
     .check = check_net,
-    .open = [](DeviceOptions& options, const Logger&) -> Result<std::vector<NamedFd>> {
+    .open = [](DeviceOptions& options, const Logger& logger) -> Result<OpenedResources> {
+      if (!options.text("mac")) options.set("mac", format_mac(random_mac()));
+      if (uses_passt(options)) {
+        if (!options.text("mtu")) options.set("mtu", std::to_string(kPasstMaxMtu));
+        StartedPasst passt = CROSVM_TRY(start_passt(
+            {.program = options.text("passt-path").value_or("passt"),
+             .tcp_ports = options.text("tcp-ports").value_or(""),
+             .udp_ports = options.text("udp-ports").value_or(""),
+             .mtu = static_cast<uint16_t>(CROSVM_TRY(options.number("mtu", 68, kPasstMaxMtu, kPasstMaxMtu))),
+             .name = "virtio-net"},
+            logger));
+        OpenedResources opened;
+        opened.fds.push_back({"passt", std::move(passt.connection)});
+        opened.companions.push_back(std::move(passt.process));
+        return opened;
+      }
       const auto pairs = static_cast<unsigned>(CROSVM_TRY(options.number("vq-pairs", 1, Net::kMaxPairs, 1)));
       OpenedTap tap;
       if (auto name = options.text("tap-name")) {
@@ -505,19 +548,23 @@ const VirtioKind kNetKind{
       } else {
         tap = CROSVM_TRY(create_tap(*options.text("host-ip"), *options.text("netmask"), pairs));
       }
-      // Decided here, once: a device process is told them.
-      if (!options.text("mac")) options.set("mac", format_mac(random_mac()));
+      // Decided here, once (the MAC above too): a device process is told them.
       if (!options.text("mtu")) options.set("mtu", std::to_string(tap.mtu));
-      std::vector<NamedFd> fds;
-      for (size_t i = 0; i < tap.queues.size(); ++i) fds.push_back({tap_fd_name(i), std::move(tap.queues[i])});
-      return fds;
+      OpenedResources opened;
+      for (size_t i = 0; i < tap.queues.size(); ++i) opened.fds.push_back({tap_fd_name(i), std::move(tap.queues[i])});
+      return opened;
     },
     .create = [](const DeviceOptions& options, DeviceEnvironment& environment)
         -> Result<std::shared_ptr<VirtioDevice>> {
       const auto pairs = static_cast<unsigned>(CROSVM_TRY(options.number("vq-pairs", 1, Net::kMaxPairs, 1)));
       const std::string name = fmt::format("virtio-net {} ({})", environment.index, net_source(options));
       std::vector<std::unique_ptr<NetBackend>> backends;
-      for (unsigned i = 0; i < pairs; ++i) {
+      if (uses_passt(options)) {
+        UniqueFd fd = environment.take_fd("passt");
+        if (!fd) return options.invalid("no connection to passt was opened for the device");
+        backends.push_back(CROSVM_TRY(FrameStream::create(std::move(fd), "passt")));
+      }
+      for (unsigned i = 0; i < pairs && !uses_passt(options); ++i) {
         UniqueFd fd = environment.take_fd(tap_fd_name(i));
         if (!fd) return options.invalid(fmt::format("no TAP queue {} was opened for the device", i));
         const std::string queue = pairs > 1 ? fmt::format(" queue {}", i) : "";
