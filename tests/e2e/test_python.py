@@ -1,6 +1,7 @@
-"""Debian's kernel driven from Python: examples/harness.py itself, and a
-test that scripts a guest through the crosvm package (expect, send, pause,
-resume, a disk, poweroff)."""
+"""Debian's kernel driven from Python: examples/harness.py and
+examples/guest_service.py themselves, and a test that scripts a guest
+through the crosvm package (expect, send, pause, resume, a disk,
+poweroff)."""
 import os
 import pathlib
 import subprocess
@@ -11,6 +12,7 @@ import pytest
 
 from conftest import (BUILD, KERNEL_STARTS_INIT, NESTED, NESTED_BOOT_ATTEMPTS, NESTED_BOOT_LIMIT,
                       record_retry)
+from test_net import NOBODY, host_namespace, unprivileged_dir  # noqa: F401 (fixtures)
 
 SOURCE = pathlib.Path(__file__).parents[2]
 PYTHONPATH = str(BUILD / "bindings" / "python")
@@ -86,3 +88,25 @@ def test_a_python_harness_scripts_a_linux_guest(request, kernel, initramfs, tmp_
         assert run(vm, "echo back").strip() == "back"
         vm.serial.send("poweroff -f\n")
         assert vm.wait(timeout=HANG_GUARD) == crosvm.ExitReason.POWEROFF
+
+
+def test_the_guest_service_example_reaches_a_guest_web_server_over_passt_without_root(
+        request, kernel, initramfs, host_namespace, unprivileged_dir):
+    """examples/guest_service.py, run by nobody in a network namespace that
+    stands for a host (test_net.py): the page comes back through the
+    forwarded port."""
+    command = ["ip", "netns", "exec", host_namespace, *NOBODY, sys.executable,
+               str(SOURCE / "examples" / "guest_service.py"), kernel, initramfs, "--prompt", r"guest# $",
+               "--timeout", str(NESTED_BOOT_LIMIT if NESTED else HANG_GUARD)]
+    env = dict(os.environ, PYTHONPATH=PYTHONPATH)
+    for attempt in range(NESTED_BOOT_ATTEMPTS if NESTED else 1):
+        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=4 * HANG_GUARD)
+        said = result.stdout + result.stderr
+        if result.returncode == 0 or not NESTED or INIT_REACHED in said or KERNEL_STARTS_INIT in said:
+            break
+        what = "crashed (triple fault)" if "the VM stopped (crash)" in result.stderr else "hung"
+        record_retry(request.node.nodeid, what, result.stderr[-3000:] or "(nothing on stderr)")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "the guest has 10.0.2.15 from passt's DHCP" in result.stdout
+    assert "the guest's web server said: hello from the guest" in result.stdout
+    assert "passt" not in result.stderr, result.stderr
