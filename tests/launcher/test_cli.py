@@ -240,9 +240,9 @@ def test_bad_device_lists_get_the_librarys_one_line(launcher):
                               "--rwroot", "b.img", "--root", "c.img"), "only one disk can be the root")
 
 
-def test_a_nic_needs_one_tap_source(launcher):
+def test_a_nic_needs_one_source(launcher):
     assert_one_line_error(run(launcher, "run", "--demo", "--net", "mac=52:54:00:00:00:01"),
-                          "net: needs exactly one of tap-name=, tap-fd= and host-ip=")
+                          "net: needs exactly one of tap-name=, tap-fd=, host-ip= and passt")
 
 
 @needs_kvm
@@ -251,6 +251,13 @@ def test_a_tap_fd_that_is_no_tap_is_one_line_jailed_or_not(launcher):
     for flags in ([], ["--disable-sandbox"]):
         assert_one_line_error(run(launcher, "run", "--demo", "--log-level", "error", *flags, "--net", "tap-fd=2"),
                               "net: tap-fd=2 is not a TAP")
+
+
+@needs_kvm
+def test_passt_that_is_not_installed_is_one_line(launcher):
+    assert_one_line_error(run(launcher, "run", "--demo", "--log-level", "error", "--net",
+                              "passt,passt-path=/nonexistent/passt"),
+                          "user-mode networking needs passt: /nonexistent/passt", "apt install passt")
 
 
 def test_unknown_command(launcher):

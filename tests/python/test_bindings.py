@@ -42,7 +42,7 @@ def test_errors_are_named_for_their_codes(tmp_path):
     ({"devices": [("floppy", "path=a")]}, crosvm.InvalidArgumentError,
      r"unknown device kind 'floppy' \(known: block, serial, vhost-user, rng, net\)"),
     ({"devices": [("net", "mac=52:54:00:00:00:01")]}, crosvm.InvalidArgumentError,
-     "net: needs exactly one of tap-name=, tap-fd= and host-ip="),
+     "net: needs exactly one of tap-name=, tap-fd=, host-ip= and passt"),
     ({"devices": [("block", "path=a,size=3")]}, crosvm.InvalidArgumentError, "block: unknown key 'size'"),
     ({"devices": ["block"]}, crosvm.InvalidArgumentError, r"\(kind, options\) pair"),
 ])
