@@ -11,13 +11,10 @@
 #include <cstring>
 
 #include "base/guest_log.h"
+#include "sandbox/output_lines.h"
 
 namespace crosvm::sandbox {
 namespace {
-
-// A line longer than this is cut: the program cannot make the VMM buffer
-// without a bound.
-constexpr size_t kMaxLine = 1024;
 
 // Relays `output` line by line until it ends or `stop` is signalled; when
 // it ended because the program failed, says how (the process is left for
@@ -25,10 +22,9 @@ constexpr size_t kMaxLine = 1024;
 void relay_lines(int output, int stop, int pidfd, GuestLog& log,
                  const std::function<bool(std::string_view)>& is_noise) {
   std::array<char, 4096> buffer{};
-  std::string line;
-  const auto flush = [&] {
-    if (!line.empty() && !(is_noise && is_noise(line))) log.relay(LogLevel::kWarn, line);
-    line.clear();
+  OutputLines lines;
+  const auto relay = [&](std::string_view line) {
+    if (!(is_noise && is_noise(line))) log.relay(LogLevel::kWarn, line);
   };
   while (true) {
     std::array<pollfd, 2> entries{pollfd{output, POLLIN, 0}, pollfd{stop, POLLIN, 0}};
@@ -41,16 +37,10 @@ void relay_lines(int output, int stop, int pidfd, GuestLog& log,
       const ssize_t got = ::read(output, buffer.data(), buffer.size());
       if (got < 0 && (errno == EINTR || errno == EAGAIN)) continue;
       if (got <= 0) break;
-      for (ssize_t i = 0; i < got; ++i) {
-        if (buffer[static_cast<size_t>(i)] == '\n') {
-          flush();
-        } else if (line.size() < kMaxLine) {
-          line.push_back(buffer[static_cast<size_t>(i)]);
-        }
-      }
+      lines.feed(std::span<const char>(buffer.data(), static_cast<size_t>(got)), relay);
     }
   }
-  flush();
+  lines.finish(relay);
   std::array<pollfd, 2> entries{pollfd{pidfd, POLLIN, 0}, pollfd{stop, POLLIN, 0}};
   while (::poll(entries.data(), entries.size(), -1) < 0 && errno == EINTR) {
   }

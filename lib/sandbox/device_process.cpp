@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "base/guest_log.h"
+#include "sandbox/output_lines.h"
 
 #ifndef CROSVM_LIBEXECDIR
 #define CROSVM_LIBEXECDIR "/usr/local/libexec"
@@ -23,10 +24,6 @@ namespace crosvm::sandbox {
 namespace {
 
 constexpr std::string_view kHelperName = "crosvm-device";
-// A device's log line longer than this is cut: a device process cannot
-// make the VMM buffer without a bound.
-constexpr size_t kMaxLogLine = 1024;
-
 constexpr std::string_view kWithoutSandbox = "crosvm-launch --disable-sandbox runs the devices in the VMM";
 
 bool executable(const std::string& path) { return !path.empty() && ::access(path.c_str(), X_OK) == 0; }
@@ -88,32 +85,24 @@ struct DeviceProcess::Watch : std::enable_shared_from_this<Watch> {
   void read_log() {
     log_pipe.async_read_some(boost::asio::buffer(buffer), [self = shared_from_this()](const boost::system::error_code& error,
                                                                                size_t length) {
+      const auto relay = [&](std::string_view line) { self->relay_line(line); };
       if (error || length == 0 || self->stopped) {
-        self->flush_line();
+        self->lines.finish(relay);
         return;
       }
-      for (size_t i = 0; i < length; ++i) {
-        const char c = self->buffer[i];
-        if (c == '\n') {
-          self->flush_line();
-        } else if (self->line.size() < kMaxLogLine) {
-          self->line.push_back(c);
-        }
-      }
+      self->lines.feed(std::span<const char>(self->buffer.data(), length), relay);
       self->read_log();
     });
   }
 
-  void flush_line() {
-    if (line.empty()) return;
-    std::string_view text(line);
+  // "LEVEL\tmessage" (crosvm-device's format), at that level.
+  void relay_line(std::string_view text) {
     LogLevel level = LogLevel::kInfo;
     if (const size_t tab = text.find('\t'); tab != std::string_view::npos && tab < 8) {
       level = level_named(text.substr(0, tab));
       text.remove_prefix(tab + 1);
     }
     log.relay(level, text);
-    line.clear();
   }
 
   void wait_exit(std::function<void(const std::string&)> on_exit) {
@@ -139,11 +128,11 @@ struct DeviceProcess::Watch : std::enable_shared_from_this<Watch> {
   boost::asio::posix::stream_descriptor log_pipe;
   boost::asio::posix::stream_descriptor exited;  // a copy of the pidfd
   std::array<char, 4096> buffer{};
-  std::string line;
+  OutputLines lines;
   std::string name;
   pid_t pid = -1;
   // A device process is as untrusted as its guest: its lines are bounded
-  // in length (kMaxLogLine) and in number (GuestLog's bucket).
+  // in length (OutputLines::kMaxLine) and in number (GuestLog's bucket).
   GuestLog log;
   std::atomic<bool> stopped{false};
   std::atomic<bool> reaped{false};

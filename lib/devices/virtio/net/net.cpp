@@ -478,8 +478,9 @@ Result<void> check_net(const DeviceOptions& options) {
     if (!passt && options.text(key)) return options.invalid(fmt::format("{}= goes with passt", key));
   }
   for (const std::string_view key : {"tcp-ports", "udp-ports"}) {
-    if (auto spec = options.text(key); spec && !check_port_spec(*spec)) {
-      return options.invalid(fmt::format("{}: {}", key, check_port_spec(*spec).error().message));
+    const auto spec = options.text(key);
+    if (auto checked = check_port_spec(spec.value_or("")); !checked) {
+      return options.invalid(fmt::format("{}: {}", key, checked.error().message));
     }
   }
   CROSVM_TRY(options.number("tap-fd", 0, 65535, 0));
@@ -563,12 +564,13 @@ const VirtioKind kNetKind{
         UniqueFd fd = environment.take_fd("passt");
         if (!fd) return options.invalid("no connection to passt was opened for the device");
         backends.push_back(CROSVM_TRY(FrameStream::create(std::move(fd), "passt")));
-      }
-      for (unsigned i = 0; i < pairs && !uses_passt(options); ++i) {
-        UniqueFd fd = environment.take_fd(tap_fd_name(i));
-        if (!fd) return options.invalid(fmt::format("no TAP queue {} was opened for the device", i));
-        const std::string queue = pairs > 1 ? fmt::format(" queue {}", i) : "";
-        backends.push_back(CROSVM_TRY(Tap::create(std::move(fd), net_source(options) + queue)));
+      } else {
+        for (unsigned i = 0; i < pairs; ++i) {
+          UniqueFd fd = environment.take_fd(tap_fd_name(i));
+          if (!fd) return options.invalid(fmt::format("no TAP queue {} was opened for the device", i));
+          const std::string queue = pairs > 1 ? fmt::format(" queue {}", i) : "";
+          backends.push_back(CROSVM_TRY(Tap::create(std::move(fd), net_source(options) + queue)));
+        }
       }
       const MacAddress mac = CROSVM_TRY(parse_mac(options.text("mac").value_or("")));
       const auto mtu = static_cast<uint16_t>(CROSVM_TRY(options.number("mtu", 68, 65535, 1500)));
