@@ -184,6 +184,16 @@ Result<Device> build_device(Arguments& arguments, const Logger& logger) {
   return device;
 }
 
+// The seccomp policy: the kind's, or for a NIC given /dev/vhost-net, the
+// one that also lets it drive the kernel's rings.
+std::string policy_kind(const Arguments& arguments) {
+  if (arguments.kind != "net") return arguments.kind;
+  for (const auto& resource : arguments.resources) {
+    if (resource.first.starts_with("vhost-net")) return "net-vhost";
+  }
+  return arguments.kind;
+}
+
 // The VMM's requests (device_control.h), on a thread of their own.
 Result<void> answer_requests(int fd, const std::shared_ptr<virtio::Block>& block) {
   return sandbox::serve_control_requests(fd, [&](sandbox::ControlRequest request, uint64_t value) -> Result<void> {
@@ -197,7 +207,7 @@ Result<void> run(int argc, char** argv, Logger& logger) {
   if (arguments.debug) logger = Logger(write_line, LogLevel::kDebug);
   CROSVM_TRY(sandbox::enter_jail({}));
   Device device = CROSVM_TRY(build_device(arguments, logger));
-  CROSVM_TRY(sandbox::load_filter(arguments.kind, arguments.filter));
+  CROSVM_TRY(sandbox::load_filter(policy_kind(arguments), arguments.filter));
   if (device.loop) {
     CROSVM_TRY(device.loop->start_threads(1));
     device.input->start();

@@ -7,6 +7,9 @@
 #include <seccomp.h>
 #include <signal.h>
 #include <string.h>
+// Without the legacy ring layout's C helpers, which are not C++.
+#define VIRTIO_RING_NO_LEGACY
+#include <linux/vhost.h>
 #include <sys/ioctl.h>
 #include <termios.h>
 #include <sys/mman.h>
@@ -147,6 +150,22 @@ Policy make_net() {
   return policy;
 }
 
+// A NIC whose pairs the kernel's vhost-net carries: the TAP's calls, and
+// the vhost ioctls of an activation (rings, eventfds, the TAP) and of a
+// reset (the TAP taken away, the rings' positions). VHOST_SET_OWNER and
+// VHOST_GET_FEATURES ran before the filter.
+Policy make_net_vhost() {
+  Policy policy = make_net();
+  policy.kind = "net-vhost";
+  for (const unsigned long request :
+       {VHOST_SET_FEATURES, VHOST_SET_MEM_TABLE, VHOST_SET_VRING_NUM, VHOST_SET_VRING_ADDR, VHOST_SET_VRING_BASE,
+        VHOST_GET_VRING_BASE, VHOST_SET_VRING_KICK, VHOST_SET_VRING_CALL, VHOST_SET_VRING_ERR,
+        VHOST_NET_SET_BACKEND}) {
+    policy.rules.push_back({"ioctl", {equals(1, request)}});
+  }
+  return policy;
+}
+
 // The console's pipes need nothing beyond the common calls.
 Policy make_console() { return Policy{"console", {}}; }
 
@@ -220,8 +239,10 @@ const Policy* device_policy(std::string_view kind) {
   static const Policy rng = make_rng();
   static const Policy console = make_console();
   static const Policy net = make_net();
+  static const Policy net_vhost = make_net_vhost();
   if (kind == block.kind) return &block;
   if (kind == net.kind) return &net;
+  if (kind == net_vhost.kind) return &net_vhost;
   if (kind == console.kind) return &console;
   if (kind == rng.kind) return &rng;
   return nullptr;

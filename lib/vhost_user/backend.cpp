@@ -1,6 +1,8 @@
 #include "vhost_user/backend.h"
 
 #include <algorithm>
+#include <functional>
+#include <utility>
 #include <mutex>
 
 namespace crosvm::vhost_user {
@@ -18,6 +20,9 @@ Reply reply_u64(uint32_t request, uint64_t value) { return Message::of(request, 
 // the backend channel for a configuration change, the error eventfds when
 // the device needs a reset. Called from the device's worker while the
 // serving thread swaps the fds (QEMU changes call fds to mask vectors).
+// A call eventfd needs nothing more of this process, so it is the queue's
+// direct fd: a device that hands its queues to the kernel (vhost-net)
+// gives it the frontend's eventfd, and moves it when the frontend does.
 class Backend::Interrupt final : public virtio::Interrupt {
  public:
   Interrupt(size_t queues, Logger logger, std::string name)
@@ -48,9 +53,26 @@ class Backend::Interrupt final : public virtio::Interrupt {
     }
   }
 
-  void set_call(size_t queue, std::optional<EventFd> fd) {
+  std::optional<int> direct_queue_fd(uint16_t queue) override {
     std::lock_guard lock(mutex_);
-    calls_[queue] = std::move(fd);
+    if (queue < calls_.size() && calls_[queue]) return calls_[queue]->fd();
+    return std::nullopt;
+  }
+
+  void watch_direct_fds(std::function<void()> on_change) override {
+    std::lock_guard lock(listener_mutex_);
+    listener_ = std::move(on_change);
+  }
+
+  void set_call(size_t queue, std::optional<EventFd> fd) {
+    std::optional<EventFd> old;
+    {
+      std::lock_guard lock(mutex_);
+      old = std::exchange(calls_[queue], std::move(fd));
+    }
+    // The old eventfd closes once whoever wrote it directly has moved on.
+    std::lock_guard lock(listener_mutex_);
+    if (listener_) listener_();
   }
   void set_error(size_t queue, std::optional<EventFd> fd) {
     std::lock_guard lock(mutex_);
@@ -70,6 +92,8 @@ class Backend::Interrupt final : public virtio::Interrupt {
 
  private:
   std::mutex mutex_;
+  std::mutex listener_mutex_;  // held while the listener runs
+  std::function<void()> listener_;
   std::vector<std::optional<EventFd>> calls_;
   std::vector<std::optional<EventFd>> errors_;
   std::optional<Connection> channel_;

@@ -209,22 +209,19 @@ Result<void> Frontend::start_rings(const virtio::Activation& activation) {
   CROSVM_TRY(call(Message::make(static_cast<uint32_t>(Request::kSetMemTable), kVersion, encode_memory_table(table)),
                   fds));
 
-  const auto host_address = [&](uint64_t guest, uint64_t length) -> Result<uint64_t> {
-    std::span<uint8_t> bytes = CROSVM_TRY(memory.slice(guest, length));
-    return reinterpret_cast<uint64_t>(bytes.data());
-  };
   for (size_t i = 0; i < activation.queues.size(); ++i) {
     const virtio::ActiveQueue& queue = activation.queues[i];
     const virtio::QueueConfig config = queue.queue.config();
     const uint32_t index = queue.index;
     CROSVM_TRY(call(Message::of(static_cast<uint32_t>(Request::kSetVringNum), VringState{index, config.size})));
     CROSVM_TRY(call(Message::of(static_cast<uint32_t>(Request::kSetVringBase), VringState{index, config.next_available})));
+    const virtio::RingHostAddresses rings = CROSVM_TRY(virtio::ring_host_addresses(memory, config));
     const VringAddress address{
         .index = index,
         .flags = 0,
-        .descriptor = CROSVM_TRY(host_address(config.descriptor_table, 16ull * config.size)),
-        .used = CROSVM_TRY(host_address(config.used_ring, 6 + 8ull * config.size)),
-        .available = CROSVM_TRY(host_address(config.available_ring, 6 + 2ull * config.size)),
+        .descriptor = rings.descriptor_table,
+        .used = rings.used_ring,
+        .available = rings.available_ring,
         .log = 0,
     };
     CROSVM_TRY(call(Message::of(static_cast<uint32_t>(Request::kSetVringAddr), address)));

@@ -103,6 +103,16 @@ def initramfs(kernel) -> str:
 
 
 @pytest.fixture(scope="session")
+def net_initramfs(kernel, initramfs) -> str:
+    """The same with iperf3 (the networking tests' guest)."""
+    path = BUILD / "tests" / "e2e" / f"initramfs-net-{kernel_version(kernel)}.cpio.gz"
+    if not path.exists():
+        subprocess.run([sys.executable, str(HERE / "make_initramfs.py"), kernel_version(kernel),
+                        initramfs, str(path)], check=True)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
 def vmlinux(kernel) -> str:
     """The ELF vmlinux inside the bzImage (run-e2e extracts it beforehand)."""
     path = BUILD / "tests" / "e2e" / f"vmlinux-{kernel_version(kernel)}"

@@ -1,8 +1,10 @@
 #!/usr/bin/python3
 """Builds the end-to-end test guest's initramfs: busybox-static, the kernel
-modules the tests need (with their dependencies) and guest-init.sh as /init.
+modules the tests need (with their dependencies) and guest-init.sh as /init;
+with NET_OUTPUT also the networking tests' one, the same with iperf3 and its
+libraries (8 MB that every other boot need not unpack).
 
-usage: make_initramfs.py KERNEL_VERSION OUTPUT
+usage: make_initramfs.py KERNEL_VERSION OUTPUT [NET_OUTPUT]
 """
 import os
 import sys
@@ -16,13 +18,17 @@ GUEST_MODULES = ["virtio_pci", "virtio_blk", "virtio_console", "virtio-rng", "vi
                  "vmw_vsock_virtio_transport", "virtio_balloon", "ext4", "pvpanic-mmio", "virtiofs"]
 
 
-def build(kernel_version: str, output: str) -> None:
+def build(kernel_version: str, output: str, net_output: str | None = None) -> None:
     init = open(os.path.join(HERE, "guest-init.sh"), "rb").read()
     modules.write_busybox_initramfs(output, kernel_version, init, GUEST_MODULES,
                                     directories=("tmp", "mnt"))
+    if net_output:
+        modules.write_busybox_initramfs(net_output, kernel_version, init, GUEST_MODULES,
+                                        directories=("tmp", "mnt"),
+                                        files=modules.program_files("iperf3", "bin/iperf3"))
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
+    if len(sys.argv) not in (3, 4):
         sys.exit(__doc__)
-    build(sys.argv[1], sys.argv[2])
+    build(*sys.argv[1:])

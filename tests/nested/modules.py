@@ -43,6 +43,23 @@ def resolve(kernel_version: str, wanted: list[str]) -> list[tuple[str, str]]:
     return order
 
 
+def program_files(program: str, as_name: str) -> dict:
+    """A dynamically linked host program for an initramfs, as
+    write_busybox_initramfs's `files`: the program as `as_name` and every
+    shared library ldd names (the loader included) at its own path."""
+    path = shutil.which(program)
+    if path is None:
+        raise RuntimeError(f"{program} not found: apt-get install {program}")
+    listed = subprocess.run(["ldd", path], capture_output=True, text=True, check=True).stdout
+    files = {as_name: (open(path, "rb").read(), 0o755)}
+    for line in listed.splitlines():
+        words = line.split()
+        library = words[2] if len(words) >= 3 and words[1] == "=>" else words[0] if words else ""
+        if library.startswith("/"):
+            files[library.lstrip("/")] = (open(library, "rb").read(), 0o755)
+    return files
+
+
 def read_module(path: str) -> bytes:
     if path.endswith(".xz"):
         return lzma.decompress(open(path, "rb").read())

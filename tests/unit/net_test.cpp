@@ -8,6 +8,7 @@
 #include <linux/if_tun.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstring>
@@ -427,6 +428,27 @@ TEST_CASE("net options need one TAP source and check their values", "[net]") {
   CHECK(parse("tap-name=a,mac=zz").error().message.find("mac must look like") != std::string::npos);
   CHECK(parse("tap-name=a,mtu=20").error().message.find("mtu must be a number from 68") != std::string::npos);
   CHECK(parse("tap-name=a,queues=2").error().message.find("unknown key 'queues'") != std::string::npos);
+  CHECK(parse("tap-name=a,vq-pairs=2,vhost-net=true").ok());
+  CHECK(parse("tap-name=a,vhost-net").ok());
+  CHECK(parse("passt,vhost-net=true").error().message.find("vhost-net needs a TAP") != std::string::npos);
+  CHECK(parse("tap-name=a,vhost-net=maybe").error().message.find("vhost-net") != std::string::npos);
+}
+
+TEST_CASE("vhost-net is refused for a backend that is not a TAP with a header, and named when missing", "[net]") {
+  std::vector<std::unique_ptr<NetBackend>> backends;
+  backends.push_back(std::make_unique<FakeBackend>());  // a header, but no TAP
+  std::vector<std::unique_ptr<VhostNet>> kernel;
+  kernel.push_back(nullptr);
+  auto net = Net::create("virtio-net 0", MacAddress{0x52, 0x54, 0, 1, 2, 3}, 1500, std::move(backends),
+                         std::move(kernel), crosvm::testing::quiet_logger());
+  REQUIRE_FALSE(net.ok());
+  CHECK_THAT(net.error().message, Catch::Contains("vhost-net needs a TAP with a virtio-net header"));
+  // Where the kernel has no vhost-net, opening it says what to load.
+  if (::access("/dev/vhost-net", F_OK) != 0) {
+    auto opened = VhostNet::open_device();
+    REQUIRE_FALSE(opened.ok());
+    CHECK_THAT(opened.error().message, Catch::Contains("modprobe vhost_net"));
+  }
 }
 
 TEST_CASE("queue pairs: the first alone until the driver sets more, each pair its own backend", "[net]") {

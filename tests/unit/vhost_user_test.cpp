@@ -276,13 +276,13 @@ namespace {
 // A frontend and a backend over a socketpair, the backend serving an rng on
 // a thread of its own, as `crosvm-launch device rng` would in a process.
 struct Pair {
-  Pair() {
+  explicit Pair(std::shared_ptr<virtio::VirtioDevice> device = std::make_shared<virtio::Rng>(quiet())) {
     const GuestRegion region{0, 1 << 20};
     memory = std::make_unique<GuestMemory>(GuestMemory::create(std::span(&region, 1), {.shared = true}).value());
     auto [ours, theirs] = Connection::pair().value();
     backend_socket = theirs.fd();
-    server = std::thread([this, connection = std::move(theirs)]() mutable {
-      Backend backend(std::make_shared<virtio::Rng>(quiet()), quiet());
+    server = std::thread([this, device = std::move(device), connection = std::move(theirs)]() mutable {
+      Backend backend(std::move(device), quiet());
       served = backend.serve(connection);
     });
     auto created = Frontend::create(*find_frontend_kind("rng"), std::move(ours),
@@ -427,6 +427,75 @@ TEST_CASE("an unmasked vector's irqfd goes to the backend; a masked one goes thr
 
   pair.frontend->reset();
   CHECK_FALSE(interrupt->listener);  // the frontend stopped watching
+}
+
+namespace {
+
+// An rng that keeps the backend's interrupt, as a device that hands its
+// queues to the kernel (vhost-net) uses it: the queue's direct fd, and a
+// listener for when it moves.
+class DirectFdSpy final : public virtio::VirtioDevice {
+ public:
+  virtio::DeviceType type() const override { return rng_.type(); }
+  std::string_view name() const override { return rng_.name(); }
+  uint32_t pci_class() const override { return rng_.pci_class(); }
+  std::vector<uint16_t> queue_max_sizes() const override { return rng_.queue_max_sizes(); }
+  uint64_t device_features() const override { return rng_.device_features(); }
+  void read_config(uint64_t offset, std::span<uint8_t> data) override { rng_.read_config(offset, data); }
+  void write_config(uint64_t offset, std::span<const uint8_t> data) override { rng_.write_config(offset, data); }
+  Result<void> activate(virtio::Activation activation) override {
+    {
+      std::lock_guard lock(mutex);
+      interrupt = activation.interrupt;
+    }
+    interrupt->watch_direct_fds([this] { ++moves; });
+    return rng_.activate(std::move(activation));
+  }
+  void reset() override {
+    if (interrupt) interrupt->watch_direct_fds({});
+    rng_.reset();
+  }
+  // Writes the queue's direct fd as the kernel would; false without one.
+  bool write_direct() {
+    std::lock_guard lock(mutex);
+    auto fd = interrupt ? interrupt->direct_queue_fd(0) : std::nullopt;
+    return fd && ::eventfd_write(*fd, 1) == 0;
+  }
+
+  std::mutex mutex;
+  std::shared_ptr<virtio::Interrupt> interrupt;
+  std::atomic<int> moves{0};
+
+ private:
+  virtio::Rng rng_{quiet()};
+};
+
+}  // namespace
+
+TEST_CASE("a backend's call eventfd is its device's direct fd, and the device hears when it moves", "[vhost-user]") {
+  auto spy = std::make_shared<DirectFdSpy>();
+  Pair pair(spy);
+  auto interrupt = std::make_shared<DirectInterrupt>();
+  DriverRing ring(*pair.memory, 16);
+  virtio::Activation activation = pair.activation(ring);
+  activation.interrupt = interrupt;
+  REQUIRE(pair.frontend->activate(std::move(activation)).ok());
+
+  // Unmasked: what the device writes to its direct fd is the irqfd's.
+  REQUIRE(Pair::eventually([&] { return spy->write_direct(); }));
+  REQUIRE(Pair::eventually([&] { return interrupt->irqfd.drain() > 0; }));
+  CHECK(interrupt->used.load() == 0);
+
+  // Masked: the frontend moves the call to its own eventfd, the device is
+  // told, and a write reaches the transport through the frontend.
+  const int before = spy->moves.load();
+  interrupt->set_masked(true);
+  REQUIRE(Pair::eventually([&] { return spy->moves.load() > before; }));
+  REQUIRE(spy->write_direct());
+  REQUIRE(Pair::eventually([&] { return interrupt->used.load() == 1; }));
+  CHECK(interrupt->irqfd.drain() == 0);
+
+  pair.frontend->reset();
 }
 
 TEST_CASE("a backend that goes away leaves its device needing a reset, and the frontend alive", "[vhost-user][hostile]") {

@@ -36,6 +36,18 @@ Error bad_chain(std::string message) { return Error{ErrorCode::kDevice, std::mov
 
 }  // namespace
 
+Result<RingHostAddresses> ring_host_addresses(const GuestMemory& memory, const QueueConfig& config) {
+  const auto host = [&](uint64_t guest, uint64_t length) -> Result<uint64_t> {
+    std::span<uint8_t> bytes = CROSVM_TRY(memory.slice(guest, length));
+    return reinterpret_cast<uint64_t>(bytes.data());
+  };
+  return RingHostAddresses{
+      .descriptor_table = CROSVM_TRY(host(config.descriptor_table, 16ull * config.size)),
+      .available_ring = CROSVM_TRY(host(config.available_ring, 6 + 2ull * config.size)),
+      .used_ring = CROSVM_TRY(host(config.used_ring, 6 + 8ull * config.size)),
+  };
+}
+
 Result<SplitQueue> SplitQueue::create(const GuestMemory& memory, const QueueConfig& config,
                                       uint16_t max_size, bool event_index, bool indirect) {
   if (config.size == 0) return make_error(ErrorCode::kDevice, "the queue size is 0");

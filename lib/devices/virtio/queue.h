@@ -41,6 +41,15 @@ struct QueueConfig {
   uint16_t next_used = 0;
 };
 
+// Where a queue's three areas are in this process's mapping of guest RAM:
+// what the kernel's vhost and a vhost-user backend are given.
+struct RingHostAddresses {
+  uint64_t descriptor_table;
+  uint64_t available_ring;
+  uint64_t used_ring;
+};
+Result<RingHostAddresses> ring_host_addresses(const GuestMemory& memory, const QueueConfig& config);
+
 // A guest buffer that passed the checks: inside RAM, not wrapping.
 struct GuestBuffer {
   uint64_t address;

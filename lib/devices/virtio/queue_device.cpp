@@ -29,24 +29,31 @@ Result<void> QueueDevice::activate(Activation activation) {
     std::lock_guard lock(worker_.lock());
     activation_ = std::move(activation);
     broken_ = false;
-    for (const ActiveQueue& queue : activation_->queues) kicks.push_back(&queue.kick);
+    served_.clear();
+    for (size_t i = 0; i < activation_->queues.size(); ++i) {
+      const ActiveQueue& queue = activation_->queues[i];
+      if (!served_here(queue.index)) continue;
+      served_.push_back(i);
+      kicks.push_back(&queue.kick);
+    }
   }
-  // Positions in `kicks` are positions in activation_->queues, which stays
-  // put until the next reset; the host fds come after them.
+  // Kick sources come first, each standing for a position in
+  // activation_->queues (which stays put until the next reset); the host
+  // fds come after them.
   const std::vector<int> hosts = host_fds();
   return worker_.start(
       kicks,
-      [this, queues = kicks.size()](size_t position) {
-        const bool queue = position < queues;
+      [this](size_t position) {
+        const bool queue = position < served_.size();
         if (!active()) return queue ? Turn::kIdle : Turn::kPaused;
-        if (queue) return on_kick(activation_->queues[position]);
-        return on_host_ready(position - queues);
+        if (queue) return on_kick(activation_->queues[served_[position]]);
+        return on_host_ready(position - served_.size());
       },
       [this](std::string_view what) { fail(fmt::format("internal error: {}", what)); }, hosts);
 }
 
 void QueueDevice::resume_host(size_t index) {
-  if (activation_) worker_.resume(activation_->queues.size() + index);
+  if (activation_) worker_.resume(served_.size() + index);
 }
 
 void QueueDevice::reset() {

@@ -49,6 +49,13 @@ class QueueDevice : public VirtioDevice {
   }
   // Waits on host fd `index` again after on_host_ready() returned kPaused.
   void resume_host(size_t index);
+  // Whether the worker serves `queue` (waits on its kicks and calls
+  // on_kick()) in this activation, asked once on_activate() succeeded:
+  // false for a queue something else serves (the kernel's vhost-net).
+  virtual bool served_here(uint16_t queue) const {
+    (void)queue;
+    return true;
+  }
 
   // Serves the available chains of `queue`, up to kChainsPerTurn: serve()
   // returns how many bytes it wrote into the chain; a malformed chain goes
@@ -88,6 +95,8 @@ class QueueDevice : public VirtioDevice {
   Logger logger_;
   DeviceWorker worker_;
   std::optional<Activation> activation_;  // guarded by worker_.lock()
+  // The worker's kick sources: positions in activation_->queues.
+  std::vector<size_t> served_;
   bool broken_ = false;
   GuestLog guest_log_;
   std::vector<QueuePosition> positions_;  // of the last activation reset() ended

@@ -1,6 +1,7 @@
 #include "devices/virtio/net/net.h"
 
 #include <linux/if_tun.h>
+#include <sys/eventfd.h>
 #include <sys/random.h>
 
 #include <algorithm>
@@ -144,6 +145,30 @@ std::string format_mac(const MacAddress& mac) {
   return fmt::format("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
 }
 
+Result<std::shared_ptr<Net>> Net::create(std::string name, MacAddress mac, uint16_t mtu,
+                                         std::vector<std::unique_ptr<NetBackend>> backends,
+                                         std::vector<std::unique_ptr<VhostNet>> vhost, const Logger& logger) {
+  if (backends.empty() || backends.size() > kMaxPairs) {
+    return make_error(ErrorCode::kInvalidArgument, "{}: {} queue pairs", name, backends.size());
+  }
+  if (!vhost.empty()) {
+    if (vhost.size() != backends.size()) {
+      return make_error(ErrorCode::kInvalidArgument, "{}: {} vhost-net devices for {} queue pairs", name,
+                        vhost.size(), backends.size());
+    }
+    for (const auto& backend : backends) {
+      if (backend->tap_fd() < 0 || !backend->carries_header()) {
+        return make_error(ErrorCode::kInvalidArgument,
+                          "{}: vhost-net needs a TAP with a virtio-net header (IFF_VNET_HDR), which {} is not",
+                          name, backend->describe());
+      }
+    }
+  }
+  auto net = std::make_shared<Net>(std::move(name), mac, mtu, std::move(backends), logger);
+  for (size_t i = 0; i < vhost.size(); ++i) net->pairs_[i].vhost = std::move(vhost[i]);
+  return net;
+}
+
 Net::Net(std::string name, MacAddress mac, uint16_t mtu, std::vector<std::unique_ptr<NetBackend>> backends,
          const Logger& logger)
     : QueueDevice(std::move(name), logger), mac_(mac), mtu_(mtu) {
@@ -160,8 +185,23 @@ std::vector<uint16_t> Net::queue_max_sizes() const {
 
 std::vector<int> Net::host_fds() const {
   std::vector<int> fds;
-  for (const Pair& pair : pairs_) fds.push_back(pair.backend->wait_fd());
+  for (const Pair& pair : pairs_) {
+    if (!pair.vhost) {
+      fds.push_back(pair.backend->wait_fd());
+      continue;
+    }
+    // Four per pair: the relays, then the error eventfds (start_vhost()
+    // made them, whether or not the pair runs).
+    for (const auto* events : {&pair.relays, &pair.errors}) {
+      for (const auto& event : *events) fds.push_back(event ? event->fd() : -1);
+    }
+  }
   return fds;
+}
+
+bool Net::served_here(uint16_t queue) const {
+  // Under vhost-net a pair's queues are the kernel's, or nobody's.
+  return queue >= control_queue() || !uses_vhost();
 }
 
 uint64_t Net::device_features() const {
@@ -178,7 +218,26 @@ uint64_t Net::device_features() const {
   if ((offloads & TUN_F_TSO4) != 0) features |= kNetFeatureGuestTso4;
   if ((offloads & TUN_F_TSO6) != 0) features |= kNetFeatureGuestTso6;
   if ((offloads & TUN_F_TSO_ECN) != 0) features |= kNetFeatureGuestEcn;
+  // Merging receive buffers is the kernel's to do under vhost-net.
+  if (uses_vhost() && (pairs_.front().vhost->features() & kNetFeatureMergeableBuffers) == 0) {
+    features &= ~kNetFeatureMergeableBuffers;
+  }
   return features;
+}
+
+uint64_t Net::ring_features() const {
+  const uint64_t ours = QueueDevice::ring_features();
+  return uses_vhost() ? ours & pairs_.front().vhost->features() : ours;
+}
+
+std::vector<QueuePosition> Net::positions_at_reset() const {
+  std::vector<QueuePosition> positions = QueueDevice::positions_at_reset();
+  for (QueuePosition& position : positions) {
+    for (const QueuePosition& kernel : vhost_positions_) {
+      if (kernel.index == position.index) position.next_available = kernel.next_available;
+    }
+  }
+  return positions;
 }
 
 void Net::read_config(uint64_t offset, std::span<uint8_t> data) {
@@ -195,7 +254,118 @@ Result<void> Net::on_activate(const Activation& activation) {
   offloads_ = offloads_for_guest(activation.features);
   active_pairs_ = static_cast<uint16_t>(pairs_.size());
   if (!use_pairs(1)) report_limited("the backends of pairs past the first would not stop");
+  if (uses_vhost()) CROSVM_TRY(start_vhost(activation));
   return {};
+}
+
+Result<void> Net::start_vhost(const Activation& activation) {
+  // Only the ring's and the header's bits are the kernel's: the offloads
+  // are the TAP's, which carries the header.
+  const uint64_t features = activation.features & pairs_.front().vhost->features();
+  {
+    std::lock_guard lock(vhost_mutex_);
+    vhost_interrupt_ = activation.interrupt;
+    vhost_positions_.clear();
+    for (size_t index = 0; index < pairs_.size(); ++index) {
+      Pair& pair = pairs_[index];
+      std::array<VhostNet::Queue, 2> queues{};
+      bool enabled = true;
+      for (size_t which = 0; which < 2; ++which) {
+        pair.relays[which] = CROSVM_TRY(EventFd::create(EFD_NONBLOCK));
+        pair.errors[which] = CROSVM_TRY(EventFd::create(EFD_NONBLOCK));
+        const auto number = static_cast<uint16_t>(2 * index + which);
+        const ActiveQueue* queue = nullptr;
+        for (const ActiveQueue& active : activation.queues) {
+          if (active.index == number) queue = &active;
+        }
+        enabled = enabled && queue != nullptr;
+        pair.call_targets[which] = activation.interrupt->direct_queue_fd(number).value_or(pair.relays[which]->fd());
+        queues[which] = {queue, pair.call_targets[which], pair.errors[which]->fd()};
+      }
+      if (!enabled) {
+        // A vhost-user frontend enables queues one by one, so this passes
+        // while a jailed device starts; a driver that stops here has a
+        // pair that carries nothing.
+        logger().debug("{}: queue pair {} has one of its two queues enabled: it carries nothing", name(), index);
+        continue;
+      }
+      if (auto started = pair.vhost->start(*activation.memory, features, queues, pair.backend->tap_fd()); !started) {
+        for (Pair& other : pairs_) (void)other.vhost->stop();
+        vhost_interrupt_.reset();
+        return started.take_error();
+      }
+    }
+  }
+  // Masking or unmasking a vector moves its queues' calls. The listener
+  // takes vhost_mutex_ only (the transport calls it under a lock of its
+  // own, which stop_vhost() takes without holding vhost_mutex_).
+  activation.interrupt->watch_direct_fds([this] {
+    std::lock_guard lock(vhost_mutex_);
+    route_calls();
+  });
+  std::lock_guard lock(vhost_mutex_);
+  route_calls();  // what changed before the listener was there
+  return {};
+}
+
+void Net::route_calls() {
+  if (!vhost_interrupt_) return;
+  for (size_t index = 0; index < pairs_.size(); ++index) {
+    Pair& pair = pairs_[index];
+    if (!pair.vhost || !pair.vhost->running()) continue;
+    for (size_t which = 0; which < 2; ++which) {
+      const auto number = static_cast<uint16_t>(2 * index + which);
+      const int target = vhost_interrupt_->direct_queue_fd(number).value_or(pair.relays[which]->fd());
+      if (target == pair.call_targets[which]) continue;
+      if (auto moved = pair.vhost->set_call(which, target); !moved) {
+        report_limited(moved.error().message);
+        continue;
+      }
+      pair.call_targets[which] = target;
+    }
+  }
+}
+
+void Net::stop_vhost() {
+  std::shared_ptr<Interrupt> interrupt;
+  {
+    std::lock_guard lock(vhost_mutex_);
+    interrupt = vhost_interrupt_;
+  }
+  // Not under vhost_mutex_: a listener that runs now may be waiting for it.
+  if (interrupt) interrupt->watch_direct_fds({});
+  std::lock_guard lock(vhost_mutex_);
+  vhost_interrupt_.reset();
+  vhost_positions_.clear();
+  for (size_t index = 0; index < pairs_.size(); ++index) {
+    Pair& pair = pairs_[index];
+    if (!pair.vhost->running()) continue;
+    auto stopped = pair.vhost->stop();
+    if (!stopped) {
+      report_limited(stopped.error().message);
+      continue;
+    }
+    for (size_t which = 0; which < 2; ++which) {
+      vhost_positions_.push_back({static_cast<uint16_t>(2 * index + which), (*stopped)[which]});
+    }
+  }
+}
+
+QueueDevice::Turn Net::on_vhost_event(size_t index) {
+  const size_t pair = index / 4;
+  const size_t which = index % 2;
+  const auto queue = static_cast<uint16_t>(2 * pair + which);
+  if (pair >= pairs_.size()) return Turn::kPaused;
+  // The worker also calls each source once as the session starts: only a
+  // count that is there says something happened.
+  if (index % 4 < 2) {
+    // A masked vector (or INTx): the transport records what is pending.
+    if (pairs_[pair].relays[which]->drain() > 0) interrupt().signal_used(queue);
+    return Turn::kIdle;
+  }
+  if (pairs_[pair].errors[which]->drain() == 0) return Turn::kIdle;
+  fail(fmt::format("the kernel's vhost-net gave up on queue {}: a malformed ring or chain", queue));
+  return Turn::kPaused;
 }
 
 bool Net::use_pairs(uint16_t count) {
@@ -216,11 +386,14 @@ bool Net::use_pairs(uint16_t count) {
   }
   const uint16_t before = active_pairs_;
   active_pairs_ = count;
-  for (size_t i = before; i < count; ++i) resume_host(i);
+  if (!uses_vhost()) {
+    for (size_t i = before; i < count; ++i) resume_host(i);
+  }
   return ok;
 }
 
 void Net::on_reset() {
+  if (uses_vhost()) stop_vhost();
   for (Pair& pair : pairs_) {
     pair.rx_length = 0;
     pair.rx_held.clear();
@@ -243,7 +416,9 @@ QueueDevice::Turn Net::on_kick(ActiveQueue& queue) {
   return serve_available(queue, [this, pair](const DescriptorChain& chain) { return transmit(pair, chain); });
 }
 
-QueueDevice::Turn Net::on_host_ready(size_t index) { return receive(index); }
+QueueDevice::Turn Net::on_host_ready(size_t index) {
+  return uses_vhost() ? on_vhost_event(index) : receive(index);
+}
 
 QueueDevice::Turn Net::receive(size_t index) {
   if (index >= active_pairs_ || !link_up()) return Turn::kPaused;
@@ -461,13 +636,22 @@ constexpr DeviceKey kNetKeys[] = {
     {"mac", "the guest's MAC address (default: a random locally administered one)"},
     {"mtu", "the MTU the guest is told (default: the TAP's; passt's 65520)"},
     {"vq-pairs", "queue pairs (default 1): a multi-queue TAP with that many queues, each pair's own"},
+    {"vhost-net", "the kernel's vhost-net carries the TAP's frames (needs /dev/vhost-net; default false)", true},
 };
 
 // The fd of the TAP's queue `index`, as open() names it.
 std::string tap_fd_name(size_t index) { return index == 0 ? "tap" : fmt::format("tap{}", index); }
+// Pair `index`'s /dev/vhost-net, likewise.
+std::string vhost_fd_name(size_t index) { return index == 0 ? "vhost-net" : fmt::format("vhost-net{}", index); }
+
+bool flag_set(const DeviceOptions& options, std::string_view key) {
+  auto value = options.flag(key, false);
+  return value && *value;
+}
 
 Result<void> check_net(const DeviceOptions& options) {
   const bool passt = CROSVM_TRY(options.flag("passt", false));
+  const bool vhost = CROSVM_TRY(options.flag("vhost-net", false));
   const int sources = (options.text("tap-name") ? 1 : 0) + (options.text("tap-fd") ? 1 : 0) +
                       (options.text("host-ip") ? 1 : 0) + (passt ? 1 : 0);
   if (sources != 1) return options.invalid("needs exactly one of tap-name=, tap-fd=, host-ip= and passt");
@@ -488,6 +672,7 @@ Result<void> check_net(const DeviceOptions& options) {
   const uint64_t pairs = CROSVM_TRY(options.number("vq-pairs", 1, Net::kMaxPairs, 1));
   if (pairs > 1 && options.text("tap-fd")) return options.invalid("tap-fd= is one queue: it takes no vq-pairs=");
   if (pairs > 1 && passt) return options.invalid("passt is one queue: it takes no vq-pairs=");
+  if (vhost && passt) return options.invalid("vhost-net needs a TAP: passt's socket is not one");
   if (auto mac = options.text("mac")) CROSVM_TRY(parse_mac(*mac));
   return {};
 }
@@ -499,10 +684,7 @@ MacAddress random_mac() {
   return mac;
 }
 
-bool uses_passt(const DeviceOptions& options) {
-  auto passt = options.flag("passt", false);
-  return passt && *passt;
-}
+bool uses_passt(const DeviceOptions& options) { return flag_set(options, "passt"); }
 
 std::string net_source(const DeviceOptions& options) {
   if (uses_passt(options)) {
@@ -553,6 +735,11 @@ const VirtioKind kNetKind{
       if (!options.text("mtu")) options.set("mtu", std::to_string(tap.mtu));
       OpenedResources opened;
       for (size_t i = 0; i < tap.queues.size(); ++i) opened.fds.push_back({tap_fd_name(i), std::move(tap.queues[i])});
+      if (flag_set(options, "vhost-net")) {
+        for (size_t i = 0; i < tap.queues.size(); ++i) {
+          opened.fds.push_back({vhost_fd_name(i), CROSVM_TRY(VhostNet::open_device())});
+        }
+      }
       return opened;
     },
     .create = [](const DeviceOptions& options, DeviceEnvironment& environment)
@@ -560,6 +747,7 @@ const VirtioKind kNetKind{
       const auto pairs = static_cast<unsigned>(CROSVM_TRY(options.number("vq-pairs", 1, Net::kMaxPairs, 1)));
       const std::string name = fmt::format("virtio-net {} ({})", environment.index, net_source(options));
       std::vector<std::unique_ptr<NetBackend>> backends;
+      std::vector<std::unique_ptr<VhostNet>> vhost;
       if (uses_passt(options)) {
         UniqueFd fd = environment.take_fd("passt");
         if (!fd) return options.invalid("no connection to passt was opened for the device");
@@ -570,17 +758,24 @@ const VirtioKind kNetKind{
           if (!fd) return options.invalid(fmt::format("no TAP queue {} was opened for the device", i));
           const std::string queue = pairs > 1 ? fmt::format(" queue {}", i) : "";
           backends.push_back(CROSVM_TRY(Tap::create(std::move(fd), net_source(options) + queue)));
+          if (flag_set(options, "vhost-net")) {
+            UniqueFd device = environment.take_fd(vhost_fd_name(i));
+            if (!device) return options.invalid(fmt::format("no /dev/vhost-net was opened for queue pair {}", i));
+            vhost.push_back(CROSVM_TRY(VhostNet::create(std::move(device), fmt::format("vhost-net{}", queue))));
+          }
         }
       }
       const MacAddress mac = CROSVM_TRY(parse_mac(options.text("mac").value_or("")));
       const auto mtu = static_cast<uint16_t>(CROSVM_TRY(options.number("mtu", 68, 65535, 1500)));
-      return std::shared_ptr<VirtioDevice>(std::make_shared<Net>(name, mac, mtu, std::move(backends), environment.logger));
+      return std::shared_ptr<VirtioDevice>(
+          CROSVM_TRY(Net::create(name, mac, mtu, std::move(backends), std::move(vhost), environment.logger)));
     },
     .describe = [](const DeviceOptions& options, uint32_t index) -> std::string {
       const std::string pairs = options.text("vq-pairs").value_or("1");
-      return fmt::format("net{} (virtio-net, {}, mac {}, mtu {}{})", index, net_source(options),
+      return fmt::format("net{} (virtio-net, {}, mac {}, mtu {}{}{})", index, net_source(options),
                          options.text("mac").value_or("?"), options.text("mtu").value_or("?"),
-                         pairs == "1" ? "" : ", " + pairs + " queue pairs");
+                         pairs == "1" ? "" : ", " + pairs + " queue pairs",
+                         flag_set(options, "vhost-net") ? ", vhost-net" : "");
     },
 };
 

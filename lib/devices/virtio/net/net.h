@@ -14,17 +14,26 @@
 // Offloads: what the backend supports is offered; what the guest takes is
 // set on the backend (and again by the control queue's GUEST_OFFLOADS).
 // A backend that fails or goes away is logged once and the link goes down.
+//
+// With vhost-net (one per pair) the kernel serves the pairs' rings itself,
+// between guest RAM and the TAP queue: the device's worker waits on the
+// control queue only, the kernel on the pairs' kicks, and the kernel's
+// interrupts go to the transport's own eventfd (the MSI-X vector's irqfd)
+// whenever it can deliver by itself, else (a masked vector) to an eventfd
+// the worker relays. Frames are then checked by the kernel's TAP, not here.
 #pragma once
 
 #include <atomic>
 #include <array>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "devices/registry.h"
 #include "devices/virtio/net/net_backend.h"
+#include "devices/virtio/net/vhost_net.h"
 #include "devices/virtio/queue_device.h"
 
 namespace crosvm::virtio {
@@ -102,7 +111,12 @@ class Net final : public QueueDevice {
   // Frames received per turn before the device yields.
   static constexpr unsigned kFramesPerTurn = 64;
 
-  // One backend per queue pair (a multi-queue TAP's queues), at least one.
+  // One backend per queue pair (a multi-queue TAP's queues), at least one;
+  // `vhost`: none, or the kernel's vhost-net for each pair (TAP backends
+  // with a virtio_net_hdr only).
+  static Result<std::shared_ptr<Net>> create(std::string name, MacAddress mac, uint16_t mtu,
+                                             std::vector<std::unique_ptr<NetBackend>> backends,
+                                             std::vector<std::unique_ptr<VhostNet>> vhost, const Logger& logger);
   Net(std::string name, MacAddress mac, uint16_t mtu, std::vector<std::unique_ptr<NetBackend>> backends,
       const Logger& logger);
 
@@ -110,6 +124,8 @@ class Net final : public QueueDevice {
   uint32_t pci_class() const override { return 0x020000; }  // Ethernet controller
   std::vector<uint16_t> queue_max_sizes() const override;
   uint64_t device_features() const override;
+  uint64_t ring_features() const override;
+  std::vector<QueuePosition> positions_at_reset() const override;
   void read_config(uint64_t offset, std::span<uint8_t> data) override;
   void write_config(uint64_t, std::span<const uint8_t>) override {}
 
@@ -129,6 +145,14 @@ class Net final : public QueueDevice {
     size_t rx_length = 0;
     std::vector<DescriptorChain> rx_held;
     uint64_t rx_held_bytes = 0;
+    // With vhost-net: the kernel's side, and per queue (receive,
+    // transmit) the eventfd the worker relays interrupts from, the one the
+    // kernel reports a broken ring on, and where its calls go now (under
+    // vhost_mutex_).
+    std::unique_ptr<VhostNet> vhost;
+    std::array<std::optional<EventFd>, 2> relays;
+    std::array<std::optional<EventFd>, 2> errors;
+    std::array<int, 2> call_targets{-1, -1};
   };
 
   Result<void> on_activate(const Activation& activation) override;
@@ -136,6 +160,18 @@ class Net final : public QueueDevice {
   void on_reset() override;
   std::vector<int> host_fds() const override;
   Turn on_host_ready(size_t index) override;
+  bool served_here(uint16_t queue) const override;
+
+  bool uses_vhost() const { return pairs_.front().vhost != nullptr; }
+  // Starts the kernel on every pair whose two queues the driver enabled.
+  Result<void> start_vhost(const Activation& activation);
+  // Stops it and records where its queues stood.
+  void stop_vhost();
+  // Each running queue's calls to the transport's own eventfd when it has
+  // one now, else to the relay. Under vhost_mutex_.
+  void route_calls();
+  // The kernel's interrupt for a queue came to the relay, or it gave up on a ring.
+  Turn on_vhost_event(size_t index);
 
   // Under the worker's lock.
   Turn receive(size_t pair);
@@ -158,10 +194,14 @@ class Net final : public QueueDevice {
   uint16_t active_pairs_ = 1;
   unsigned offloads_ = 0;  // TUN_F_* the guest takes
   std::vector<iovec> tx_iovecs_;
+  // vhost-net: the calls move from any thread (a vCPU masking a vector).
+  std::mutex vhost_mutex_;
+  std::shared_ptr<Interrupt> vhost_interrupt_;   // under vhost_mutex_
+  std::vector<QueuePosition> vhost_positions_;  // of the activation the last reset ended
 };
 
 // "net" in the registry: tap-name=, tap-fd=, or host-ip=,netmask= (a new
-// TAP the VMM configures); mac=, mtu=, vq-pairs=.
+// TAP the VMM configures), or passt; mac=, mtu=, vq-pairs=, vhost-net=.
 extern const VirtioKind kNetKind;
 
 }  // namespace crosvm::virtio

@@ -24,6 +24,9 @@ class NetBackend {
   virtual std::string describe() const = 0;
   // Readable when a frame waits.
   virtual int wait_fd() const = 0;
+  // The TAP queue itself, for the kernel's vhost-net to carry frames
+  // through; -1 for a backend that is not a TAP.
+  virtual int tap_fd() const { return -1; }
   // Whether frames carry a virtio_net_hdr (then offloads are possible).
   virtual bool carries_header() const = 0;
   // The TUN_F_* offloads the backend can deliver to the guest.

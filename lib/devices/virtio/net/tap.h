@@ -43,6 +43,7 @@ class Tap final : public NetBackend {
 
   std::string describe() const override { return description_; }
   int wait_fd() const override { return fd_.get(); }
+  int tap_fd() const override { return fd_.get(); }
   bool carries_header() const override { return header_; }
   unsigned supported_offloads() const override { return offloads_; }
   Result<void> set_offloads(unsigned offloads) override;
