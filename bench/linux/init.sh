@@ -2,19 +2,51 @@
 # /init of the benchmark guest. The first thing it does is the boot marker;
 # with crosvm_bench.block=MIB,READS on the command line it then loads the
 # virtio modules and runs blkbench on /dev/vda; then it powers off.
+# With crosvm_bench.net=ADDRESS/PREFIX (a TAP) or crosvm_bench.net=dhcp
+# (passt) it brings eth0 up, starts iperf3's server (port 5201) and netrr's
+# (5202), says so, and waits for the host to end the VM.
 /bin/busybox echo "crosvm-bench: init reached"
 /bin/busybox mkdir -p /proc /sys /dev
 /bin/busybox mount -t proc proc /proc
-block=
-for word in $(/bin/busybox cat /proc/cmdline); do
-  case "$word" in crosvm_bench.block=*) block=${word#crosvm_bench.block=} ;; esac
-done
-if [ -n "$block" ]; then
+# sysfs, devtmpfs and the virtio modules, in the order make_initramfs wrote.
+load_modules() {
   /bin/busybox mount -t sysfs sysfs /sys
   /bin/busybox mount -t devtmpfs devtmpfs /dev
   for module in $(/bin/busybox cat /modules/order); do
     /bin/busybox insmod "/modules/$module.ko" 2>/dev/null
   done
+}
+block=
+net=
+for word in $(/bin/busybox cat /proc/cmdline); do
+  case "$word" in
+    crosvm_bench.block=*) block=${word#crosvm_bench.block=} ;;
+    crosvm_bench.net=*) net=${word#crosvm_bench.net=} ;;
+  esac
+done
+if [ -n "$net" ]; then
+  load_modules
+  tries=0
+  while [ ! -e /sys/class/net/eth0 ] && [ $tries -lt 200 ]; do /bin/busybox sleep 0.1; tries=$((tries + 1)); done
+  /bin/busybox ip link set lo up
+  /bin/busybox ip link set eth0 up
+  if [ "$net" = dhcp ]; then
+    /bin/busybox printf '%s\n' '#!/bin/sh' '[ "$1" = bound ] || exit 0' \
+      '/bin/busybox ip addr add $ip/$mask dev $interface' \
+      '[ -n "$mtu" ] && /bin/busybox ip link set $interface mtu $mtu' \
+      '/bin/busybox ip route add default via $router' > /tmp/dhcp.sh
+    /bin/busybox chmod +x /tmp/dhcp.sh
+    /bin/busybox udhcpc -i eth0 -q -n -t 20 -s /tmp/dhcp.sh >/dev/null 2>&1 || echo "crosvm-bench: no DHCP lease"
+  else
+    /bin/busybox ip addr add "$net" dev eth0
+  fi
+  /bin/iperf3 -s -D || echo "crosvm-bench: iperf3 failed"
+  /bin/netrr server 5202 &
+  echo "crosvm-bench: net ready"
+  while true; do /bin/busybox sleep 3600; done
+fi
+if [ -n "$block" ]; then
+  load_modules
   tries=0
   while [ ! -b /dev/vda ] && [ $tries -lt 200 ]; do /bin/busybox sleep 0.1; tries=$((tries + 1)); done
   /bin/blkbench /dev/vda ${block%,*} ${block#*,} || echo "crosvm-bench: blkbench failed"

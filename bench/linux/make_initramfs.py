@@ -1,9 +1,11 @@
 #!/usr/bin/python3
 """Builds the benchmark guest's initramfs: busybox-static, blkbench, the
-virtio block modules of the kernel and init.sh as /init. The same archive
-boots under libcrosvm and under QEMU.
+virtio block modules of the kernel and init.sh as /init. With NETRR and
+NET_OUTPUT also the network benchmark's: the same with virtio_net, netrr,
+and iperf3 with its libraries (kept out of the other one, whose size every
+boot figure pays for). The same archives boot under libcrosvm and QEMU.
 
-usage: make_initramfs.py KERNEL_VERSION BLKBENCH OUTPUT
+usage: make_initramfs.py KERNEL_VERSION BLKBENCH OUTPUT [NETRR NET_OUTPUT]
 """
 import os
 import sys
@@ -13,15 +15,22 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "nested"))
 import modules  # noqa: E402
 
 MODULES = ["virtio_pci", "virtio_blk"]
+NET_MODULES = MODULES + ["virtio_net"]
 
 
-def build(kernel_version: str, blkbench: str, output: str) -> None:
+def build(kernel_version: str, blkbench: str, output: str, netrr: str | None = None,
+          net_output: str | None = None) -> None:
     init = open(os.path.join(HERE, "init.sh"), "rb").read()
-    modules.write_busybox_initramfs(output, kernel_version, init, MODULES,
-                                    files={"bin/blkbench": (open(blkbench, "rb").read(), 0o755)})
+    files = {"bin/blkbench": (open(blkbench, "rb").read(), 0o755)}
+    modules.write_busybox_initramfs(output, kernel_version, init, MODULES, files=files)
+    if net_output:
+        files["bin/netrr"] = (open(netrr, "rb").read(), 0o755)
+        files.update(modules.program_files("iperf3", "bin/iperf3"))
+        modules.write_busybox_initramfs(net_output, kernel_version, init, NET_MODULES,
+                                        directories=("tmp",), files=files)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 4:
+    if len(sys.argv) not in (4, 6):
         sys.exit(__doc__)
     build(*sys.argv[1:])

@@ -17,6 +17,13 @@ For each run, in an order that rotates between runs (each VMM first in turn):
           makes 4 KiB random reads; for ours, also with the disk served by
           our own backend process over vhost-user (crosvm-launch device
           block), beside the in-process disk;
+  net     a virtio-net NIC on a TAP in a network namespace this script
+          makes (10.0.2.1/24 on the host's side): iperf3 host -> guest and
+          guest -> host (-R), and netrr's 1-byte TCP request/response; ours
+          and QEMU's virtio-net-pci, each without and with vhost-net, and
+          ours on passt (in a namespace of its own that stands for a host,
+          the guest's ports forwarded to its loopback); the net guest boots
+          its own initramfs (iperf3 and netrr in it);
   sandbox ours again with the devices jailed (crosvm-launch's default:
           boot with a jailed rng, block with a jailed disk), beside ours
           with --disable-sandbox; its memory adds each device process's
@@ -52,6 +59,15 @@ RANDOM_READS = 2000
 SHMEM_ENABLED = "/sys/kernel/mm/transparent_hugepage/shmem_enabled"
 BOOT_LIMIT = 180  # seconds: only a guard against a hung guest
 ATTEMPTS = 3
+NET_READY = b"crosvm-bench: net ready"
+NET_NAMESPACE = "crosvm-bench-net"
+PASST_NAMESPACE = "crosvm-bench-passt"
+TAP = "benchtap0"
+HOST_IP = "10.0.2.1"
+GUEST_IP = "10.0.2.15"
+GUEST_MAC = "52:54:00:12:34:56"
+IPERF_PORT, RR_PORT = 5201, 5202
+NET_VMMS = ["crosvm", "crosvm-vhost-net", "qemu", "qemu-vhost-net", "crosvm-passt"]
 
 
 def crosvm_command(launcher: str, kernel: str, initramfs: str, params: str, disk: str | None,
@@ -66,12 +82,15 @@ def crosvm_command(launcher: str, kernel: str, initramfs: str, params: str, disk
     return command + [kernel]
 
 
-def qemu_command(qemu: list[str], kernel: str, initramfs: str, params: str, disk: str | None) -> list[str]:
+def qemu_command(qemu: list[str], kernel: str, initramfs: str, params: str, disk: str | None,
+                 tap_vhost: bool | None = None) -> list[str]:
     # microvm as QEMU's documentation recommends for fast boots (no option
     # ROMs), with the ISA serial port the guest's console is on; PCIe only
-    # when there is a virtio-blk-pci disk to put on it. `qemu`: the program
-    # and where its firmware is.
-    machine = "microvm,x-option-roms=off" + (",pcie=on" if disk else "")
+    # when there is a virtio-blk-pci disk or a virtio-net-pci NIC (on the
+    # TAP, with `tap_vhost` saying whether vhost-net carries it) to put on
+    # it. `qemu`: the program and where its firmware is.
+    nic = tap_vhost is not None
+    machine = "microvm,x-option-roms=off" + (",pcie=on" if disk or nic else "")
     command = qemu + ["-M", machine, "-enable-kvm", "-cpu", "host",
                "-m", str(MEMORY_MIB), "-smp", "1", "-nodefaults", "-no-user-config",
                "-display", "none", "-serial", "stdio", "-no-reboot",
@@ -79,7 +98,36 @@ def qemu_command(qemu: list[str], kernel: str, initramfs: str, params: str, disk
     if disk:
         command += ["-drive", f"file={disk},if=none,id=disk0,format=raw",
                     "-device", "virtio-blk-pci,drive=disk0"]
+    if nic:
+        command += ["-netdev", f"tap,id=net0,ifname={TAP},script=no,downscript=no,vhost={'on' if tap_vhost else 'off'}",
+                    "-device", f"virtio-net-pci,netdev=net0,mac={GUEST_MAC},romfile="]
     return command
+
+
+def in_namespace(namespace: str, command: list[str]) -> list[str]:
+    return ["ip", "netns", "exec", namespace, *command]
+
+
+def make_namespaces() -> None:
+    """The TAP's namespace (the host's side 10.0.2.1/24), and passt's: a
+    namespace that stands for a host, with an address and a default route
+    for passt to copy (a TAP nobody reads)."""
+    remove_namespaces()
+    for name, commands in (
+            (NET_NAMESPACE, [["link", "set", "lo", "up"], ["tuntap", "add", "dev", TAP, "mode", "tap"],
+                             ["addr", "add", f"{HOST_IP}/24", "dev", TAP], ["link", "set", TAP, "up"]]),
+            (PASST_NAMESPACE, [["link", "set", "lo", "up"], ["tuntap", "add", "dev", "uplink0", "mode", "tap"],
+                               ["addr", "add", f"{GUEST_IP}/24", "dev", "uplink0"],
+                               ["link", "set", "uplink0", "up"],
+                               ["route", "add", "default", "via", "10.0.2.2"]])):
+        subprocess.run(["ip", "netns", "add", name], check=True)
+        for command in commands:
+            subprocess.run(["ip", "-n", name, *command], check=True)
+
+
+def remove_namespaces() -> None:
+    for name in (NET_NAMESPACE, PASST_NAMESPACE):
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
 
 
 def guest_ram_rss_kib(pid: int) -> int:
@@ -247,6 +295,52 @@ def block_once(vmm: str, args) -> dict:
                 backend.wait()
 
 
+def iperf3_mbit_s(namespace: str, host: str, seconds: float, reverse: bool) -> float:
+    """What the receiving side counted, in Mbit/s."""
+    command = ["iperf3", "-c", host, "-p", str(IPERF_PORT), "-t", str(seconds), "-J"] + (["-R"] if reverse else [])
+    ran = subprocess.run(in_namespace(namespace, command), capture_output=True, text=True, timeout=seconds + 120)
+    result = json.loads(ran.stdout) if ran.stdout.strip().startswith("{") else {"error": ran.stderr.strip()}
+    if ran.returncode != 0 or "error" in result:
+        raise RuntimeError(f"iperf3 {'-R ' if reverse else ''}failed: {result.get('error')}")
+    return result["end"]["sum_received"]["bits_per_second"] / 1e6
+
+
+def net_once(vmm: str, args) -> dict:
+    passt = vmm == "crosvm-passt"
+    namespace = PASST_NAMESPACE if passt else NET_NAMESPACE
+    params = f"{PARAMS} crosvm_bench.net=" + ("dhcp" if passt else f"{GUEST_IP}/24")
+    if vmm.startswith("qemu"):
+        command = qemu_command(args.qemu, args.kernel, args.net_initramfs, params, None,
+                               tap_vhost=vmm == "qemu-vhost-net")
+    else:
+        command = crosvm_command(args.launcher, args.kernel, args.net_initramfs, params, None)
+        net = (f"passt,tcp-ports={IPERF_PORT}-{RR_PORT}" if passt else
+               f"tap-name={TAP},mac={GUEST_MAC}" + (",vhost-net=true" if vmm == "crosvm-vhost-net" else ""))
+        command[-1:-1] = ["--net", net]
+    # The guest's address as the host reaches it: passt forwards the host's
+    # own ports to the guest.
+    target = "127.0.0.1" if passt else GUEST_IP
+    guest = Guest(in_namespace(namespace, command), args.env)
+    try:
+        if guest.wait_for(NET_READY, BOOT_LIMIT * 2) is None:
+            return {"failed": f"the guest's network never came up (exit {guest.process.poll()}): {guest.tail()}"}
+        try:
+            received = iperf3_mbit_s(namespace, target, args.net_seconds, reverse=False)
+            sent = iperf3_mbit_s(namespace, target, args.net_seconds, reverse=True)
+            rr = subprocess.run(in_namespace(namespace, [args.netrr, "client", target, str(RR_PORT),
+                                                         str(args.net_seconds)]),
+                                capture_output=True, text=True, timeout=args.net_seconds + 120)
+        except (RuntimeError, subprocess.TimeoutExpired) as error:
+            return {"failed": f"console: {guest.tail()[-500:]}\n{error}"}  # the cause last: the log keeps the end
+        found = re.search(r"transactions_per_s=([\d.]+) mean_us=([\d.]+)", rr.stdout)
+        if rr.returncode != 0 or not found:
+            return {"failed": f"console: {guest.tail()[-500:]}\nnetrr failed: {rr.stderr.strip()[-200:]}"}
+        return {"host_to_guest_mbit_s": received, "guest_to_host_mbit_s": sent,
+                "rr_per_s": float(found.group(1)), "rr_mean_us": float(found.group(2))}
+    finally:
+        guest.stop()
+
+
 def measure(kind, vmm: str, args, failures: list) -> dict | None:
     for attempt in range(ATTEMPTS):
         result = kind(vmm, args)
@@ -264,6 +358,9 @@ def main() -> int:
     parser.add_argument("--kernel", required=True)
     parser.add_argument("--initramfs", required=True)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--net-initramfs", required=True)
+    parser.add_argument("--netrr", required=True)
+    parser.add_argument("--net-seconds", type=float, default=10)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     kernel = args.kernel  # as the report names it
@@ -273,20 +370,21 @@ def main() -> int:
     args.launcher = stage.program(os.path.join(args.build, "launcher", "crosvm-launch"))
     args.qemu = stage.qemu(firmware="bios-microvm.bin")
     args.kernel, args.initramfs = stage.file(args.kernel), stage.file(args.initramfs)
+    args.net_initramfs = stage.file(args.net_initramfs)
+    args.netrr = stage.program(args.netrr)
     args.env = stage.environment()
     # The jailed devices' helper, staged beside the launcher's copy.
     args.env["CROSVM_DEVICE_HELPER"] = stage.program(os.path.join(args.build, "lib", "crosvm-device"))
 
-    results = {"crosvm": {"boot": [], "block": []}, "qemu": {"boot": [], "block": []},
-               "crosvm-vhost-user": {"boot": [], "block": []},
-               "crosvm-sandboxed": {"boot": [], "block": []},
-               "crosvm-sandboxed-never": {"boot": [], "block": []}}
+    names = ["crosvm", "qemu", "crosvm-vhost-user", "crosvm-sandboxed", "crosvm-sandboxed-never", *NET_VMMS]
+    results = {name: {"boot": [], "block": [], "net": []} for name in names}
     failures: list = []
     qemu_version = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True,
                                   text=True).stdout.splitlines()[0]
     host_shmem = shmem_policy()
     settable = set_shmem_policy("advise")
     boot_vmms = ["crosvm", "qemu", "crosvm-sandboxed"] + (["crosvm-sandboxed-never"] if settable else [])
+    make_namespaces()
     try:
         for run in range(args.runs):
             # Each VMM takes each place in turn: in the nested machine a
@@ -305,15 +403,20 @@ def main() -> int:
                 result = measure(block_once, vmm, args, failures)
                 if result:
                     results[vmm]["block"].append(result)
+            for vmm in rotated(NET_VMMS, run):
+                result = measure(net_once, vmm, args, failures)
+                if result:
+                    results[vmm]["net"].append(result)
             print(f"run_guests: run {run + 1} of {args.runs} done", file=sys.stderr, flush=True)
     finally:
+        remove_namespaces()
         if settable:
             set_shmem_policy(host_shmem)
     shmem = ("advise (set for the run; the host's was " + host_shmem + ")") if settable else host_shmem
     with open(args.out, "w") as out:
         json.dump({"results": results, "failures": failures, "qemu_version": qemu_version,
                    "params": PARAMS, "memory_mib": MEMORY_MIB, "shmem_enabled": shmem, "block_mib": BLOCK_MIB,
-                   "random_reads": RANDOM_READS, "kernel": kernel, "staged": stage.enabled,
+                   "random_reads": RANDOM_READS, "net_seconds": args.net_seconds, "kernel": kernel, "staged": stage.enabled,
                    "cpu": cpu_model()}, out, indent=1)
     stage.close()
     return 0
