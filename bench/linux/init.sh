@@ -42,6 +42,16 @@ if [ -n "$net" ]; then
   fi
   /bin/iperf3 -s -D || echo "crosvm-bench: iperf3 failed"
   /bin/netrr server 5202 &
+  # Ready once both listen (ports 5201 and 5202 in /proc/net/tcp, state
+  # 0A): iperf3 -D returns before its server does, and a connection that
+  # arrives first is reset (through passt: after the host's was accepted).
+  tries=0
+  while [ $tries -lt 200 ]; do
+    listening=$(/bin/busybox grep -c -e ':1451 00000000:0000 0A' -e ':1452 00000000:0000 0A' /proc/net/tcp)
+    [ "$listening" = 2 ] && break
+    /bin/busybox sleep 0.1
+    tries=$((tries + 1))
+  done
   echo "crosvm-bench: net ready"
   while true; do /bin/busybox sleep 3600; done
 fi
