@@ -42,12 +42,14 @@ if [ -n "$net" ]; then
   fi
   /bin/iperf3 -s -D || echo "crosvm-bench: iperf3 failed"
   /bin/netrr server 5202 &
-  # Ready once both listen (ports 5201 and 5202 in /proc/net/tcp, state
-  # 0A): iperf3 -D returns before its server does, and a connection that
-  # arrives first is reset (through passt: after the host's was accepted).
+  # Ready once both listen (ports 5201 and 5202, state 0A, in /proc/net/tcp
+  # or tcp6: iperf3 listens on IPv6's any address): iperf3 -D returns
+  # before its server does, and a connection that arrives first is refused
+  # (through passt: accepted on the host, then reset).
   tries=0
   while [ $tries -lt 200 ]; do
-    listening=$(/bin/busybox grep -c -e ':1451 00000000:0000 0A' -e ':1452 00000000:0000 0A' /proc/net/tcp)
+    listening=$(/bin/busybox cat /proc/net/tcp /proc/net/tcp6 2>/dev/null |
+      /bin/busybox grep -c -e ':1451 0*:0000 0A' -e ':1452 0*:0000 0A')
     [ "$listening" = 2 ] && break
     /bin/busybox sleep 0.1
     tries=$((tries + 1))
