@@ -11,6 +11,11 @@ mkdir -p /dev/pts && mount -t devpts devpts /dev/pts
 for module in $(cat /modules/order 2>/dev/null); do
   insmod "/modules/$module.ko" 2>/dev/null || echo "crosvm-e2e: cannot load $module"
 done
+# The kernel's own messages go to dmesg from here on, not to the console:
+# one that lands while a test reads a command's output (a NIC's "link
+# becomes ready" seconds after boot) would be read as part of it. A panic or
+# an oops still prints (the kernel raises the level for those itself).
+echo 1 > /proc/sys/kernel/printk
 # crosvm.shell=DEV moves the shell to /dev/DEV (e.g. hvc0, whose driver is
 # a module and so cannot be the console the kernel starts /init on).
 shell=
