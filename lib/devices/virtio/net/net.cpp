@@ -165,7 +165,9 @@ Result<std::shared_ptr<Net>> Net::create(std::string name, MacAddress mac, uint1
     }
   }
   auto net = std::make_shared<Net>(std::move(name), mac, mtu, std::move(backends), logger);
-  for (size_t i = 0; i < vhost.size(); ++i) net->pairs_[i].vhost = std::move(vhost[i]);
+  for (size_t i = 0; i < vhost.size(); ++i) {
+    net->kernel_.add(std::move(vhost[i]), {static_cast<uint16_t>(2 * i), static_cast<uint16_t>(2 * i + 1)});
+  }
   return net;
 }
 
@@ -184,18 +186,11 @@ std::vector<uint16_t> Net::queue_max_sizes() const {
 }
 
 std::vector<int> Net::host_fds() const {
+  // With vhost-net, the kernel's relays and error eventfds (start() made
+  // them, whether or not a pair runs).
+  if (uses_vhost()) return kernel_.host_fds();
   std::vector<int> fds;
-  for (const Pair& pair : pairs_) {
-    if (!pair.vhost) {
-      fds.push_back(pair.backend->wait_fd());
-      continue;
-    }
-    // Four per pair: the relays, then the error eventfds (start_vhost()
-    // made them, whether or not the pair runs).
-    for (const auto* events : {&pair.relays, &pair.errors}) {
-      for (const auto& event : *events) fds.push_back(event ? event->fd() : -1);
-    }
-  }
+  for (const Pair& pair : pairs_) fds.push_back(pair.backend->wait_fd());
   return fds;
 }
 
@@ -219,7 +214,7 @@ uint64_t Net::device_features() const {
   if ((offloads & TUN_F_TSO6) != 0) features |= kNetFeatureGuestTso6;
   if ((offloads & TUN_F_TSO_ECN) != 0) features |= kNetFeatureGuestEcn;
   // Merging receive buffers is the kernel's to do under vhost-net.
-  if (uses_vhost() && (pairs_.front().vhost->features() & kNetFeatureMergeableBuffers) == 0) {
+  if (uses_vhost() && (kernel_.front().features() & kNetFeatureMergeableBuffers) == 0) {
     features &= ~kNetFeatureMergeableBuffers;
   }
   return features;
@@ -227,17 +222,11 @@ uint64_t Net::device_features() const {
 
 uint64_t Net::ring_features() const {
   const uint64_t ours = QueueDevice::ring_features();
-  return uses_vhost() ? ours & pairs_.front().vhost->features() : ours;
+  return uses_vhost() ? ours & kernel_.front().features() : ours;
 }
 
 std::vector<QueuePosition> Net::positions_at_reset() const {
-  std::vector<QueuePosition> positions = QueueDevice::positions_at_reset();
-  for (QueuePosition& position : positions) {
-    for (const QueuePosition& kernel : vhost_positions_) {
-      if (kernel.index == position.index) position.next_available = kernel.next_available;
-    }
-  }
-  return positions;
+  return kernel_.with_kernel_positions(QueueDevice::positions_at_reset());
 }
 
 void Net::read_config(uint64_t offset, std::span<uint8_t> data) {
@@ -254,118 +243,22 @@ Result<void> Net::on_activate(const Activation& activation) {
   offloads_ = offloads_for_guest(activation.features);
   active_pairs_ = static_cast<uint16_t>(pairs_.size());
   if (!use_pairs(1)) report_limited("the backends of pairs past the first would not stop");
-  if (uses_vhost()) CROSVM_TRY(start_vhost(activation));
-  return {};
-}
-
-Result<void> Net::start_vhost(const Activation& activation) {
   // Only the ring's and the header's bits are the kernel's: the offloads
   // are the TAP's, which carries the header.
-  const uint64_t features = activation.features & pairs_.front().vhost->features();
-  {
-    std::lock_guard lock(vhost_mutex_);
-    vhost_interrupt_ = activation.interrupt;
-    vhost_positions_.clear();
-    for (size_t index = 0; index < pairs_.size(); ++index) {
-      Pair& pair = pairs_[index];
-      std::array<VhostNet::Queue, 2> queues{};
-      bool enabled = true;
-      for (size_t which = 0; which < 2; ++which) {
-        pair.relays[which] = CROSVM_TRY(EventFd::create(EFD_NONBLOCK));
-        pair.errors[which] = CROSVM_TRY(EventFd::create(EFD_NONBLOCK));
-        const auto number = static_cast<uint16_t>(2 * index + which);
-        const ActiveQueue* queue = nullptr;
-        for (const ActiveQueue& active : activation.queues) {
-          if (active.index == number) queue = &active;
-        }
-        enabled = enabled && queue != nullptr;
-        pair.call_targets[which] = activation.interrupt->direct_queue_fd(number).value_or(pair.relays[which]->fd());
-        queues[which] = {queue, pair.call_targets[which], pair.errors[which]->fd()};
-      }
-      if (!enabled) {
-        // A vhost-user frontend enables queues one by one, so this passes
-        // while a jailed device starts; a driver that stops here has a
-        // pair that carries nothing.
-        logger().debug("{}: queue pair {} has one of its two queues enabled: it carries nothing", name(), index);
-        continue;
-      }
-      if (auto started = pair.vhost->start(*activation.memory, features, queues, pair.backend->tap_fd()); !started) {
-        for (Pair& other : pairs_) (void)other.vhost->stop();
-        vhost_interrupt_.reset();
-        return started.take_error();
-      }
-    }
-  }
-  // Masking or unmasking a vector moves its queues' calls. The listener
-  // takes vhost_mutex_ only (the transport calls it under a lock of its
-  // own, which stop_vhost() takes without holding vhost_mutex_).
-  activation.interrupt->watch_direct_fds([this] {
-    std::lock_guard lock(vhost_mutex_);
-    route_calls();
-  });
-  std::lock_guard lock(vhost_mutex_);
-  route_calls();  // what changed before the listener was there
+  if (uses_vhost()) CROSVM_TRY(kernel_.start(activation, activation.features & kernel_.front().features(), logger(), name()));
   return {};
-}
-
-void Net::route_calls() {
-  if (!vhost_interrupt_) return;
-  for (size_t index = 0; index < pairs_.size(); ++index) {
-    Pair& pair = pairs_[index];
-    if (!pair.vhost || !pair.vhost->running()) continue;
-    for (size_t which = 0; which < 2; ++which) {
-      const auto number = static_cast<uint16_t>(2 * index + which);
-      const int target = vhost_interrupt_->direct_queue_fd(number).value_or(pair.relays[which]->fd());
-      if (target == pair.call_targets[which]) continue;
-      if (auto moved = pair.vhost->set_call(which, target); !moved) {
-        report_limited(moved.error().message);
-        continue;
-      }
-      pair.call_targets[which] = target;
-    }
-  }
-}
-
-void Net::stop_vhost() {
-  std::shared_ptr<Interrupt> interrupt;
-  {
-    std::lock_guard lock(vhost_mutex_);
-    interrupt = vhost_interrupt_;
-  }
-  // Not under vhost_mutex_: a listener that runs now may be waiting for it.
-  if (interrupt) interrupt->watch_direct_fds({});
-  std::lock_guard lock(vhost_mutex_);
-  vhost_interrupt_.reset();
-  vhost_positions_.clear();
-  for (size_t index = 0; index < pairs_.size(); ++index) {
-    Pair& pair = pairs_[index];
-    if (!pair.vhost->running()) continue;
-    auto stopped = pair.vhost->stop();
-    if (!stopped) {
-      report_limited(stopped.error().message);
-      continue;
-    }
-    for (size_t which = 0; which < 2; ++which) {
-      vhost_positions_.push_back({static_cast<uint16_t>(2 * index + which), (*stopped)[which]});
-    }
-  }
 }
 
 QueueDevice::Turn Net::on_vhost_event(size_t index) {
-  const size_t pair = index / 4;
-  const size_t which = index % 2;
-  const auto queue = static_cast<uint16_t>(2 * pair + which);
-  if (pair >= pairs_.size()) return Turn::kPaused;
-  // The worker also calls each source once as the session starts: only a
-  // count that is there says something happened.
-  if (index % 4 < 2) {
+  const KernelQueues::Event event = kernel_.take_event(index);
+  if (event.kind == KernelQueues::Event::Kind::kUsed) {
     // A masked vector (or INTx): the transport records what is pending.
-    if (pairs_[pair].relays[which]->drain() > 0) interrupt().signal_used(queue);
-    return Turn::kIdle;
+    interrupt().signal_used(event.queue);
+  } else if (event.kind == KernelQueues::Event::Kind::kBroken) {
+    fail(fmt::format("the kernel's vhost-net gave up on queue {}: a malformed ring or chain", event.queue));
+    return Turn::kPaused;
   }
-  if (pairs_[pair].errors[which]->drain() == 0) return Turn::kIdle;
-  fail(fmt::format("the kernel's vhost-net gave up on queue {}: a malformed ring or chain", queue));
-  return Turn::kPaused;
+  return Turn::kIdle;
 }
 
 bool Net::use_pairs(uint16_t count) {
@@ -393,7 +286,7 @@ bool Net::use_pairs(uint16_t count) {
 }
 
 void Net::on_reset() {
-  if (uses_vhost()) stop_vhost();
+  if (uses_vhost()) kernel_.stop();
   for (Pair& pair : pairs_) {
     pair.rx_length = 0;
     pair.rx_held.clear();
@@ -761,7 +654,8 @@ const VirtioKind kNetKind{
           if (flag_set(options, "vhost-net")) {
             UniqueFd device = environment.take_fd(vhost_fd_name(i));
             if (!device) return options.invalid(fmt::format("no /dev/vhost-net was opened for queue pair {}", i));
-            vhost.push_back(CROSVM_TRY(VhostNet::create(std::move(device), fmt::format("vhost-net{}", queue))));
+            vhost.push_back(CROSVM_TRY(VhostNet::create(std::move(device), fmt::format("vhost-net{}", queue),
+                                                        backends.back()->tap_fd())));
           }
         }
       }

@@ -26,7 +26,6 @@
 #include <atomic>
 #include <array>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -145,14 +144,6 @@ class Net final : public QueueDevice {
     size_t rx_length = 0;
     std::vector<DescriptorChain> rx_held;
     uint64_t rx_held_bytes = 0;
-    // With vhost-net: the kernel's side, and per queue (receive,
-    // transmit) the eventfd the worker relays interrupts from, the one the
-    // kernel reports a broken ring on, and where its calls go now (under
-    // vhost_mutex_).
-    std::unique_ptr<VhostNet> vhost;
-    std::array<std::optional<EventFd>, 2> relays;
-    std::array<std::optional<EventFd>, 2> errors;
-    std::array<int, 2> call_targets{-1, -1};
   };
 
   Result<void> on_activate(const Activation& activation) override;
@@ -162,14 +153,7 @@ class Net final : public QueueDevice {
   Turn on_host_ready(size_t index) override;
   bool served_here(uint16_t queue) const override;
 
-  bool uses_vhost() const { return pairs_.front().vhost != nullptr; }
-  // Starts the kernel on every pair whose two queues the driver enabled.
-  Result<void> start_vhost(const Activation& activation);
-  // Stops it and records where its queues stood.
-  void stop_vhost();
-  // Each running queue's calls to the transport's own eventfd when it has
-  // one now, else to the relay. Under vhost_mutex_.
-  void route_calls();
+  bool uses_vhost() const { return !kernel_.empty(); }
   // The kernel's interrupt for a queue came to the relay, or it gave up on a ring.
   Turn on_vhost_event(size_t index);
 
@@ -194,10 +178,8 @@ class Net final : public QueueDevice {
   uint16_t active_pairs_ = 1;
   unsigned offloads_ = 0;  // TUN_F_* the guest takes
   std::vector<iovec> tx_iovecs_;
-  // vhost-net: the calls move from any thread (a vCPU masking a vector).
-  std::mutex vhost_mutex_;
-  std::shared_ptr<Interrupt> vhost_interrupt_;   // under vhost_mutex_
-  std::vector<QueuePosition> vhost_positions_;  // of the activation the last reset ended
+  // vhost-net: each pair's /dev/vhost-net serving queues 2p and 2p + 1.
+  KernelQueues kernel_{[this](std::string_view problem) { report_limited(problem); }};
 };
 
 // "net" in the registry: tap-name=, tap-fd=, or host-ip=,netmask= (a new
