@@ -4,14 +4,16 @@
 
 #include "devices/virtio/net/net.h"
 #include "devices/virtio/rng/rng.h"
+#include "devices/virtio/vsock/vsock.h"
 
 namespace crosvm {
 namespace {
 
 // One line per kind.
-constexpr std::array<const VirtioKind*, 2> kKinds = {
+constexpr std::array<const VirtioKind*, 3> kKinds = {
     &virtio::kRngKind,
     &virtio::kNetKind,
+    &virtio::kVsockKind,
 };
 
 }  // namespace

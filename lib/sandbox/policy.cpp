@@ -150,19 +150,34 @@ Policy make_net() {
   return policy;
 }
 
-// A NIC whose pairs the kernel's vhost-net carries: the TAP's calls, and
-// the vhost ioctls of an activation (rings, eventfds, the TAP) and of a
-// reset (the TAP taken away, the rings' positions). VHOST_SET_OWNER and
+// The vhost ioctls of an activation (the memory table, the rings and their
+// eventfds, a call moved when the guest masks a vector) and of a reset (the
+// rings' positions, the eventfds let go). VHOST_SET_OWNER and
 // VHOST_GET_FEATURES ran before the filter.
+void allow_kernel_vhost(Policy& policy) {
+  for (const unsigned long request :
+       {VHOST_SET_FEATURES, VHOST_SET_MEM_TABLE, VHOST_SET_VRING_NUM, VHOST_SET_VRING_ADDR, VHOST_SET_VRING_BASE,
+        VHOST_GET_VRING_BASE, VHOST_SET_VRING_KICK, VHOST_SET_VRING_CALL, VHOST_SET_VRING_ERR}) {
+    policy.rules.push_back({"ioctl", {equals(1, request)}});
+  }
+}
+
+// A NIC whose pairs the kernel's vhost-net carries: the TAP's calls, the
+// kernel's rings, and the TAP given to the kernel and taken back.
 Policy make_net_vhost() {
   Policy policy = make_net();
   policy.kind = "net-vhost";
-  for (const unsigned long request :
-       {VHOST_SET_FEATURES, VHOST_SET_MEM_TABLE, VHOST_SET_VRING_NUM, VHOST_SET_VRING_ADDR, VHOST_SET_VRING_BASE,
-        VHOST_GET_VRING_BASE, VHOST_SET_VRING_KICK, VHOST_SET_VRING_CALL, VHOST_SET_VRING_ERR,
-        VHOST_NET_SET_BACKEND}) {
-    policy.rules.push_back({"ioctl", {equals(1, request)}});
-  }
+  allow_kernel_vhost(policy);
+  policy.rules.push_back({"ioctl", {equals(1, VHOST_NET_SET_BACKEND)}});
+  return policy;
+}
+
+// vhost-vsock: the kernel's rings, started and stopped. The guest's CID
+// was claimed in the VMM.
+Policy make_vsock() {
+  Policy policy{"vsock", {}};
+  allow_kernel_vhost(policy);
+  policy.rules.push_back({"ioctl", {equals(1, VHOST_VSOCK_SET_RUNNING)}});
   return policy;
 }
 
@@ -240,11 +255,13 @@ const Policy* device_policy(std::string_view kind) {
   static const Policy console = make_console();
   static const Policy net = make_net();
   static const Policy net_vhost = make_net_vhost();
+  static const Policy vsock = make_vsock();
   if (kind == block.kind) return &block;
   if (kind == net.kind) return &net;
   if (kind == net_vhost.kind) return &net_vhost;
   if (kind == console.kind) return &console;
   if (kind == rng.kind) return &rng;
+  if (kind == vsock.kind) return &vsock;
   return nullptr;
 }
 

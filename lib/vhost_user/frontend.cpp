@@ -23,6 +23,8 @@ constexpr std::array kFrontendKinds = {
     FrontendKind{"net", virtio::DeviceType::kNet, 0x020000, 3, 12},
     // virtio_console_config: cols, rows, max_nr_ports, emerg_wr.
     FrontendKind{"console", virtio::DeviceType::kConsole, 0x078000, 2, 12},
+    // virtio_vsock_config: guest_cid; rx, tx and the event queue.
+    FrontendKind{"vsock", virtio::DeviceType::kVsock, 0x078000, 3, 8},
 };
 
 // The device-specific feature bits (0 to 23); the transport's own are

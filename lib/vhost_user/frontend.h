@@ -42,7 +42,7 @@ struct FrontendKind {
   uint32_t config_size;     // bytes read with GET_CONFIG
 };
 const FrontendKind* find_frontend_kind(std::string_view name);
-std::string frontend_kind_names();  // "block, fs, rng, net, console"
+std::string frontend_kind_names();  // "block, fs, rng, net, console, vsock"
 
 struct FrontendOptions {
   std::string socket;  // the backend's listening socket

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Builds the end-to-end test guest's initramfs: busybox-static, the kernel
-modules the tests need (with their dependencies) and guest-init.sh as /init;
-with NET_OUTPUT also the networking tests' one, the same with iperf3 and its
+modules the tests need (with their dependencies), guest-init.sh as /init
+and the vsock tool the build made beside OUTPUT (bin/vsock-io); with
+NET_OUTPUT also the networking tests' one, the same with iperf3 and its
 libraries (8 MB that every other boot need not unpack).
 
 usage: make_initramfs.py KERNEL_VERSION OUTPUT [NET_OUTPUT]
@@ -18,14 +19,23 @@ GUEST_MODULES = ["virtio_pci", "virtio_blk", "virtio_console", "virtio-rng", "vi
                  "vmw_vsock_virtio_transport", "virtio_balloon", "ext4", "pvpanic-mmio", "virtiofs"]
 
 
+def guest_tools(output: str) -> dict:
+    """The guest programs meson built in OUTPUT's directory (build/tests/e2e)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(output)), "vsock-io")
+    if not os.path.exists(path):
+        sys.exit(f"make_initramfs.py: {path} is not built (meson compile -C BUILD)")
+    return {"bin/vsock-io": (open(path, "rb").read(), 0o755)}
+
+
 def build(kernel_version: str, output: str, net_output: str | None = None) -> None:
     init = open(os.path.join(HERE, "guest-init.sh"), "rb").read()
+    tools = guest_tools(output)
     modules.write_busybox_initramfs(output, kernel_version, init, GUEST_MODULES,
-                                    directories=("tmp", "mnt"))
+                                    directories=("tmp", "mnt"), files=tools)
     if net_output:
         modules.write_busybox_initramfs(net_output, kernel_version, init, GUEST_MODULES,
                                         directories=("tmp", "mnt"),
-                                        files=modules.program_files("iperf3", "bin/iperf3"))
+                                        files={**tools, **modules.program_files("iperf3", "bin/iperf3")})
 
 
 if __name__ == "__main__":

@@ -260,6 +260,22 @@ def test_passt_that_is_not_installed_is_one_line(launcher):
                           "user-mode networking needs passt: /nonexistent/passt", "apt install passt")
 
 
+def test_a_vsock_needs_a_cid_that_is_not_reserved(launcher):
+    assert_one_line_error(run(launcher, "run", "--demo", "--vsock", "device=/dev/vhost-vsock"),
+                          "vsock: needs cid=N")
+    for cid in ("0", "1", "2", "4294967295"):
+        assert_one_line_error(run(launcher, "run", "--demo", "--vsock", f"cid={cid}"),
+                              f"vsock: CID {cid} is reserved")
+
+
+@needs_kvm
+def test_a_missing_vhost_vsock_is_one_line_jailed_or_not(launcher, tmp_path):
+    for flags in ([], ["--disable-sandbox"]):
+        assert_one_line_error(run(launcher, "run", "--demo", "--log-level", "error", *flags, "--vsock",
+                                  f"cid=3,device={tmp_path}/vhost-vsock"),
+                              f"vsock: {tmp_path}/vhost-vsock is missing", "modprobe vhost_vsock")
+
+
 def test_unknown_command(launcher):
     assert_one_line_error(run(launcher, "explode"), "explode")
 
@@ -297,7 +313,7 @@ def test_device_serves_only_what_it_knows_with_one_line_each(launcher, tmp_path)
     usage = run(launcher, "device", "--help")
     assert usage.returncode == 0 and "--socket PATH" in usage.stdout
     for args, message in (
-            (["device", "gpu", "--socket", str(tmp_path / "s")], "cannot serve a device of kind 'gpu' (known: block, rng, net)"),
+            (["device", "gpu", "--socket", str(tmp_path / "s")], "cannot serve a device of kind 'gpu' (known: block, rng, net, vsock)"),
             (["device", "block", "--socket", str(tmp_path / "s"), f"path={tmp_path / 'missing.img'}"], "missing.img"),
             (["device", "block", "--socket", str(tmp_path / "s"), "path=x,size=3"], "block: unknown key 'size'"),
             (["device", "rng"], "one of --socket PATH or --fd N")):

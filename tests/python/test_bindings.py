@@ -40,7 +40,7 @@ def test_errors_are_named_for_their_codes(tmp_path):
     ({"console": "usb"}, crosvm.InvalidArgumentError, "console"),
     ({"log_level": "loud"}, crosvm.InvalidArgumentError, "log_level"),
     ({"devices": [("floppy", "path=a")]}, crosvm.InvalidArgumentError,
-     r"unknown device kind 'floppy' \(known: block, serial, vhost-user, rng, net\)"),
+     r"unknown device kind 'floppy' \(known: block, serial, vhost-user, rng, net, vsock\)"),
     ({"devices": [("net", "mac=52:54:00:00:00:01")]}, crosvm.InvalidArgumentError,
      "net: needs exactly one of tap-name=, tap-fd=, host-ip= and passt"),
     ({"devices": [("block", "path=a,size=3")]}, crosvm.InvalidArgumentError, "block: unknown key 'size'"),
@@ -252,7 +252,7 @@ def test_the_control_socket_from_python(guest_program, tmp_path):
 
 def test_the_device_kinds_are_the_librarys():
     kinds = crosvm.device_kinds()
-    assert list(kinds) == ["block", "serial", "vhost-user", "rng", "net"]
+    assert list(kinds) == ["block", "serial", "vhost-user", "rng", "net", "vsock"]
     assert "ro " in kinds["block"] and "hardware " in kinds["serial"] and "socket " in kinds["vhost-user"]
 
 

@@ -124,7 +124,7 @@ TEST_CASE("vhost-user: crosvm's type= and socket=, a bare first item is the type
   CHECK(config.vhost_user[0].tag == "share");
   CHECK(config.vhost_user[0].max_queue_size == 1024);
 
-  CHECK(refused("vhost-user", "type=gpu,socket=/s").find("type must be one of block, fs, rng, net, console, not 'gpu'") !=
+  CHECK(refused("vhost-user", "type=gpu,socket=/s").find("type must be one of block, fs, rng, net, console, vsock, not 'gpu'") !=
         std::string::npos);
   CHECK(refused("vhost-user", "type=block").find("needs socket=") != std::string::npos);
   CHECK(refused("vhost-user", "type=fs,socket=/s").find("type=fs needs tag=") != std::string::npos);
@@ -162,7 +162,7 @@ TEST_CASE("the registry's kinds are named like any other and built by their own 
 }
 
 TEST_CASE("an unknown kind names the known ones; every kind describes its keys", "[device-options]") {
-  CHECK(refused("floppy", "path=a").find("unknown device kind 'floppy' (known: block, serial, vhost-user, rng, net)") !=
+  CHECK(refused("floppy", "path=a").find("unknown device kind 'floppy' (known: block, serial, vhost-user, rng, net, vsock)") !=
         std::string::npos);
   for (const crosvm::DeviceKind& kind : crosvm::device_kinds()) {
     REQUIRE(crosvm::find_device_kind(kind.name) == &kind);

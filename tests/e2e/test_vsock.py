@@ -1,0 +1,164 @@
+"""virtio-vsock on the kernel's vhost-vsock with Debian's kernel and its
+vmw_vsock_virtio_transport: the host's AF_VSOCK sockets and the guest's
+(bin/vsock-io, built by the tests) talk both ways, each side connecting;
+and the mistakes a user can make with a CID are one line and exit 1."""
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+HANG_GUARD = 240  # a guard against hangs, never a timing check
+MIB = 1 << 20
+HOST_CID = 2
+
+
+@pytest.fixture(params=["sandboxed", "in-the-vmm"])
+def sandbox_mode(request) -> str:
+    """Jailed (crosvm-launch's default: the jail's seccomp policy must let
+    the kernel's rings be driven) and in the VMM (conftest's boot adds
+    --disable-sandbox)."""
+    return request.param
+
+
+def guest_cid() -> int:
+    # Unique among this host's VMs (the nested machine runs one test at a time).
+    return 1000 + os.getpid() % 100000
+
+
+def connect_when_listening(cid: int, port: int) -> socket.socket:
+    """Connects to a guest listener that the guest's shell is starting."""
+    deadline = time.monotonic() + HANG_GUARD
+    while True:
+        connection = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)
+        connection.settimeout(HANG_GUARD)
+        try:
+            connection.connect((cid, port))
+            return connection
+        except OSError:
+            connection.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def receive_all(connection: socket.socket) -> bytes:
+    chunks = []
+    while chunk := connection.recv(MIB):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def guest_sha256(guest, path: str) -> str:
+    return guest.run(f"sha256sum {path}").split()[0]
+
+
+def test_host_and_guest_exchange_a_mib_each_way_each_side_connecting_and_100_connections_at_once(
+        boot, launcher, sandbox_mode, tmp_path):
+    cid = guest_cid()
+    sock = str(tmp_path / "vm.sock")
+    guest = boot("--vsock", f"cid={cid}", "-s", sock)
+    status = subprocess.run([launcher, "status", sock], capture_output=True, text=True, timeout=HANG_GUARD)
+    devices = json.loads(status.stdout)["status"]["devices"]
+    described = f"vsock (virtio-vsock, cid {cid}, vhost-vsock)"
+    assert any(line.startswith(described) for line in devices), devices
+    assert guest.run("vsock-io cid").strip() == str(cid)
+
+    # The host connects: 1 MiB to the guest, then 1 MiB from it.
+    to_guest = os.urandom(MIB)
+    guest.run("vsock-io listen 5000 </dev/null >/tmp/from-host 2>/tmp/listen.err & :")
+    with connect_when_listening(cid, 5000) as connection:
+        connection.sendall(to_guest)
+        connection.shutdown(socket.SHUT_WR)
+        assert receive_all(connection) == b""
+    assert guest.run("sleep 0.2; wait; cat /tmp/listen.err").strip() == ""
+    assert guest_sha256(guest, "/tmp/from-host") == sha256(to_guest)
+    guest.run("head -c 1048576 /dev/urandom >/tmp/to-host")
+    guest.run("vsock-io listen 5001 </tmp/to-host >/dev/null & :")
+    with connect_when_listening(cid, 5001) as connection:
+        connection.shutdown(socket.SHUT_WR)
+        from_guest = receive_all(connection)
+    assert len(from_guest) == MIB
+    assert sha256(from_guest) == guest_sha256(guest, "/tmp/to-host")
+
+    # The guest connects to the host: 1 MiB each way on one connection.
+    reply = os.urandom(MIB)
+    received: dict = {}
+    with socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM) as server:
+        server.bind((socket.VMADDR_CID_ANY, 6000))
+        server.listen(1)
+        server.settimeout(HANG_GUARD)
+
+        def serve():
+            connection, (peer_cid, _) = server.accept()
+            with connection:
+                connection.settimeout(HANG_GUARD)
+                received["peer"] = peer_cid
+                received["data"] = receive_all(connection)  # until the guest's stdin ended
+                connection.sendall(reply)
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        answer = guest.run(f"vsock-io connect {HOST_CID} 6000 </tmp/to-host >/tmp/from-host2; echo exit $?",
+                           timeout=HANG_GUARD)
+        thread.join(HANG_GUARD)
+    assert "exit 0" in answer, answer
+    assert received["peer"] == cid
+    assert sha256(received["data"]) == guest_sha256(guest, "/tmp/to-host")
+    assert guest_sha256(guest, "/tmp/from-host2") == sha256(reply)
+
+    # 100 connections at once, each echoed by a guest process of its own.
+    guest.run("vsock-io echo 7000 100 >/tmp/echo.out 2>&1 & :")
+    connections = [connect_when_listening(cid, 7000)]
+    for _ in range(99):
+        connection = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)
+        connection.settimeout(HANG_GUARD)
+        connection.connect((cid, 7000))
+        connections.append(connection)
+    messages = [b"%03d" % index + os.urandom(4093) for index in range(len(connections))]
+    for connection, message in zip(connections, messages):
+        connection.sendall(message)
+    for connection, message in zip(connections, messages):
+        echoed = b""
+        while len(echoed) < len(message):
+            chunk = connection.recv(len(message) - len(echoed))
+            assert chunk, "a connection closed before its echo"
+            echoed += chunk
+        assert echoed == message
+        connection.close()
+    assert guest.run("sleep 0.5; wait; cat /tmp/echo.out").strip() == "echoed 100"
+    guest.send("poweroff -f\n")
+    assert guest.wait(HANG_GUARD) == 0
+
+
+def test_a_cid_in_use_a_reserved_cid_and_a_missing_device_are_each_one_line_and_exit_1(
+        boot, launcher, kernel, initramfs, tmp_path):
+    cid = guest_cid()
+    first = boot("--vsock", str(cid))  # crosvm's bare form
+    assert first.run("vsock-io cid").strip() == str(cid)
+
+    def refused(*options: str) -> str:
+        ran = subprocess.run([launcher, "run", "-i", initramfs, *options, kernel], capture_output=True, text=True,
+                             timeout=HANG_GUARD)
+        assert ran.returncode == 1, ran.stdout + ran.stderr
+        lines = [line for line in ran.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1, ran.stderr
+        return lines[0]
+
+    assert f"vsock: CID {cid} is in use by another VM on this host" in refused("--vsock", f"cid={cid}")
+    for reserved in ("0", "1", "2", "4294967295"):
+        assert f"CID {reserved} is reserved" in refused("--vsock", f"cid={reserved}")
+    missing = refused("--vsock", f"cid={cid + 1},device={tmp_path}/vhost-vsock")
+    assert "is missing (load the kernel's vhost_vsock module: modprobe vhost_vsock)" in missing, missing
+    # The first VM never noticed.
+    assert first.run("vsock-io cid").strip() == str(cid)
+    first.send("poweroff -f\n")
+    assert first.wait(HANG_GUARD) == 0
