@@ -341,6 +341,11 @@ CROSVM_EXPORT crosvm_vm_state crosvm_vm_get_state(const crosvm_vm *vm);
  * this thread. */
 CROSVM_EXPORT const char *crosvm_vm_control_socket_path(const crosvm_vm *vm);
 
+/* The guest's vsock CID (a "vsock" device's cid=), or 0 when the VM has no
+ * vsock device. The host reaches the guest with an AF_VSOCK socket to that
+ * CID; the guest reaches the host as CID 2. */
+CROSVM_EXPORT uint64_t crosvm_vm_vsock_cid(const crosvm_vm *vm);
+
 /* CROSVM_CALLBACKS_ON_DISPATCH only: an fd that is readable while callbacks
  * wait to be dispatched (watch it for POLLIN; do not read or close it), and
  * the call that runs them on the calling thread and stores how many ran

@@ -508,6 +508,11 @@ crosvm_vm_state crosvm_vm_get_state(const crosvm_vm* vm) {
   return static_cast<crosvm_vm_state>(vm->vm->state());
 }
 
+uint64_t crosvm_vm_vsock_cid(const crosvm_vm* vm) {
+  if (vm == nullptr) return 0;
+  return vm->vm->vsock_cid();
+}
+
 const char* crosvm_vm_control_socket_path(const crosvm_vm* vm) {
   if (vm == nullptr) return "";
   thread_local std::string path;

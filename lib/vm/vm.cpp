@@ -246,6 +246,15 @@ control::Status Vm::status() const {
   return status;
 }
 
+uint64_t Vm::vsock_cid() const {
+  for (const DeviceOptions& device : config_.devices) {
+    if (device.kind() != "vsock") continue;
+    auto cid = device.number("cid", 0, UINT64_MAX, 0);  // checked when the device was added
+    return cid ? *cid : 0;
+  }
+  return 0;
+}
+
 std::string Vm::control_socket_path() const { return control_server_ ? control_server_->path() : ""; }
 
 VmState Vm::state() const {

@@ -82,6 +82,8 @@ class Vm final : public PowerEvents {
   control::Status status() const;
   // The control socket's path ("" without one).
   std::string control_socket_path() const;
+  // The first vsock device's CID; 0 without one.
+  uint64_t vsock_cid() const;
 
   VmState state() const;
   ExitReason exit_reason() const;

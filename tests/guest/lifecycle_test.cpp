@@ -114,6 +114,18 @@ TEST_CASE("a paused VM can be stopped and destroyed", "[guest][lifecycle]") {
   CHECK(crosvm_vm_exit_reason(vm.handle()) == CROSVM_EXIT_STOPPED);
 }
 
+TEST_CASE("a VM says its vsock CID", "[guest][vsock]") {
+  if (::access("/dev/vhost-vsock", R_OK | W_OK) != 0) {
+    WARN("no /dev/vhost-vsock here: not checked");
+    return;
+  }
+  const uint64_t cid = 3000 + static_cast<uint64_t>(::getpid()) % 100000;
+  GuestVm vm("ticker", 64, 1, [&](crosvm_config* config) {
+    REQUIRE(crosvm_config_add_device(config, "vsock", ("cid=" + std::to_string(cid)).c_str()) == CROSVM_OK);
+  });
+  CHECK(crosvm_vm_vsock_cid(vm.handle()) == cid);
+}
+
 TEST_CASE("the control socket suspends, resumes, reports and stops a VM", "[guest][control]") {
   TempDir directory("lifecycle");
   GuestVm vm("ticker", 64, 1, [&](crosvm_config* config) {
@@ -121,6 +133,7 @@ TEST_CASE("the control socket suspends, resumes, reports and stops a VM", "[gues
   });
   const std::string socket = crosvm_vm_control_socket_path(vm.handle());
   CHECK(socket == directory.file("crosvm-" + std::to_string(::getpid()) + ".sock"));
+  CHECK(crosvm_vm_vsock_cid(vm.handle()) == 0);  // no vsock device
   struct stat info {};
   REQUIRE(::stat(socket.c_str(), &info) == 0);
   CHECK((info.st_mode & 0777) == 0600);
