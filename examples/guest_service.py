@@ -47,7 +47,8 @@ def main() -> int:
                        "udhcpc -i eth0 -n -q -f -O mtu -s /tmp/dhcp.sh >/dev/null 2>&1 && "
                        "mkdir -p /tmp/www && echo 'hello from the guest' > /tmp/www/index.html && "
                        "httpd -p 80 -h /tmp/www && echo \"@@$((6*7))@@ $(ip -4 -o addr show dev eth0 | awk '{print $4}')\"\n")
-        address = vm.serial.expect(r"@@42@@ ([0-9.]+)/", timeout=args.timeout).group(1)
+        vm.serial.expect(r"@@42@@ ([0-9.]+)/", timeout=args.timeout)
+        address = vm.serial.match.group(1)
         print(f"the guest has {address} from passt's DHCP")
         page = None
         deadline = time.monotonic() + args.timeout

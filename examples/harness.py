@@ -32,12 +32,19 @@ def main() -> int:
     with crosvm.Vm(config) as vm:
         vm.start()
         prompt = re.compile(args.prompt, re.MULTILINE)
-        vm.serial.expect(prompt, timeout=args.timeout)
+        # The shell, or the two ways a boot goes wrong, whichever comes first.
+        seen = vm.serial.expect([prompt, r"Kernel panic[^\n]*", crosvm.EOF], timeout=args.timeout)
+        if seen != 0:
+            why = vm.serial.after if seen == 1 else f"the VM stopped ({vm.exit_reason.name.lower()})"
+            print(f"harness: no shell: {why}; the guest printed last:\n{vm.serial.output[-2000:]}",
+                  file=sys.stderr)
+            return 1
         # Markers the shell computes, so the echo of what we type never matches.
-        vm.serial.send('echo "@@$((6*7))@@"; uname -r; echo "@@$((6*6))@@"\n')
-        answer = vm.serial.expect(r"@@42@@\r?\n(.*?)\r?\n@@36@@", timeout=args.timeout).group(1).strip()
+        vm.serial.sendline('echo "@@$((6*7))@@"; uname -r; echo "@@$((6*6))@@"')
+        vm.serial.expect(r"@@42@@\r?\n(.*?)\r?\n@@36@@", timeout=args.timeout)
+        answer = vm.serial.match.group(1).strip()
         print(f"the guest runs Linux {answer}")
-        vm.serial.send("poweroff -f\n")
+        vm.serial.sendline("poweroff -f")
         reason = vm.wait(timeout=args.timeout)
         print(f"the guest stopped: {reason.name.lower() if reason else 'no (still running)'}")
     if answer != expected:

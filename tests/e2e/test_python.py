@@ -1,9 +1,11 @@
 """Debian's kernel driven from Python: examples/harness.py and
 examples/guest_service.py themselves, and a test that scripts a guest
-through the crosvm package (expect, send, pause, resume, a disk,
-poweroff)."""
+through the crosvm package (expect with a list, a live log, pause, resume,
+a disk, a second console, vsock both ways, poweroff as EOF)."""
+import io
 import os
 import pathlib
+import socket
 import subprocess
 import sys
 import time
@@ -52,7 +54,7 @@ def boot(request, config):
         try:
             vm.serial.expect(INIT_REACHED, timeout=NESTED_BOOT_LIMIT if NESTED else HANG_GUARD)
             break
-        except crosvm.ExpectTimeout as failure:
+        except (crosvm.ExpectTimeout, crosvm.EOF) as failure:
             reason = vm.exit_reason  # NONE: still running, that is hung
             init_started = KERNEL_STARTS_INIT in vm.serial.output
             vm.close()
@@ -68,17 +70,48 @@ def boot(request, config):
 
 def run(vm, command):
     vm.serial.send(f'echo "@@$((6*7))@@"; {command}; echo "@@$((6*6))@@"\n')
-    return vm.serial.expect(r"(?s)@@42@@\r?\n(.*?)@@36@@", timeout=HANG_GUARD).group(1).replace("\r\n", "\n")
+    vm.serial.expect(r"(?s)@@42@@\r?\n(.*?)@@36@@", timeout=HANG_GUARD)
+    return vm.serial.match.group(1).replace("\r\n", "\n")
 
 
 def test_a_python_harness_scripts_a_linux_guest(request, kernel, initramfs, tmp_path):
     image = tmp_path / "disk.img"
     image.write_bytes(b"crosvm" + b"\0" * (1 << 20))
+    cid = 2000 + os.getpid() % 100000
+    log = io.StringIO()
     config = crosvm.VmConfig(kernel=kernel, initrd=initramfs, memory_mib=256, vcpus=2,
-                             params="console=ttyS0 reboot=k", disks=[crosvm.Disk(image, read_only=True)])
+                             params="console=ttyS0 reboot=k", disks=[image], virtio_consoles=[1],
+                             devices=[("vsock", f"cid={cid}")])
     with boot(request, config) as vm:
+        vm.serial.logfile_read = log
         assert run(vm, "grep -c ^processor /proc/cpuinfo").strip() == "2"
         assert run(vm, "head -c 6 /dev/vda").strip() == "crosvm"
+        # A bare path is read-only, as crosvm-launch's -d.
+        vm.serial.sendline("echo x > /dev/vda; echo status=$?")
+        assert vm.serial.expect([r"status=0", r"status=[1-9]", crosvm.EOF], timeout=HANG_GUARD) == 1
+        assert image.read_bytes()[:6] == b"crosvm"
+        # The second console, hvc0, scripted on its own.
+        hvc0 = vm.port(1, virtio=True)
+        assert hvc0.name == "hvc0"
+        run(vm, "echo on-the-virtio-console > /dev/hvc0")
+        assert hvc0.expect_exact(["on-the-serial-console", "on-the-virtio-console"], timeout=HANG_GUARD) == 1
+        # vsock: the host connects to a guest listener...
+        assert vm.vsock.cid == cid
+        run(vm, "vsock-io echo 7000 1 >/tmp/echo.out 2>&1 & :")
+        message = os.urandom(64 << 10)
+        with vm.vsock.connect(7000, timeout=HANG_GUARD) as connection:
+            connection.sendall(message)
+            connection.shutdown(socket.SHUT_WR)
+            echoed = b"".join(iter(lambda: connection.recv(1 << 16), b""))
+        assert echoed == message
+        # ...and the guest connects to the host (CID 2).
+        with vm.vsock.listen(6000) as listener:
+            run(vm, "echo hello-host | vsock-io connect 2 6000 >/tmp/reply 2>&1 & :")
+            connection, _ = listener.accept(timeout=HANG_GUARD)
+            with connection:
+                assert b"".join(iter(lambda: connection.recv(4096), b"")) == b"hello-host\n"
+                connection.sendall(b"hello-guest\n")
+        assert run(vm, "wait; cat /tmp/reply /tmp/echo.out").strip() == "hello-guest\nechoed 1"
         vm.pause()
         assert vm.state == crosvm.State.PAUSED
         held = len(vm.serial.output)
@@ -86,8 +119,10 @@ def test_a_python_harness_scripts_a_linux_guest(request, kernel, initramfs, tmp_
         assert len(vm.serial.output) == held
         vm.resume()
         assert run(vm, "echo back").strip() == "back"
-        vm.serial.send("poweroff -f\n")
+        vm.serial.sendline("poweroff -f")
+        assert vm.serial.expect([r"guest# never", crosvm.EOF], timeout=HANG_GUARD) == 1
         assert vm.wait(timeout=HANG_GUARD) == crosvm.ExitReason.POWEROFF
+    assert "@@42@@" in log.getvalue() and "back" in log.getvalue()  # the log saw the session live
 
 
 def test_the_guest_service_example_reaches_a_guest_web_server_over_passt_without_root(

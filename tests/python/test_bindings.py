@@ -17,7 +17,14 @@ HANG_GUARD = 120  # seconds; a hang guard, not a timing check
 
 def test_errors_are_named_for_their_codes(tmp_path):
     assert issubclass(crosvm.KernelError, crosvm.Error)
-    assert issubclass(crosvm.ExpectTimeout, crosvm.TimeoutError)
+    assert issubclass(crosvm.ExpectTimeout, crosvm.WaitTimeoutError)
+    assert issubclass(crosvm.ExpectTimeout, TimeoutError) and issubclass(crosvm.WaitTimeoutError, TimeoutError)
+    assert issubclass(crosvm.ExpectTimeout, crosvm.Error) and crosvm.TIMEOUT is crosvm.ExpectTimeout
+    assert issubclass(crosvm.EOF, crosvm.Error) and not issubclass(crosvm.EOF, TimeoutError)
+    # Nothing of ours is named like a builtin: `from crosvm import *` shadows none.
+    import builtins
+    assert not set(crosvm.__all__) & set(dir(builtins))
+    assert all(hasattr(crosvm, name) for name in crosvm.__all__)
     with pytest.raises(crosvm.IoError) as missing:
         crosvm.Vm(crosvm.VmConfig(kernel=tmp_path / "nope"))
     assert missing.value.code == -8 and missing.value.name == "CROSVM_ERROR_IO"
@@ -31,7 +38,7 @@ def test_errors_are_named_for_their_codes(tmp_path):
 
 
 @pytest.mark.parametrize("options, error, words", [
-    ({"memory_mib": 0}, crosvm.MemoryError, "0"),
+    ({"memory_mib": 0}, crosvm.GuestMemoryError, "0"),
     ({"vcpus": 0}, crosvm.VcpuError, "at least one vCPU"),
     ({"memory_mib": -5}, crosvm.InvalidArgumentError, "memory_mib"),
     ({"vcpus": "two"}, crosvm.InvalidArgumentError, "vcpus"),
@@ -64,8 +71,8 @@ def test_the_demo_guest_greets_and_powers_off():
     with crosvm.Vm(crosvm.VmConfig(memory_mib=128)) as vm:
         assert vm.state == crosvm.State.CREATED
         vm.start()
-        match = vm.serial.expect(r"have (\d+) MiB of RAM", timeout=HANG_GUARD)
-        assert match.group(1) == "128"
+        assert vm.serial.expect(r"have (\d+) MiB of RAM", timeout=HANG_GUARD) == 0
+        assert vm.serial.match.group(1) == "128"
         assert vm.wait(timeout=HANG_GUARD) == crosvm.ExitReason.POWEROFF
         assert vm.state == crosvm.State.STOPPED
         assert "powered off" in vm.exit_message
@@ -78,7 +85,8 @@ def test_send_and_expect_talk_to_the_guest(guest_program):
         vm.start()
         vm.serial.expect("ready", timeout=HANG_GUARD)
         vm.serial.send("hi there\n")
-        assert vm.serial.expect(r"echo: (.*)\n", timeout=HANG_GUARD).group(1) == "hi there"
+        vm.serial.expect(r"echo: (.*)\n", timeout=HANG_GUARD)
+        assert vm.serial.match.group(1) == "hi there"
         assert vm.wait(timeout=HANG_GUARD) == crosvm.ExitReason.POWEROFF
         assert vm.serial.read().endswith("echo: hi there\n")
         assert vm.serial.read() == ""
@@ -90,7 +98,8 @@ def test_expect_sees_a_prompt_through_the_terminal_control_sequences_after_it(gu
         vm.start()
         vm.serial.expect(r"guest# $", timeout=HANG_GUARD)
         vm.serial.send("uname -r\n")
-        assert vm.serial.expect(r"ran: (.*)\r\n", timeout=HANG_GUARD).group(1) == "uname -r"
+        vm.serial.expect(r"ran: (.*)\r\n", timeout=HANG_GUARD)
+        assert vm.serial.match.group(1) == "uname -r"
         assert vm.wait(timeout=HANG_GUARD) == crosvm.ExitReason.POWEROFF
         assert vm.serial.output == "guest# \r\nran: uname -r\r\n"
         assert vm.serial.raw_output.startswith(b"\x1b[1;32mguest\x1b[0m# \x1b[6n")
@@ -141,7 +150,7 @@ def test_expect_times_out_with_the_tail_of_the_output(guest_program):
 def test_expect_fails_at_once_when_the_vm_stops(guest_program):
     with crosvm.Vm(crosvm.VmConfig(kernel=guest_program("hello"), memory_mib=64)) as vm:
         vm.start()
-        with pytest.raises(crosvm.ExpectTimeout, match=r"the VM stopped \(poweroff\)"):
+        with pytest.raises(crosvm.EOF, match=r"the VM stopped \(poweroff\)"):
             vm.serial.expect("never printed", timeout=HANG_GUARD)
 
 
@@ -319,7 +328,7 @@ def test_a_sandboxed_vm_runs_its_disk_and_rng_in_jailed_processes(guest_program,
     image = tmp_path / "disk.img"
     image.write_bytes(b"\0" * 4096)
     config = crosvm.VmConfig(kernel=guest_program("ticker"), memory_mib=64, control_socket=tmp_path,
-                             disks=[image], sandbox=True, sandbox_helper=BUILD / "lib" / "crosvm-device")
+                             disks=[crosvm.Disk(image, read_only=False)], sandbox=True, sandbox_helper=BUILD / "lib" / "crosvm-device")
     with crosvm.Vm(config) as vm:
         vm.start()
         status = crosvm.control_request(vm.control_socket, "status")["status"]

@@ -7,24 +7,24 @@
     with crosvm.Vm(config) as vm:
         vm.start()
         vm.serial.expect(r"# ")
-        vm.serial.send("uname -r\\n")
-        print(vm.serial.expect(r"(\\d+\\.\\d+\\S*)").group(1))
+        vm.serial.sendline("uname -r")
+        vm.serial.expect(r"(\\d+\\.\\d+\\S*)")
+        print(vm.serial.match.group(1))
 
-Everything goes through libcrosvm's public C ABI. Errors from it are
-`crosvm.Error` subclasses named for their codes (`KernelError`,
-`StateError`, ...); see docs/python.md.
+The consoles script as pexpect does (expect() with a list returns the
+index; before, after, match; EOF and TIMEOUT). Everything goes through
+libcrosvm's public C ABI. Errors from it are `crosvm.Error` subclasses
+named for their codes (`KernelError`, `StateError`, ...), none of them
+named like a Python builtin, so `from crosvm import *` is harmless; see
+docs/python.md.
 """
 from __future__ import annotations
 
-import codecs
 import enum
 import json
 import os
-import re
-import threading
-import time
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 from . import _crosvm
 from ._crosvm import (  # noqa: F401  (re-exported)
@@ -37,18 +37,21 @@ from ._crosvm import (  # noqa: F401  (re-exported)
     KernelError,
     KvmCapabilityError,
     KvmUnavailableError,
-    MemoryError,
+    GuestMemoryError,
     ProtocolError,
     StateError,
-    TimeoutError,
     VcpuError,
+    WaitTimeoutError,
 )
+from .console import EOF, TIMEOUT, ExpectTimeout, Serial, _Transcript  # noqa: F401  (re-exported)
+from .vsock import HOST_CID, Vsock, VsockListener  # noqa: F401  (re-exported)
 
 __all__ = [
-    "VmConfig", "Disk", "Vm", "Serial", "State", "ExitReason", "ExpectTimeout", "control_request",
+    "VmConfig", "Disk", "Vm", "Serial", "State", "ExitReason", "ExpectTimeout", "EOF", "TIMEOUT", "control_request",
+    "Vsock", "VsockListener", "HOST_CID",
     "version", "device_kinds", "serve_device", "Error", "InvalidArgumentError", "KvmUnavailableError", "KvmCapabilityError",
-    "KernelError", "InitrdError", "MemoryError", "VcpuError", "IoError", "StateError",
-    "TimeoutError", "DeviceError", "ProtocolError", "InternalError",
+    "KernelError", "InitrdError", "GuestMemoryError", "VcpuError", "IoError", "StateError",
+    "WaitTimeoutError", "DeviceError", "ProtocolError", "InternalError",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -95,20 +98,13 @@ class ExitReason(enum.IntEnum):
     ERROR = 6      # the VMM failed (see Vm.exit_message)
 
 
-class ExpectTimeout(TimeoutError):
-    """Serial.expect() did not see its pattern in time. The message ends
-    with the tail of what the guest printed; `.output` holds all of it."""
-
-    def __init__(self, message: str, output: str = ""):
-        super().__init__(message)
-        self.output = output
-
-
 @dataclass
 class Disk:
-    """A virtio-blk disk over a raw image (/dev/vda, /dev/vdb, ... in order)."""
+    """A virtio-blk disk over a raw image (/dev/vda, /dev/vdb, ... in order).
+    Read-only unless read_only=False, as crosvm-launch's -d: a harness
+    never alters a golden image by accident."""
     path: PathLike
-    read_only: bool = False
+    read_only: bool = True
     root: bool = False        # root=/dev/vda on the command line
     id: Optional[str] = None  # the serial the guest reads (<= 20 bytes)
 
@@ -139,6 +135,14 @@ class VmConfig:
     "type=file,path=out.log,num=2"); `crosvm.device_kinds()` lists the
     kinds and their keys. They are added after `disks`, and before the
     console, which keeps port 1 of its kind.
+
+    A bare path in `disks` is a read-only disk, as `-d PATH` in
+    crosvm-launch; `Disk(path, read_only=False)` is a writable one.
+
+    `serial_ports` and `virtio_consoles` add more consoles that Python
+    scripts (`Vm.port(number)`, `Vm.port(number, virtio=True)`): serial
+    ports 2 to 4 (ttyS1..ttyS3) and virtio consoles 1 to 4 (hvc0..hvc3),
+    besides the one `console` names.
     """
     kernel: Optional[PathLike] = None
     initrd: Optional[PathLike] = None
@@ -154,6 +158,23 @@ class VmConfig:
     control_socket: Optional[PathLike] = None
     log_level: str = "info"
     devices: Sequence[Tuple[str, str]] = ()
+    serial_ports: Sequence[int] = ()
+    virtio_consoles: Sequence[int] = ()
+
+    def _ports(self) -> list:
+        """(virtio, number) of every console Python scripts, the console's first."""
+        if self.console not in _CONSOLES:
+            raise InvalidArgumentError(f"console must be 'serial' or 'virtio', not {self.console!r}")
+        ports = [(self.console == "virtio", 1)]
+        for virtio, numbers in ((False, self.serial_ports), (True, self.virtio_consoles)):
+            for number in numbers:
+                if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= 4:
+                    raise InvalidArgumentError(f"a console's number is 1 to 4, not {number!r}")
+                if (virtio, number) in ports:
+                    what = "virtio console" if virtio else "serial port"
+                    raise InvalidArgumentError(f"{what} {number} is named twice (the console is port 1 of its kind)")
+                ports.append((virtio, number))
+        return ports
 
     def _build(self) -> _crosvm.Config:
         native = _crosvm.Config()
@@ -169,7 +190,7 @@ class VmConfig:
             native.append_params(params)
         for disk in self.disks:
             if not isinstance(disk, Disk):
-                disk = Disk(disk)
+                disk = Disk(disk)  # read-only, as crosvm-launch's -d
             native.add_disk(os.fspath(disk.path), disk.read_only, disk.root, disk.id)
         for device in self.devices:
             if not (isinstance(device, tuple) and len(device) == 2 and all(isinstance(x, str) for x in device)):
@@ -179,9 +200,8 @@ class VmConfig:
         native.set_hugepages(bool(self.hugepages))
         native.set_sandbox(bool(self.sandbox),
                            os.fspath(self.sandbox_helper) if self.sandbox_helper is not None else "", False)
-        if self.console not in _CONSOLES:
-            raise InvalidArgumentError(f"console must be 'serial' or 'virtio', not {self.console!r}")
-        native.add_serial(1, self.console == "virtio", "buffer", True, "")
+        for index, (virtio, number) in enumerate(self._ports()):
+            native.add_serial(number, virtio, "buffer", index == 0, "")
         if self.control_socket is not None:
             native.set_control_socket(os.fspath(self.control_socket))
         levels = {"error": 0, "warning": 1, "warn": 1, "info": 2, "debug": 3}
@@ -199,124 +219,6 @@ def _integer(name: str, value: int, largest: int) -> int:
     return value
 
 
-# Terminal control sequences: CSI (ESC [ ... final byte), OSC (ESC ] ...
-# BEL or ESC \) and the short escapes. Shells put them in their output (busybox
-# ash asks for the cursor position with ESC [6n after each prompt), where
-# they would stand between a pattern such as r"# $" and the end of the text.
-_CONTROL_SEQUENCE = re.compile(
-    r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[ -/]*[0-Z\\^-~])")
-# The start of one that has not fully arrived yet: held back until it has.
-_UNFINISHED_SEQUENCE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*|\][^\x07\x1b]*\x1b?|[ -/]*)\Z")
-_LONGEST_HELD = 256  # an unterminated sequence longer than this is passed on as text
-
-
-class _Transcript:
-    """What a console printed, as text: decoded as UTF-8 as it arrives (a
-    character split between two arrivals is not mangled) and without
-    terminal control sequences. It only ever grows at the end, so positions
-    in it stay valid. Safe to use from several threads."""
-
-    def __init__(self, buffer: "_crosvm.OutputBuffer"):
-        self._buffer = buffer
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._consumed = 0  # bytes of the buffer taken in so far
-        self._held = ""     # an unfinished control sequence at the end
-        self._text = ""
-        self._lock = threading.Lock()
-
-    def text(self) -> str:
-        with self._lock:
-            return self._update()
-
-    def _update(self) -> str:
-        data = self._buffer.contents(self._consumed)
-        if data:
-            self._consumed += len(data)
-            pending = self._held + self._decoder.decode(data)
-            unfinished = _UNFINISHED_SEQUENCE.search(pending)
-            if unfinished and len(pending) - unfinished.start() <= _LONGEST_HELD:
-                pending, self._held = pending[:unfinished.start()], pending[unfinished.start():]
-            else:
-                self._held = ""
-            self._text += _CONTROL_SEQUENCE.sub("", pending)
-        return self._text
-
-
-class Serial:
-    """The guest's console: what it printed, and a keyboard.
-
-    What it printed is text: UTF-8 decoded, with terminal control sequences
-    (colours, cursor movement, a shell's cursor-position query) taken out,
-    so that `expect(r"# $")` matches a prompt whatever the shell sends
-    after it. `raw_output` has the bytes as they came. `expect()` searches
-    what arrived since the previous match, as pexpect does; `read()`
-    returns what arrived since the previous read().
-    """
-
-    def __init__(self, vm: "Vm", virtio: bool):
-        self._vm = vm
-        self._virtio = virtio
-        self._buffer = vm._native.output(virtio, 1)
-        self._transcript = _Transcript(self._buffer)
-        self._match_position = 0
-        self._read_position = 0
-
-    @property
-    def output(self) -> str:
-        """Everything the guest printed so far, as text."""
-        return self._transcript.text()
-
-    @property
-    def raw_output(self) -> bytes:
-        """Everything the guest printed so far, byte for byte."""
-        return self._buffer.contents(0)
-
-    def read(self) -> str:
-        """What arrived since the previous read(), as text."""
-        text = self._transcript.text()
-        new, self._read_position = text[self._read_position:], len(text)
-        return new
-
-    def send(self, text: Union[str, bytes], timeout: float = 30.0) -> None:
-        """Types `text` (str is UTF-8 encoded) into the guest's console,
-        waiting while the port's input buffer is full."""
-        data = text.encode() if isinstance(text, str) else bytes(text)
-        deadline = time.monotonic() + timeout
-        while data:
-            taken = self._vm._native.write_input(self._virtio, 1, data)
-            data = data[taken:]
-            if data:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"the guest did not take {len(data)} bytes of input in {timeout} s")
-                time.sleep(0.01)
-
-    def expect(self, pattern: Union[str, "re.Pattern[str]"], timeout: float = 60.0) -> "re.Match[str]":
-        """Waits until `pattern` (a regular expression) matches what the
-        guest printed since the previous match; returns the match. Raises
-        ExpectTimeout (with the tail of the output) when it does not in
-        `timeout` seconds or the VM stops first."""
-        regex = re.compile(pattern) if isinstance(pattern, str) else pattern
-        deadline = time.monotonic() + timeout
-        while True:
-            # Looked at before the output: a stopped VM prints no more, so
-            # what is searched below is all there will ever be.
-            stopped = self._vm.state == State.STOPPED
-            known = self._buffer.size()
-            text = self._transcript.text()
-            match = regex.search(text, self._match_position)
-            if match:
-                self._match_position = match.end()
-                return match
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or stopped:
-                why = (f"the VM stopped ({self._vm.exit_reason.name.lower()})" if stopped
-                       else f"not within {timeout:g} s")
-                tail = text[-2000:]
-                raise ExpectTimeout(f"{regex.pattern!r} did not appear: {why}; the guest printed last:\n{tail}",
-                                    text)
-            self._buffer.wait_for_more(known, min(remaining, 0.5))
-
-
 class Vm:
     """A virtual machine, built from a VmConfig (nothing runs until start()).
 
@@ -326,7 +228,25 @@ class Vm:
 
     def __init__(self, config: VmConfig):
         self._native = _crosvm.Vm(config._build())
-        self.serial = Serial(self, config.console == "virtio")
+        self._ports = {port: Serial(self, *port) for port in config._ports()}
+        self.serial = self._ports[(config.console == "virtio", 1)]
+        self.vsock = Vsock(self)
+
+    def port(self, number: int, virtio: bool = False) -> Serial:
+        """A console Python scripts: serial port `number` (1 is ttyS0) or,
+        with virtio=True, virtio console `number` (1 is hvc0). `serial` is
+        the one `console` named."""
+        found = self._ports.get((bool(virtio), number))
+        if found is None:
+            known = ", ".join(serial.name for serial in self._ports.values())
+            raise InvalidArgumentError(f"no such console here (known: {known}); VmConfig's serial_ports and "
+                                       "virtio_consoles add them")
+        return found
+
+    @property
+    def ports(self) -> list:
+        """Every console Python scripts, the console first."""
+        return list(self._ports.values())
 
     def __enter__(self) -> "Vm":
         return self

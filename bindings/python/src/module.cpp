@@ -248,6 +248,7 @@ class Vm {
   int exit_reason() const { return vm_ != nullptr ? crosvm_vm_exit_reason(vm_) : CROSVM_EXIT_NONE; }
   std::string exit_message() const { return vm_ != nullptr ? crosvm_vm_exit_message(vm_) : ""; }
   std::string control_socket_path() const { return vm_ != nullptr ? crosvm_vm_control_socket_path(vm_) : ""; }
+  uint64_t vsock_cid() const { return vm_ != nullptr ? crosvm_vm_vsock_cid(vm_) : 0; }
 
   size_t write_input(bool virtio_console, uint32_t number, const py::bytes& data) {
     const std::string bytes = data;
@@ -363,18 +364,23 @@ PYBIND11_MODULE(_crosvm, m) {
       {CROSVM_ERROR_KVM_CAPABILITY, "KvmCapabilityError"},
       {CROSVM_ERROR_KERNEL, "KernelError"},
       {CROSVM_ERROR_INITRD, "InitrdError"},
-      {CROSVM_ERROR_MEMORY, "MemoryError"},
+      {CROSVM_ERROR_MEMORY, "GuestMemoryError"},
       {CROSVM_ERROR_VCPU, "VcpuError"},
       {CROSVM_ERROR_IO, "IoError"},
       {CROSVM_ERROR_STATE, "StateError"},
-      {CROSVM_ERROR_TIMEOUT, "TimeoutError"},
+      {CROSVM_ERROR_TIMEOUT, "WaitTimeoutError"},
       {CROSVM_ERROR_DEVICE, "DeviceError"},
       {CROSVM_ERROR_PROTOCOL, "ProtocolError"},
       {CROSVM_ERROR_INTERNAL, "InternalError"},
   };
   for (const auto& [code, name] : kinds) {
+    // A timeout is also Python's own TimeoutError, so that `except
+    // TimeoutError` catches it (and an expect timeout) without naming ours.
+    py::object bases = code == CROSVM_ERROR_TIMEOUT
+                           ? py::object(py::make_tuple(base, py::handle(PyExc_TimeoutError)))
+                           : base;
     py::object type = py::reinterpret_steal<py::object>(PyErr_NewExceptionWithDoc(
-        (std::string("crosvm.") + name).c_str(), crosvm_error_name(code), base.ptr(), nullptr));
+        (std::string("crosvm.") + name).c_str(), crosvm_error_name(code), bases.ptr(), nullptr));
     type.attr("code") = code;
     type.attr("name") = std::string(crosvm_error_name(code));
     error_types()[code] = type;
@@ -417,6 +423,7 @@ PYBIND11_MODULE(_crosvm, m) {
       .def("exit_message", &Vm::exit_message)
       .def("control_socket_path", &Vm::control_socket_path)
       .def("write_input", &Vm::write_input)
+      .def("vsock_cid", &Vm::vsock_cid)
       .def("output", &Vm::output)
       .def("log", &Vm::log)
       .def("close", &Vm::close);
