@@ -245,7 +245,9 @@ Result<void> Net::on_activate(const Activation& activation) {
   if (!use_pairs(1)) report_limited("the backends of pairs past the first would not stop");
   // Only the ring's and the header's bits are the kernel's: the offloads
   // are the TAP's, which carries the header.
-  if (uses_vhost()) CROSVM_TRY(kernel_.start(activation, activation.features & kernel_.front().features(), logger(), name()));
+  if (uses_vhost()) {
+    CROSVM_TRY(kernel_.start(activation, activation.features & kernel_.front().features(), logger(), name()));
+  }
   return {};
 }
 
