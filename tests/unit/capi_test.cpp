@@ -144,7 +144,7 @@ TEST_CASE("devices named as text: crosvm's key=value lists, one clear error each
     REQUIRE(crosvm_device_kind_help(kind) != nullptr);
     CHECK(std::string(crosvm_device_kind_help(kind)).rfind(kind, 0) == 0);
   }
-  CHECK(names == "block serial vhost-user rng net ");
+  CHECK(names == "block serial vhost-user rng net vsock ");
   CHECK(crosvm_device_kind_help("floppy") == nullptr);
   CHECK(crosvm_device_kind_help(nullptr) == nullptr);
 }
