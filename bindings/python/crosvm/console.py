@@ -180,14 +180,15 @@ class Serial:
 
     logfile = _log_property("logfile", "A stream that receives everything the guest prints, as it arrives "
                             "(not only while expect() waits), and everything sent; text or binary. "
-                            "sys.stdout shows the console live.")
+                            "sys.stdout shows the console live. The first log set also gets what "
+                            "was printed before it.")
     logfile_read = _log_property("logfile_read", "Like logfile, for what the guest prints only.")
     logfile_send = _log_property("logfile_send", "Like logfile, for what is sent only.")
     del _log_property
 
     def _start_pump(self) -> None:
         with self._log_lock:
-            if self._pump is not None:
+            if self._pump is not None and self._pump.is_alive():
                 return
             self._pump = threading.Thread(target=self._run_pump, name=f"crosvm-log-{self.name}", daemon=True)
             self._pump.start()
