@@ -42,7 +42,7 @@ UniqueFd DeviceEnvironment::take_fd(std::string_view name) {
 
 Result<std::shared_ptr<virtio::VirtioDevice>> create_device_here(
     const VirtioKind& kind, DeviceOptions& options, DeviceEnvironment environment,
-    std::vector<std::unique_ptr<sandbox::Companion>>& companions) {
+    std::vector<std::unique_ptr<HostService>>& companions) {
   if (kind.open != nullptr) {
     OpenedResources opened = CROSVM_TRY(kind.open(options, environment.logger));
     environment.fds = std::move(opened.fds);

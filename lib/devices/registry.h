@@ -34,10 +34,11 @@ struct NamedFd {
 };
 
 // What a kind's open() made in the VMM: the fds the device is built from,
-// and the host programs it relies on (passt), which live as long as the VM.
+// and what it relies on in the VMM (passt; the userspace vsock's broker),
+// which lives as long as the VM.
 struct OpenedResources {
   std::vector<NamedFd> fds;
-  std::vector<std::unique_ptr<sandbox::Companion>> companions;
+  std::vector<std::unique_ptr<HostService>> companions;
 };
 
 // What a factory is given besides its options.
@@ -83,6 +84,6 @@ Result<DeviceOptions> parse_device_options(const VirtioKind& kind, std::string_v
 // caller keeps as long as the device.
 Result<std::shared_ptr<virtio::VirtioDevice>> create_device_here(
     const VirtioKind& kind, DeviceOptions& options, DeviceEnvironment environment,
-    std::vector<std::unique_ptr<sandbox::Companion>>& companions);
+    std::vector<std::unique_ptr<HostService>>& companions);
 
 }  // namespace crosvm

@@ -20,6 +20,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/host_service.h"
 #include "base/log.h"
 #include "base/result.h"
 #include "base/thread.h"
@@ -37,10 +38,10 @@ struct CompanionOptions {
   std::function<bool(std::string_view)> is_noise;
 };
 
-class Companion {
+class Companion final : public HostService {
  public:
   static Result<std::unique_ptr<Companion>> start(CompanionOptions options, const Logger& logger);
-  ~Companion();  // kills and reaps the program, then stops relaying its output
+  ~Companion() override;  // kills and reaps the program, then stops relaying its output
   Companion(const Companion&) = delete;
   Companion& operator=(const Companion&) = delete;
 

@@ -23,7 +23,7 @@ std::string served_device_kinds();
 // A device to serve, and the host programs it relies on (passt), which
 // live as long as it.
 struct ServedDevice {
-  std::vector<std::unique_ptr<sandbox::Companion>> companions;
+  std::vector<std::unique_ptr<HostService>> companions;
   std::shared_ptr<virtio::VirtioDevice> device;
 };
 

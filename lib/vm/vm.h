@@ -84,6 +84,8 @@ class Vm final : public PowerEvents {
   std::string control_socket_path() const;
   // The first vsock device's CID; 0 without one.
   uint64_t vsock_cid() const;
+  // The first vsock device's socket= (a userspace vsock); "" otherwise.
+  std::string vsock_socket_path() const;
 
   VmState state() const;
   ExitReason exit_reason() const;
@@ -192,7 +194,7 @@ class Vm final : public PowerEvents {
   std::string sandbox_helper_;
   std::vector<std::unique_ptr<sandbox::DeviceProcess>> device_processes_;
   // Host programs devices rely on (passt): they outlive the devices.
-  std::vector<std::unique_ptr<sandbox::Companion>> companions_;
+  std::vector<std::unique_ptr<HostService>> companions_;
 
   Bus pio_bus_{"port I/O"};
   Bus mmio_bus_{"MMIO"};
