@@ -29,6 +29,7 @@
 #include "base/event_loop.h"
 #include "devices/virtio/block.h"
 #include "devices/virtio/console.h"
+#include "devices/virtio/vsock/user_vsock.h"
 #include "disk/disk_file.h"
 #include "sandbox/device_control.h"
 #include "sandbox/jail.h"
@@ -187,11 +188,23 @@ Result<Device> build_device(Arguments& arguments, const Logger& logger) {
 // The seccomp policy: the kind's, or for a NIC given /dev/vhost-net, the
 // one that also lets it drive the kernel's rings.
 std::string policy_kind(const Arguments& arguments) {
+  if (arguments.kind == "vsock") {
+    for (const auto& resource : arguments.resources) {
+      if (resource.first == "vsock-listen") return "vsock-user";
+    }
+  }
   if (arguments.kind != "net") return arguments.kind;
   for (const auto& resource : arguments.resources) {
     if (resource.first.starts_with("vhost-net")) return "net-vhost";
   }
   return arguments.kind;
+}
+
+// The userspace vsock holds a host stream per connection, up to its cap.
+sandbox::JailLimits jail_limits(const Arguments& arguments) {
+  sandbox::JailLimits limits;
+  if (policy_kind(arguments) == "vsock-user") limits.max_fds += virtio::UserVsock::kMaxConnections;
+  return limits;
 }
 
 // The VMM's requests (device_control.h), on a thread of their own.
@@ -205,7 +218,7 @@ Result<void> answer_requests(int fd, const std::shared_ptr<virtio::Block>& block
 Result<void> run(int argc, char** argv, Logger& logger) {
   Arguments arguments = CROSVM_TRY(parse(argc, argv));
   if (arguments.debug) logger = Logger(write_line, LogLevel::kDebug);
-  CROSVM_TRY(sandbox::enter_jail({}));
+  CROSVM_TRY(sandbox::enter_jail(jail_limits(arguments)));
   Device device = CROSVM_TRY(build_device(arguments, logger));
   CROSVM_TRY(sandbox::load_filter(policy_kind(arguments), arguments.filter));
   if (device.loop) {

@@ -181,6 +181,14 @@ Policy make_vsock() {
   return policy;
 }
 
+// The userspace vsock: host streams accepted on the VM's socket (the
+// guest's own connections come from the VMM's broker, in messages).
+Policy make_vsock_user() {
+  Policy policy{"vsock-user", {}};
+  policy.rules.push_back({"accept4", {}});
+  return policy;
+}
+
 // The console's pipes need nothing beyond the common calls.
 Policy make_console() { return Policy{"console", {}}; }
 
@@ -256,12 +264,14 @@ const Policy* device_policy(std::string_view kind) {
   static const Policy net = make_net();
   static const Policy net_vhost = make_net_vhost();
   static const Policy vsock = make_vsock();
+  static const Policy vsock_user = make_vsock_user();
   if (kind == block.kind) return &block;
   if (kind == net.kind) return &net;
   if (kind == net_vhost.kind) return &net_vhost;
   if (kind == console.kind) return &console;
   if (kind == rng.kind) return &rng;
   if (kind == vsock.kind) return &vsock;
+  if (kind == vsock_user.kind) return &vsock_user;
   return nullptr;
 }
 

@@ -119,7 +119,7 @@ void check_policy(const std::string& kind, const Policy& policy, const Policy& c
 
 TEST_CASE("each device policy lets its calls through and kills them with a perturbed argument", "[sandbox]") {
   const Policy& common = crosvm::sandbox::common_policy();
-  for (const char* kind : {"block", "rng", "console", "net", "net-vhost", "vsock"}) {
+  for (const char* kind : {"block", "rng", "console", "net", "net-vhost", "vsock", "vsock-user"}) {
     const Policy* own = crosvm::sandbox::device_policy(kind);
     REQUIRE(own != nullptr);
     check_policy(kind, common, common, *own);
@@ -129,7 +129,7 @@ TEST_CASE("each device policy lets its calls through and kills them with a pertu
 }
 
 TEST_CASE("what no device may do kills it", "[sandbox]") {
-  for (const char* kind : {"block", "rng", "console", "net", "net-vhost", "vsock"}) {
+  for (const char* kind : {"block", "rng", "console", "net", "net-vhost", "vsock", "vsock-user"}) {
     INFO(kind);
     CHECK(killed_by(run_filtered(kind, [] { return ::socket(AF_INET, SOCK_STREAM, 0) >= 0 ? 1 : 2; }), SIGSYS));
     CHECK(killed_by(run_filtered(kind, [] { return ::socket(AF_UNIX, SOCK_STREAM, 0) >= 0 ? 1 : 2; }), SIGSYS));
@@ -151,7 +151,7 @@ TEST_CASE("what no device may do kills it", "[sandbox]") {
 }
 
 TEST_CASE("under a device policy files cannot be opened, threads start and abort() aborts", "[sandbox]") {
-  for (const char* kind : {"block", "rng", "console", "net", "net-vhost", "vsock"}) {
+  for (const char* kind : {"block", "rng", "console", "net", "net-vhost", "vsock", "vsock-user"}) {
     INFO(kind);
     CHECK(survived(run_filtered(kind, [] {
       const int fd = ::open("/etc/passwd", O_RDONLY | O_CLOEXEC);

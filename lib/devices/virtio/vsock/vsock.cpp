@@ -2,6 +2,10 @@
 
 #include <fmt/format.h>
 
+#include "base/unix_socket.h"
+#include "devices/virtio/vsock/host_side.h"
+#include "devices/virtio/vsock/user_vsock.h"
+
 namespace crosvm::virtio {
 
 Vsock::Vsock(std::string name, uint64_t cid, std::unique_ptr<VhostVsock> vhost, const Logger& logger)
@@ -49,12 +53,18 @@ namespace {
 constexpr const char* kDefaultDevice = "/dev/vhost-vsock";
 constexpr uint64_t kLargestCid = 0xfffffffeull;
 
+constexpr uint64_t kUserspaceDefaultCid = 3;
+
 constexpr DeviceKey kVsockKeys[] = {
-    {"cid", "the guest's context id, 3 or above, unique on the host (a bare number means the same)"},
+    {"cid", "the guest's context id, 3 or above, unique on the host (a bare number means the same); "
+            "with socket=, 3 unless given"},
     {"device", "the kernel's vhost-vsock device (default /dev/vhost-vsock)"},
+    {"socket", "a userspace vsock instead of the kernel's, needing no root: host programs connect to this Unix "
+               "socket and write \"CONNECT <port>\\n\"; the guest's connections to host port P reach PATH_P"},
 };
 
 Result<uint64_t> cid_of(const DeviceOptions& options) {
+  if (!options.text("cid") && options.text("socket")) return kUserspaceDefaultCid;
   if (!options.text("cid")) return options.invalid("needs cid=N (the guest's context id, 3 or above)");
   const uint64_t cid = CROSVM_TRY(options.number("cid", 0, UINT64_MAX, 0));
   if (reserved_vsock_cid(cid)) {
@@ -69,15 +79,33 @@ Result<uint64_t> cid_of(const DeviceOptions& options) {
 
 const VirtioKind kVsockKind{
     .name = "vsock",
-    .summary = "a virtio-vsock on the kernel's vhost-vsock: sockets between the guest's CID and the host's (2)",
+    .summary = "a virtio-vsock: sockets between the guest's CID and the host's (2), on the kernel's vhost-vsock or, with "
+               "socket=, in userspace without root",
     .keys = kVsockKeys,
     .positional = "cid",
     .check = [](const DeviceOptions& options) -> Result<void> {
       CROSVM_TRY(cid_of(options));
+      if (auto socket = options.text("socket")) {
+        if (options.text("device")) return options.invalid("takes device= (the kernel's) or socket= (userspace), not both");
+        if (auto address = unix_socket_address(vsock::port_path(*socket, UINT32_MAX), "vsock socket"); !address) {
+          return options.invalid(fmt::format("socket= {}: too long for a Unix socket with a port's \"_4294967295\" "
+                                             "after it",
+                                             *socket));
+        }
+      }
       return {};
     },
-    .open = [](DeviceOptions& options, const Logger&) -> Result<OpenedResources> {
+    .open = [](DeviceOptions& options, const Logger& logger) -> Result<OpenedResources> {
       OpenedResources opened;
+      if (auto socket = options.text("socket")) {
+        if (!options.text("cid")) options.set("cid", std::to_string(kUserspaceDefaultCid));
+        auto side = vsock::HostSide::open(*socket, logger);
+        if (!side) return make_error(side.error().code, "vsock: {}", side.error().message);
+        opened.fds.push_back({"vsock-listen", (*side)->take_listener()});
+        opened.fds.push_back({"vsock-broker", (*side)->take_broker()});
+        opened.companions.push_back(std::move(*side));
+        return opened;
+      }
       opened.fds.push_back({"vhost-vsock", CROSVM_TRY(VhostVsock::open_device(
                                                options.text("device").value_or(kDefaultDevice),
                                                CROSVM_TRY(cid_of(options))))});
@@ -86,6 +114,14 @@ const VirtioKind kVsockKind{
     .create = [](const DeviceOptions& options, DeviceEnvironment& environment)
         -> Result<std::shared_ptr<VirtioDevice>> {
       const uint64_t cid = CROSVM_TRY(cid_of(options));
+      if (UniqueFd listener = environment.take_fd("vsock-listen")) {
+        UniqueFd broker = environment.take_fd("vsock-broker");
+        if (!broker) return options.invalid("no broker was opened for the userspace vsock");
+        auto device = CROSVM_TRY(UserVsock::create(fmt::format("virtio-vsock {} (cid {}, userspace)", environment.index,
+                                                               cid),
+                                                   cid, std::move(listener), std::move(broker), environment.logger));
+        return std::shared_ptr<VirtioDevice>(std::move(device));
+      }
       UniqueFd device = environment.take_fd("vhost-vsock");
       if (!device) return options.invalid("no vhost-vsock device was opened for the device");
       auto vhost = CROSVM_TRY(VhostVsock::create(std::move(device), "vhost-vsock"));
@@ -94,8 +130,12 @@ const VirtioKind kVsockKind{
                                                                    cid, std::move(vhost), environment.logger));
     },
     .describe = [](const DeviceOptions& options, uint32_t index) -> std::string {
-      return fmt::format("vsock{} (virtio-vsock, cid {}, vhost-vsock)", index == 0 ? "" : std::to_string(index),
-                         options.text("cid").value_or("?"));
+      const std::string name = index == 0 ? "vsock" : fmt::format("vsock{}", index);
+      if (auto socket = options.text("socket")) {
+        return fmt::format("{} (virtio-vsock, cid {}, userspace on {})", name, options.text("cid").value_or("3"),
+                           *socket);
+      }
+      return fmt::format("{} (virtio-vsock, cid {}, vhost-vsock)", name, options.text("cid").value_or("?"));
     },
 };
 

@@ -51,7 +51,8 @@ class Vsock final : public QueueDevice {
 };
 
 // "vsock" in the registry: cid= (or the CID alone, as crosvm's --vsock 3),
-// device= (the vhost-vsock device, default /dev/vhost-vsock).
+// device= (the vhost-vsock device, default /dev/vhost-vsock), or socket=
+// for the userspace vsock (user_vsock.h) instead.
 extern const VirtioKind kVsockKind;
 
 }  // namespace crosvm::virtio
