@@ -346,6 +346,14 @@ CROSVM_EXPORT const char *crosvm_vm_control_socket_path(const crosvm_vm *vm);
  * CID; the guest reaches the host as CID 2. */
 CROSVM_EXPORT uint64_t crosvm_vm_vsock_cid(const crosvm_vm *vm);
 
+/* A userspace vsock's Unix socket (the "vsock" device's socket=), or ""
+ * when the VM has none (no vsock device, or the kernel's): a host program
+ * connects to it and writes "CONNECT <port>\n" to reach the guest's
+ * listener on that port, and listens on "<path>_<port>" for the guest's
+ * connections to host port <port>. Valid until the next call on this
+ * thread. */
+CROSVM_EXPORT const char *crosvm_vm_vsock_socket_path(const crosvm_vm *vm);
+
 /* CROSVM_CALLBACKS_ON_DISPATCH only: an fd that is readable while callbacks
  * wait to be dispatched (watch it for POLLIN; do not read or close it), and
  * the call that runs them on the calling thread and stores how many ran

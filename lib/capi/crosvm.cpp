@@ -513,6 +513,17 @@ uint64_t crosvm_vm_vsock_cid(const crosvm_vm* vm) {
   return vm->vm->vsock_cid();
 }
 
+const char* crosvm_vm_vsock_socket_path(const crosvm_vm* vm) {
+  if (vm == nullptr) return "";
+  thread_local std::string path;
+  try {
+    path = vm->vm->vsock_socket_path();
+  } catch (...) {
+    path.clear();
+  }
+  return path.c_str();
+}
+
 const char* crosvm_vm_control_socket_path(const crosvm_vm* vm) {
   if (vm == nullptr) return "";
   thread_local std::string path;

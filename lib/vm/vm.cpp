@@ -255,6 +255,13 @@ uint64_t Vm::vsock_cid() const {
   return 0;
 }
 
+std::string Vm::vsock_socket_path() const {
+  for (const DeviceOptions& device : config_.devices) {
+    if (device.kind() == "vsock") return device.text("socket").value_or("");
+  }
+  return "";
+}
+
 std::string Vm::control_socket_path() const { return control_server_ ? control_server_->path() : ""; }
 
 VmState Vm::state() const {

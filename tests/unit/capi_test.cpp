@@ -194,6 +194,7 @@ TEST_CASE("callback and control socket options are checked", "[capi]") {
   CHECK(crosvm_vm_get_state(nullptr) == CROSVM_STATE_STOPPED);
   CHECK(std::string(crosvm_vm_control_socket_path(nullptr)).empty());
   CHECK(crosvm_vm_vsock_cid(nullptr) == 0);
+  CHECK(std::string(crosvm_vm_vsock_socket_path(nullptr)).empty());
 }
 
 TEST_CASE("a control request is checked before anything is sent", "[capi]") {

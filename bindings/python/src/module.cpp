@@ -249,6 +249,7 @@ class Vm {
   std::string exit_message() const { return vm_ != nullptr ? crosvm_vm_exit_message(vm_) : ""; }
   std::string control_socket_path() const { return vm_ != nullptr ? crosvm_vm_control_socket_path(vm_) : ""; }
   uint64_t vsock_cid() const { return vm_ != nullptr ? crosvm_vm_vsock_cid(vm_) : 0; }
+  std::string vsock_socket_path() const { return vm_ != nullptr ? crosvm_vm_vsock_socket_path(vm_) : ""; }
 
   size_t write_input(bool virtio_console, uint32_t number, const py::bytes& data) {
     const std::string bytes = data;
@@ -424,6 +425,7 @@ PYBIND11_MODULE(_crosvm, m) {
       .def("control_socket_path", &Vm::control_socket_path)
       .def("write_input", &Vm::write_input)
       .def("vsock_cid", &Vm::vsock_cid)
+      .def("vsock_socket_path", &Vm::vsock_socket_path)
       .def("output", &Vm::output)
       .def("log", &Vm::log)
       .def("close", &Vm::close);
