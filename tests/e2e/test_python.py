@@ -74,14 +74,19 @@ def run(vm, command):
     return vm.serial.match.group(1).replace("\r\n", "\n")
 
 
-def test_a_python_harness_scripts_a_linux_guest(request, kernel, initramfs, tmp_path):
+@pytest.mark.parametrize("vsock", ["vhost-vsock", "userspace"])
+def test_a_python_harness_scripts_a_linux_guest(request, kernel, initramfs, tmp_path, vsock):
+    """The harness's vsock calls are the same on the kernel's vsock and on
+    the userspace one (a Unix socket, no root needed)."""
     image = tmp_path / "disk.img"
     image.write_bytes(b"crosvm" + b"\0" * (1 << 20))
     cid = 2000 + os.getpid() % 100000
+    vsock_socket = str(tmp_path / "vm.vsock")
     log = io.StringIO()
     config = crosvm.VmConfig(kernel=kernel, initrd=initramfs, memory_mib=256, vcpus=2,
                              params="console=ttyS0 reboot=k", disks=[image], virtio_consoles=[1],
-                             devices=[("vsock", f"cid={cid}")])
+                             devices=[("vsock", f"cid={cid}" if vsock == "vhost-vsock"
+                                       else f"cid={cid},socket={vsock_socket}")])
     with boot(request, config) as vm:
         vm.serial.logfile_read = log
         assert run(vm, "grep -c ^processor /proc/cpuinfo").strip() == "2"
@@ -97,6 +102,7 @@ def test_a_python_harness_scripts_a_linux_guest(request, kernel, initramfs, tmp_
         assert hvc0.expect_exact(["on-the-serial-console", "on-the-virtio-console"], timeout=HANG_GUARD) == 1
         # vsock: the host connects to a guest listener...
         assert vm.vsock.cid == cid
+        assert vm.vsock.socket_path == (None if vsock == "vhost-vsock" else vsock_socket)
         run(vm, "vsock-io echo 7000 1 >/tmp/echo.out 2>&1 & :")
         message = os.urandom(64 << 10)
         with vm.vsock.connect(7000, timeout=HANG_GUARD) as connection:
