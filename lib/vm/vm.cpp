@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "base/file_io.h"
+#include "devices/virtio/vsock/vsock.h"
 #include "vm/vcpu_kick.h"
 
 namespace crosvm {
@@ -249,7 +250,7 @@ control::Status Vm::status() const {
 uint64_t Vm::vsock_cid() const {
   for (const DeviceOptions& device : config_.devices) {
     if (device.kind() != "vsock") continue;
-    auto cid = device.number("cid", 0, UINT64_MAX, 0);  // checked when the device was added
+    auto cid = virtio::vsock_guest_cid(device);  // checked when the device was added
     return cid ? *cid : 0;
   }
   return 0;

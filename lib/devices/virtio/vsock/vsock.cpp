@@ -77,6 +77,8 @@ Result<uint64_t> cid_of(const DeviceOptions& options) {
 
 }  // namespace
 
+Result<uint64_t> vsock_guest_cid(const DeviceOptions& options) { return cid_of(options); }
+
 const VirtioKind kVsockKind{
     .name = "vsock",
     .summary = "a virtio-vsock: sockets between the guest's CID and the host's (2), on the kernel's vhost-vsock or, with "

@@ -55,4 +55,8 @@ class Vsock final : public QueueDevice {
 // for the userspace vsock (user_vsock.h) instead.
 extern const VirtioKind kVsockKind;
 
+// The guest's CID a "vsock" device's options give it (cid=, or 3 for a
+// userspace vsock without one).
+Result<uint64_t> vsock_guest_cid(const DeviceOptions& options);
+
 }  // namespace crosvm::virtio
