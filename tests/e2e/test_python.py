@@ -25,9 +25,12 @@ INIT_REACHED = "crosvm-e2e: init reached"
 HANG_GUARD = 240
 
 
-def test_the_harness_example_checks_uname(request, kernel, initramfs):
-    command = [sys.executable, str(SOURCE / "examples" / "harness.py"), kernel, initramfs,
-               "--prompt", r"guest# $", "--memory", "256",
+def test_the_harness_example_asks_uname_over_vsock_without_root(request, kernel, initramfs,
+                                                                 unprivileged_dir):  # noqa: F811
+    """examples/harness.py, run by nobody: the console for the prompt, the
+    userspace vsock for its command."""
+    command = [*NOBODY, sys.executable, str(SOURCE / "examples" / "harness.py"), kernel, initramfs,
+               "--prompt", r"guest# $", "--memory", "256", "--agent", "vsock-io serve 1024 sh",
                "--timeout", str(NESTED_BOOT_LIMIT if NESTED else HANG_GUARD)]
     env = dict(os.environ, PYTHONPATH=PYTHONPATH)
     for attempt in range(NESTED_BOOT_ATTEMPTS if NESTED else 1):
@@ -40,7 +43,7 @@ def test_the_harness_example_checks_uname(request, kernel, initramfs):
         record_retry(request.node.nodeid, what, result.stderr[-3000:] or "(nothing on stderr)")
     assert result.returncode == 0, result.stdout + result.stderr
     version = os.path.basename(kernel).removeprefix("vmlinuz-")
-    assert f"the guest runs Linux {version}" in result.stdout
+    assert f"the guest runs Linux {version} (asked over vsock)" in result.stdout
     assert "the guest stopped: poweroff" in result.stdout
 
 

@@ -7,6 +7,10 @@
 //   vsock-io echo PORT COUNT     accepts COUNT connections, each echoed by a
 //                                process of its own until its peer closes;
 //                                prints "echoed COUNT" once all are done
+//   vsock-io serve PORT COMMAND  accepts connections for ever, each running
+//                                sh -c COMMAND with the connection as its
+//                                stdin, stdout and stderr (a command
+//                                channel, as socat's EXEC)
 //
 // Relaying copies stdin to the socket (shutting down the socket's sending
 // side at stdin's end) and the socket to stdout, until both have ended.
@@ -15,6 +19,7 @@
 #include <fcntl.h>
 #include <linux/vm_sockets.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,6 +169,24 @@ int main(int argc, char** argv) {
     printf(failed == 0 ? "echoed %u\n" : "echo failed on %u\n", failed == 0 ? count : failed);
     return failed == 0 ? 0 : 1;
   }
-  fprintf(stderr, "usage: vsock-io cid | listen PORT | connect CID PORT | echo PORT COUNT\n");
+  if (argc == 4 && strcmp(argv[1], "serve") == 0) {
+    signal(SIGCHLD, SIG_IGN);  // children are reaped by the kernel
+    int fd = listener(parse_number(argv[2]), 16);
+    for (;;) {
+      int connection = accept_one(fd);
+      pid_t child = fork();
+      if (child < 0) die("fork");
+      if (child == 0) {
+        close(fd);
+        for (int target = 0; target < 3; ++target) {
+          if (dup2(connection, target) < 0) die("dup2");
+        }
+        execl("/bin/sh", "sh", "-c", argv[3], (char*)NULL);
+        die("exec /bin/sh");
+      }
+      close(connection);
+    }
+  }
+  fprintf(stderr, "usage: vsock-io cid | listen PORT | connect CID PORT | echo PORT COUNT | serve PORT COMMAND\n");
   return 2;
 }
