@@ -4,7 +4,9 @@
 # virtio modules and runs blkbench on /dev/vda; then it powers off.
 # With crosvm_bench.net=ADDRESS/PREFIX (a TAP) or crosvm_bench.net=dhcp
 # (passt) it brings eth0 up, starts iperf3's server (port 5201) and netrr's
-# (5202), says so, and waits for the host to end the VM.
+# (5202), says so, and waits for the host to end the VM. With
+# crosvm_bench.vsock=1 it starts vsockbench's server on vsock port 5300,
+# says so, and waits likewise.
 /bin/busybox echo "crosvm-bench: init reached"
 /bin/busybox mkdir -p /proc /sys /dev
 /bin/busybox mount -t proc proc /proc
@@ -18,12 +20,23 @@ load_modules() {
 }
 block=
 net=
+vsock=
 for word in $(/bin/busybox cat /proc/cmdline); do
   case "$word" in
     crosvm_bench.block=*) block=${word#crosvm_bench.block=} ;;
     crosvm_bench.net=*) net=${word#crosvm_bench.net=} ;;
+    crosvm_bench.vsock=*) vsock=${word#crosvm_bench.vsock=} ;;
   esac
 done
+if [ -n "$vsock" ]; then
+  load_modules
+  tries=0
+  while [ ! -e /dev/vsock ] && [ $tries -lt 200 ]; do /bin/busybox sleep 0.1; tries=$((tries + 1)); done
+  /bin/vsockbench server 5300 &
+  # The host's client tries again until the server listens.
+  echo "crosvm-bench: vsock ready"
+  while true; do /bin/busybox sleep 3600; done
+fi
 if [ -n "$net" ]; then
   load_modules
   tries=0

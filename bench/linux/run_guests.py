@@ -24,6 +24,11 @@ For each run, in an order that rotates between runs (each VMM first in turn):
           ours on passt (in a namespace of its own that stands for a host,
           the guest's ports forwarded to its loopback); the net guest boots
           its own initramfs (iperf3 and netrr in it);
+  vsock   the same guest with a vsock device and vsockbench's server:
+          64 MiB host -> guest and guest -> host, then a new connection
+          per one-byte round trip for the run's seconds; ours on the
+          kernel's vhost-vsock, QEMU's vhost-vsock-pci, and ours on the
+          userspace vsock (its Unix socket, in the VMM and jailed);
   sandbox ours again with the devices jailed (crosvm-launch's default:
           boot with a jailed rng, block with a jailed disk), beside ours
           with --disable-sandbox; its memory adds each device process's
@@ -68,6 +73,11 @@ GUEST_IP = "10.0.2.15"
 GUEST_MAC = "52:54:00:12:34:56"
 IPERF_PORT, RR_PORT = 5201, 5202
 NET_VMMS = ["crosvm", "crosvm-vhost-net", "qemu", "qemu-vhost-net", "crosvm-passt"]
+VSOCK_READY = b"crosvm-bench: vsock ready"
+VSOCK_PORT = 5300
+VSOCK_CID = 3  # one VM at a time: the kernel frees the CID with its VMM
+VSOCK_MIB = 64
+VSOCK_VMMS = ["crosvm-vhost-vsock", "qemu-vhost-vsock", "crosvm-user-vsock", "crosvm-user-vsock-sandboxed"]
 
 
 def crosvm_command(launcher: str, kernel: str, initramfs: str, params: str, disk: str | None,
@@ -83,14 +93,14 @@ def crosvm_command(launcher: str, kernel: str, initramfs: str, params: str, disk
 
 
 def qemu_command(qemu: list[str], kernel: str, initramfs: str, params: str, disk: str | None,
-                 tap_vhost: bool | None = None) -> list[str]:
+                 tap_vhost: bool | None = None, vsock_cid: int | None = None) -> list[str]:
     # microvm as QEMU's documentation recommends for fast boots (no option
     # ROMs), with the ISA serial port the guest's console is on; PCIe only
     # when there is a virtio-blk-pci disk or a virtio-net-pci NIC (on the
     # TAP, with `tap_vhost` saying whether vhost-net carries it) to put on
     # it. `qemu`: the program and where its firmware is.
     nic = tap_vhost is not None
-    machine = "microvm,x-option-roms=off" + (",pcie=on" if disk or nic else "")
+    machine = "microvm,x-option-roms=off" + (",pcie=on" if disk or nic or vsock_cid else "")
     command = qemu + ["-M", machine, "-enable-kvm", "-cpu", "host",
                "-m", str(MEMORY_MIB), "-smp", "1", "-nodefaults", "-no-user-config",
                "-display", "none", "-serial", "stdio", "-no-reboot",
@@ -101,6 +111,8 @@ def qemu_command(qemu: list[str], kernel: str, initramfs: str, params: str, disk
     if nic:
         command += ["-netdev", f"tap,id=net0,ifname={TAP},script=no,downscript=no,vhost={'on' if tap_vhost else 'off'}",
                     "-device", f"virtio-net-pci,netdev=net0,mac={GUEST_MAC},romfile="]
+    if vsock_cid:
+        command += ["-device", f"vhost-vsock-pci,guest-cid={vsock_cid},romfile="]
     return command
 
 
@@ -341,6 +353,41 @@ def net_once(vmm: str, args) -> dict:
         guest.stop()
 
 
+def vsock_once(vmm: str, args) -> dict:
+    with tempfile.TemporaryDirectory(prefix="crosvm-bench-") as directory:
+        params = f"{PARAMS} crosvm_bench.vsock=1"
+        if vmm == "qemu-vhost-vsock":
+            command = qemu_command(args.qemu, args.kernel, args.net_initramfs, params, None, vsock_cid=VSOCK_CID)
+            target = f"vsock:{VSOCK_CID}"
+        else:
+            command = crosvm_command(args.launcher, args.kernel, args.net_initramfs, params, None,
+                                     sandbox=vmm.endswith("-sandboxed"))
+            if vmm == "crosvm-vhost-vsock":
+                option, target = f"cid={VSOCK_CID}", f"vsock:{VSOCK_CID}"
+            else:
+                path = os.path.join(directory, "vm.vsock")
+                option, target = f"socket={path}", f"unix:{path}"
+            command[-1:-1] = ["--vsock", option]
+        guest = Guest(command, args.env)
+        try:
+            if guest.wait_for(VSOCK_READY, BOOT_LIMIT * 2) is None:
+                return {"failed": f"the guest's vsock never came up (exit {guest.process.poll()}): {guest.tail()}"}
+            try:
+                ran = subprocess.run([args.vsockbench, "client", target, str(VSOCK_PORT), str(VSOCK_MIB),
+                                      str(args.net_seconds)], capture_output=True, text=True,
+                                     timeout=args.net_seconds + 180)
+            except subprocess.TimeoutExpired:
+                return {"failed": f"console: {guest.tail()[-500:]}\nvsockbench timed out"}
+            found = re.search(r"host_to_guest_mib_s=([\d.]+) guest_to_host_mib_s=([\d.]+) connect_echo_us=([\d.]+)",
+                              ran.stdout)
+            if ran.returncode != 0 or not found:
+                return {"failed": f"console: {guest.tail()[-500:]}\nvsockbench failed: {ran.stderr.strip()[-200:]}"}
+            return {"host_to_guest_mib_s": float(found.group(1)), "guest_to_host_mib_s": float(found.group(2)),
+                    "connect_echo_us": float(found.group(3))}
+        finally:
+            guest.stop()
+
+
 def measure(kind, vmm: str, args, failures: list) -> dict | None:
     for attempt in range(ATTEMPTS):
         result = kind(vmm, args)
@@ -360,6 +407,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--net-initramfs", required=True)
     parser.add_argument("--netrr", required=True)
+    parser.add_argument("--vsockbench", required=True)
     parser.add_argument("--net-seconds", type=float, default=10)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
@@ -372,12 +420,14 @@ def main() -> int:
     args.kernel, args.initramfs = stage.file(args.kernel), stage.file(args.initramfs)
     args.net_initramfs = stage.file(args.net_initramfs)
     args.netrr = stage.program(args.netrr)
+    args.vsockbench = stage.program(args.vsockbench)
     args.env = stage.environment()
     # The jailed devices' helper, staged beside the launcher's copy.
     args.env["CROSVM_DEVICE_HELPER"] = stage.program(os.path.join(args.build, "lib", "crosvm-device"))
 
-    names = ["crosvm", "qemu", "crosvm-vhost-user", "crosvm-sandboxed", "crosvm-sandboxed-never", *NET_VMMS]
-    results = {name: {"boot": [], "block": [], "net": []} for name in names}
+    names = ["crosvm", "qemu", "crosvm-vhost-user", "crosvm-sandboxed", "crosvm-sandboxed-never", *NET_VMMS,
+             *VSOCK_VMMS]
+    results = {name: {"boot": [], "block": [], "net": [], "vsock": []} for name in names}
     failures: list = []
     qemu_version = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True,
                                   text=True).stdout.splitlines()[0]
@@ -407,6 +457,10 @@ def main() -> int:
                 result = measure(net_once, vmm, args, failures)
                 if result:
                     results[vmm]["net"].append(result)
+            for vmm in rotated(VSOCK_VMMS, run):
+                result = measure(vsock_once, vmm, args, failures)
+                if result:
+                    results[vmm]["vsock"].append(result)
             print(f"run_guests: run {run + 1} of {args.runs} done", file=sys.stderr, flush=True)
     finally:
         remove_namespaces()
@@ -416,7 +470,7 @@ def main() -> int:
     with open(args.out, "w") as out:
         json.dump({"results": results, "failures": failures, "qemu_version": qemu_version,
                    "params": PARAMS, "memory_mib": MEMORY_MIB, "shmem_enabled": shmem, "block_mib": BLOCK_MIB,
-                   "random_reads": RANDOM_READS, "net_seconds": args.net_seconds, "kernel": kernel, "staged": stage.enabled,
+                   "random_reads": RANDOM_READS, "net_seconds": args.net_seconds, "vsock_mib": VSOCK_MIB, "kernel": kernel, "staged": stage.enabled,
                    "cpu": cpu_model()}, out, indent=1)
     stage.close()
     return 0
