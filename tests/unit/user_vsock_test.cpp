@@ -6,12 +6,14 @@
 #include <catch2/catch.hpp>
 
 #include <poll.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <string>
@@ -90,6 +92,20 @@ std::string read_exactly(int fd, size_t length) {
   return bytes;
 }
 
+// CPU seconds this process (the device's worker among its threads) spends
+// while the test sleeps `seconds`: a device that spins spends them all.
+double cpu_while_sleeping(double seconds) {
+  auto cpu = [] {
+    rusage usage{};
+    ::getrusage(RUSAGE_SELF, &usage);
+    return static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+           static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+  };
+  const double before = cpu();
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  return cpu() - before;
+}
+
 struct Received {
   PacketHeader header{};
   std::string payload;
@@ -128,10 +144,10 @@ struct Fixture {
     const uint64_t one = 1;
     REQUIRE(::write(kicks.at(queue), &one, sizeof(one)) == sizeof(one));
   }
-  void post_receive_buffers(int count) {
+  void post_receive_buffers(int count, uint32_t length = kReceiveBuffer) {
     for (int i = 0; i < count; ++i) {
       const auto head = static_cast<uint16_t>(posted++ % kSize);
-      receive.descriptor(head, kReceiveData + uint64_t{head} * 0x1000, kReceiveBuffer, kWrite);
+      receive.descriptor(head, kReceiveData + uint64_t{head} * 0x1000, length, kWrite);
       receive.offer(head);
     }
     kick(UserVsock::kReceiveQueue);
@@ -382,6 +398,67 @@ TEST_CASE("while the guest posts no buffer the host's bytes wait, and none is lo
   fixture.post_receive_buffers(8);
   while (got.size() < bytes.size()) got += fixture.next_packet().payload;
   CHECK(got == bytes);
+}
+
+TEST_CASE("a host program that stops halfway through CONNECT costs no CPU, and is served when it goes on",
+          "[vsock-user]") {
+  Fixture fixture;
+  fixture.post_receive_buffers(8);
+  UniqueFd stream = connect_unix(fixture.path);
+  write_all(stream.get(), "CONN");
+  CHECK(cpu_while_sleeping(0.5) < 0.25);
+  write_all(stream.get(), "ECT 77\nfirst bytes");
+  const Received request = fixture.next_packet();
+  CHECK(request.header.op == static_cast<uint16_t>(Op::kRequest));
+  CHECK(request.header.dst_port == 77);
+  fixture.send(fixture.from_guest(Op::kResponse, 77, request.header.src_port));
+  CHECK(read_exactly(stream.get(), fmt::format("OK {}\n", request.header.src_port).size()) ==
+        fmt::format("OK {}\n", request.header.src_port));
+  CHECK(fixture.next_packet().payload == "first bytes");  // what followed the line is the connection's
+  // A line that never ends is refused at its limit.
+  UniqueFd endless = connect_unix(fixture.path);
+  write_all(endless.get(), std::string(40, 'C'));
+  CHECK(read_some(endless.get(), 16).empty());
+}
+
+TEST_CASE("receive buffers with room for a header alone carry no data and cost no CPU", "[vsock-user]") {
+  Fixture fixture;
+  fixture.post_receive_buffers(1);  // for the REQUEST
+  auto [stream, host_port] = fixture.host_connects(4, 4);
+  fixture.post_receive_buffers(3, sizeof(PacketHeader));
+  write_all(stream.get(), "data");
+  REQUIRE(eventually([&] { return fixture.receive.used_index() == static_cast<uint16_t>(fixture.taken + 3); }));
+  for (int i = 0; i < 3; ++i) CHECK(fixture.receive.used(static_cast<uint16_t>(fixture.taken++)).length == 0);
+  CHECK(cpu_while_sleeping(0.5) < 0.25);
+  fixture.post_receive_buffers(1);
+  CHECK(fixture.next_packet().payload == "data");
+}
+
+TEST_CASE("a guest that posts no buffers and opens and resets connections queues nothing for them",
+          "[vsock-user]") {
+  Fixture fixture;  // no receive buffer at all
+  UniqueFd listener = listen_unix(port_path(fixture.path, 9));
+  std::atomic<bool> done{false};
+  std::thread host([&] {
+    while (!done) {
+      pollfd ready{listener.get(), POLLIN, 0};
+      if (::poll(&ready, 1, 50) == 1) UniqueFd accepted(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    }
+  });
+  // One connection stays, its RESPONSE waiting first in line.
+  fixture.send(fixture.from_guest(Op::kRequest, 999, 9));
+  REQUIRE(eventually([&] { return fixture.vsock->waiting_packets() == 1; }));
+  for (uint32_t port = 1000; port < 1200; ++port) {
+    fixture.send(fixture.from_guest(Op::kRequest, port, 9));
+    // Connected: a RESPONSE waits for a buffer...
+    REQUIRE(eventually([&] { return fixture.vsock->waiting_packets() == 2; }));
+    // ...and goes with the connection when the guest resets it.
+    fixture.send(fixture.from_guest(Op::kReset, port, 9));
+    REQUIRE(fixture.vsock->waiting_packets() == 1);
+  }
+  done = true;
+  host.join();
+  CHECK(fixture.vsock->connection_count() == 1);
 }
 
 TEST_CASE("a reset of the driver closes every host stream", "[vsock-user]") {

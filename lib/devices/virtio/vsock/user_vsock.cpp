@@ -81,6 +81,7 @@ struct UserVsock::Connection {
   bool guest_no_receive = false;
   unsigned owed = 0;
   uint32_t watched = 0;  // the epoll events registered; 0: not registered
+  std::string line;      // kConnectLine: what came of "CONNECT <port>" so far
 
   size_t pending_bytes() const { return pending.size() - pending_head; }
 };
@@ -119,6 +120,11 @@ void UserVsock::read_config(uint64_t offset, std::span<uint8_t> data) {
 size_t UserVsock::connection_count() {
   std::lock_guard lock(worker().lock());
   return connections_.size();
+}
+
+size_t UserVsock::waiting_packets() {
+  std::lock_guard lock(worker().lock());
+  return resets_.size() + control_ready_.size();
 }
 
 uint64_t UserVsock::buffered_bytes() {
@@ -392,27 +398,39 @@ void UserVsock::take_broker_answers() {
 }
 
 void UserVsock::read_connect_line(Connection& connection) {
+  // What came is taken (never left for the level-triggered epoll to report
+  // again and again), up to the newline: what follows it is the
+  // connection's first bytes.
   char line[kConnectLineMax];
-  const ssize_t peeked = ::recv(connection.stream.get(), line, sizeof(line), MSG_PEEK | MSG_DONTWAIT);
+  const size_t room = kConnectLineMax - connection.line.size();
+  const ssize_t peeked = ::recv(connection.stream.get(), line, room, MSG_PEEK | MSG_DONTWAIT);
   if (peeked < 0 && (errno == EAGAIN || errno == EINTR)) return;
   if (peeked <= 0) {
     close(connection, false);
     return;
   }
   const auto* end = static_cast<const char*>(std::memchr(line, '\n', static_cast<size_t>(peeked)));
-  if (end == nullptr) {
-    if (static_cast<size_t>(peeked) == sizeof(line)) close(connection, false);  // no line of ours
-    return;                                                                        // the rest is coming
-  }
-  const size_t length = static_cast<size_t>(end - line);
-  const std::optional<uint32_t> port = parse_connect_line(std::string_view(line, length));
-  // Only the line: what follows is the connection's first bytes.
-  if (!port || ::recv(connection.stream.get(), line, length + 1, MSG_DONTWAIT) != static_cast<ssize_t>(length + 1)) {
-    report_limited(fmt::format("{}: a host program sent \"{}\", not \"CONNECT <port>\"", name(),
-                               std::string_view(line, length)));
+  const size_t taken = end == nullptr ? static_cast<size_t>(peeked) : static_cast<size_t>(end - line) + 1;
+  if (::recv(connection.stream.get(), line, taken, MSG_DONTWAIT) != static_cast<ssize_t>(taken)) {
     close(connection, false);
     return;
   }
+  connection.line.append(line, end == nullptr ? taken : taken - 1);
+  if (end == nullptr) {
+    if (connection.line.size() >= kConnectLineMax) {
+      report_limited(fmt::format("{}: a host program sent {} bytes without a newline, not \"CONNECT <port>\"",
+                                 name(), connection.line.size()));
+      close(connection, false);
+    }
+    return;  // the rest is coming
+  }
+  const std::optional<uint32_t> port = parse_connect_line(connection.line);
+  if (!port) {
+    report_limited(fmt::format("{}: a host program sent \"{}\", not \"CONNECT <port>\"", name(), connection.line));
+    close(connection, false);
+    return;
+  }
+  connection.line.clear();
   uint32_t host_port = 0;
   do {
     host_port = next_host_port_++;
@@ -436,9 +454,15 @@ void UserVsock::read_from_host(Connection& connection) {
     ChainWriter writer(memory(), buffer->chain->writable);
     const uint64_t room = std::min<uint64_t>({credit, writer.remaining() - kHeaderBytes, vsock::kMaxPayload});
     if (room == 0) {
-      // A buffer with room for a header alone: it carries a control packet.
-      held_buffer_ = std::move(buffer);
-      break;
+      // Room for a header alone: no data fits. It goes back unused (as a
+      // buffer too small for a header does), not held, or this stream
+      // would be reported readable again and again with nothing to do.
+      report_problem("vsock: a receive buffer with room for a packet header and no data");
+      if (ActiveQueue* queue = find_queue(kReceiveQueue); queue == nullptr || !complete(*queue, buffer->head, 0)) {
+        return;
+      }
+      ++delivered_;
+      continue;
     }
     ssize_t result = -1;
     if (writer.skip(kHeaderBytes)) {
@@ -532,6 +556,13 @@ void UserVsock::close(Connection& connection, bool reset_guest) {
     if (resets_.size() > kMaxQueuedResets) resets_.pop_front();
   }
   if (connection.watched != 0) ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, connection.stream.get(), nullptr);
+  // control_ready_ holds only open connections, so it is never longer than
+  // kMaxConnections however often a guest that posts no buffers opens and
+  // resets connections.
+  if (connection.owed != 0) {
+    control_ready_.erase(std::remove(control_ready_.begin(), control_ready_.end(), connection.id),
+                         control_ready_.end());
+  }
   if (connection.state != State::kConnectLine) by_ports_.erase(ports_key(connection.host_port, connection.guest_port));
   connections_.erase(connection.id);  // closes the stream
   if (listener_paused_) {

@@ -75,6 +75,8 @@ class UserVsock final : public QueueDevice {
   // For tests: connections open now, and the bytes they hold for the host.
   size_t connection_count();
   uint64_t buffered_bytes();
+  // Packets waiting for receive buffers: RSTs, and connections owing one.
+  size_t waiting_packets();
 
  private:
   struct Connection;
