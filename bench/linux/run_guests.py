@@ -470,7 +470,8 @@ def main() -> int:
     with open(args.out, "w") as out:
         json.dump({"results": results, "failures": failures, "qemu_version": qemu_version,
                    "params": PARAMS, "memory_mib": MEMORY_MIB, "shmem_enabled": shmem, "block_mib": BLOCK_MIB,
-                   "random_reads": RANDOM_READS, "net_seconds": args.net_seconds, "vsock_mib": VSOCK_MIB, "kernel": kernel, "staged": stage.enabled,
+                   "random_reads": RANDOM_READS, "net_seconds": args.net_seconds,
+                   "vsock_mib": VSOCK_MIB, "kernel": kernel, "staged": stage.enabled,
                    "cpu": cpu_model()}, out, indent=1)
     stage.close()
     return 0

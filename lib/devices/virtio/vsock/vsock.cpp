@@ -81,14 +81,16 @@ Result<uint64_t> vsock_guest_cid(const DeviceOptions& options) { return cid_of(o
 
 const VirtioKind kVsockKind{
     .name = "vsock",
-    .summary = "a virtio-vsock: sockets between the guest's CID and the host's (2), on the kernel's vhost-vsock or, with "
-               "socket=, in userspace without root",
+    .summary = "a virtio-vsock: sockets between the guest's CID and the host's (2), on the kernel's vhost-vsock "
+               "or, with socket=, in userspace without root",
     .keys = kVsockKeys,
     .positional = "cid",
     .check = [](const DeviceOptions& options) -> Result<void> {
       CROSVM_TRY(cid_of(options));
       if (auto socket = options.text("socket")) {
-        if (options.text("device")) return options.invalid("takes device= (the kernel's) or socket= (userspace), not both");
+        if (options.text("device")) {
+          return options.invalid("takes device= (the kernel's) or socket= (userspace), not both");
+        }
         if (auto address = unix_socket_address(vsock::port_path(*socket, UINT32_MAX), "vsock socket"); !address) {
           return options.invalid(fmt::format("socket= {}: too long for a Unix socket with a port's \"_4294967295\" "
                                              "after it",
