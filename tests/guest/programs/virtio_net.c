@@ -6,7 +6,6 @@
  * host's frame whole in the one buffer large enough for it. */
 #include "virtio_pci.h"
 
-#define QUEUE_SIZE 16
 #define NEXT 1
 #define WRITE 2
 
@@ -15,85 +14,16 @@
 #define FRAMES 0x900000ul  /* one page per descriptor */
 #define ETHERTYPE_LOCAL 0x88b5
 
-struct queue {
-  uint64_t ring;  /* descriptors, then avail (+0x1000), used (+0x2000) */
-  volatile uint16_t *notify;
-  uint16_t avail_index;
-  uint16_t used_seen;
-};
-
 static struct virtio_pci pci;
-static volatile uint8_t *common;
 static volatile uint8_t *device_config;
-static struct queue rx = {RX_RING, 0, 0, 0};
-static struct queue tx = {TX_RING, 0, 0, 0};
-
-#define COMMON8(off) (*(volatile uint8_t *)(common + (off)))
-#define COMMON16(off) (*(volatile uint16_t *)(common + (off)))
-#define COMMON32(off) (*(volatile uint32_t *)(common + (off)))
+static struct virtq rx = {RX_RING, 0, 0, 0};
+static struct virtq tx = {TX_RING, 0, 0, 0};
+static struct virtq *const queues[] = {&rx, &tx};
 
 static int map_capabilities(int slot) {
   if (virtio_pci_map(slot, &pci) != 0 || pci.device_config == 0) return -1;
-  common = pci.common;
   device_config = pci.device_config;
   return 0;
-}
-
-static void set_up_queue(uint16_t index, struct queue *queue) {
-  memset((void *)queue->ring, 0, 0x3000);
-  COMMON16(0x16) = index;
-  COMMON16(0x18) = QUEUE_SIZE;
-  COMMON32(0x20) = (uint32_t)queue->ring;
-  COMMON32(0x24) = 0;
-  COMMON32(0x28) = (uint32_t)(queue->ring + 0x1000);
-  COMMON32(0x2c) = 0;
-  COMMON32(0x30) = (uint32_t)(queue->ring + 0x2000);
-  COMMON32(0x34) = 0;
-  queue->notify = virtio_pci_queue_notify(&pci);
-  COMMON16(0x1c) = 1;
-}
-
-static int initialize(void) {
-  COMMON8(0x14) = 0;
-  COMMON8(0x14) = 1 | 2;
-  COMMON32(0x00) = 1;
-  if ((COMMON32(0x04) & 1) == 0) return -1; /* no VERSION_1 */
-  COMMON32(0x08) = 0;
-  COMMON32(0x0c) = 0;
-  COMMON32(0x08) = 1;
-  COMMON32(0x0c) = 1;
-  COMMON8(0x14) = 1 | 2 | 8;
-  if ((COMMON8(0x14) & 8) == 0) return -1;
-  set_up_queue(0, &rx);
-  set_up_queue(1, &tx);
-  COMMON8(0x14) = 1 | 2 | 8 | 4;
-  return (COMMON8(0x14) & 64) ? -1 : 0;
-}
-
-static void set_descriptor(struct queue *queue, int index, uint64_t address, uint32_t length, uint16_t flags,
-                           uint16_t next) {
-  volatile struct descriptor *table = (volatile struct descriptor *)queue->ring;
-  table[index].address = address;
-  table[index].length = length;
-  table[index].flags = flags;
-  table[index].next = next;
-}
-
-static void offer(struct queue *queue, uint16_t head) {
-  volatile uint16_t *avail = (volatile uint16_t *)(queue->ring + 0x1000);
-  avail[2 + queue->avail_index % QUEUE_SIZE] = head;
-  barrier();
-  avail[1] = ++queue->avail_index;
-  barrier();
-}
-
-/* Waits for the next used element (the test's hang guard bounds it). */
-static void next_used(struct queue *queue, uint32_t *id, uint32_t *length) {
-  while (*(volatile uint16_t *)(queue->ring + 0x2002) == queue->used_seen) barrier();
-  const volatile uint32_t *element = (volatile uint32_t *)(queue->ring + 0x2004 + 8 * (queue->used_seen % QUEUE_SIZE));
-  ++queue->used_seen;
-  *id = element[0];
-  *length = element[1];
 }
 
 static uint64_t frame_page(int index) { return FRAMES + 0x1000ul * (uint64_t)index; }
@@ -125,27 +55,27 @@ static void report(const char *what, uint32_t length) {
 static void transmit(void) {
   uint32_t id, length;
   /* A chain of 4 bytes: no room for the header. */
-  set_descriptor(&tx, 0, frame_page(0), 4, 0, 0);
-  offer(&tx, 0);
+  virtq_descriptor(&tx, 0, frame_page(0), 4, 0, 0);
+  virtq_offer(&tx, 0);
   /* TCPv4 segmentation, which was not negotiated. */
-  set_descriptor(&tx, 1, frame_page(1), make_frame(frame_page(1), 1, "crosvm-tx-bad"), 0, 0);
-  offer(&tx, 1);
+  virtq_descriptor(&tx, 1, frame_page(1), make_frame(frame_page(1), 1, "crosvm-tx-bad"), 0, 0);
+  virtq_offer(&tx, 1);
   /* A loop: 2 -> 3 -> 2. */
-  set_descriptor(&tx, 2, frame_page(2), 12, NEXT, 3);
-  set_descriptor(&tx, 3, frame_page(3), 60, NEXT, 2);
-  offer(&tx, 2);
+  virtq_descriptor(&tx, 2, frame_page(2), 12, NEXT, 3);
+  virtq_descriptor(&tx, 3, frame_page(3), 60, NEXT, 2);
+  virtq_offer(&tx, 2);
   /* A frame outside RAM. */
-  set_descriptor(&tx, 4, frame_page(4), 12, NEXT, 5);
-  set_descriptor(&tx, 5, 0xfffffff00000ull, 60, 0, 0);
-  offer(&tx, 4);
+  virtq_descriptor(&tx, 4, frame_page(4), 12, NEXT, 5);
+  virtq_descriptor(&tx, 5, 0xfffffff00000ull, 60, 0, 0);
+  virtq_offer(&tx, 4);
   /* The good one, header and frame in two descriptors. */
   make_frame(frame_page(6), 0, "crosvm-tx-ok");
-  set_descriptor(&tx, 6, frame_page(6), 12, NEXT, 7);
-  set_descriptor(&tx, 7, frame_page(6) + 12, 60, 0, 0);
-  offer(&tx, 6);
+  virtq_descriptor(&tx, 6, frame_page(6), 12, NEXT, 7);
+  virtq_descriptor(&tx, 7, frame_page(6) + 12, 60, 0, 0);
+  virtq_offer(&tx, 6);
   *tx.notify = 1;
   for (int i = 0; i < 5; ++i) {
-    next_used(&tx, &id, &length);
+    virtq_next_used(&tx, &id, &length);
     tg_puts("tx chain ");
     tg_put_dec(id);
     tg_puts(" returned\n");
@@ -156,19 +86,19 @@ static void receive(void) {
   uint32_t id, length;
   /* A buffer the device would have to read, one outside RAM, one too
    * small for any frame with its header, then one that fits. */
-  set_descriptor(&rx, 0, frame_page(8), 2048, 0, 0);
-  offer(&rx, 0);
-  set_descriptor(&rx, 1, 0xfffffff00000ull, 2048, WRITE, 0);
-  offer(&rx, 1);
-  set_descriptor(&rx, 2, frame_page(9), 20, WRITE, 0);
-  offer(&rx, 2);
+  virtq_descriptor(&rx, 0, frame_page(8), 2048, 0, 0);
+  virtq_offer(&rx, 0);
+  virtq_descriptor(&rx, 1, 0xfffffff00000ull, 2048, WRITE, 0);
+  virtq_offer(&rx, 1);
+  virtq_descriptor(&rx, 2, frame_page(9), 20, WRITE, 0);
+  virtq_offer(&rx, 2);
   memset((void *)frame_page(10), 0, 2048);
-  set_descriptor(&rx, 3, frame_page(10), 2048, WRITE, 0);
-  offer(&rx, 3);
+  virtq_descriptor(&rx, 3, frame_page(10), 2048, WRITE, 0);
+  virtq_offer(&rx, 3);
   *rx.notify = 0;
   tg_puts("rx ready\n");
   for (int i = 0; i < 4; ++i) {
-    next_used(&rx, &id, &length);
+    virtq_next_used(&rx, &id, &length);
     if (id != 3) {
       tg_puts("rx chain ");
       tg_put_dec(id);
@@ -186,7 +116,7 @@ static void receive(void) {
 void guest_main(const uint8_t *boot_params) {
   (void)boot_params;
   const int slot = pci_find(0x10411af4u);
-  if (slot < 0 || map_capabilities(slot) != 0 || initialize() != 0) {
+  if (slot < 0 || map_capabilities(slot) != 0 || virtio_pci_start(&pci, queues, 2) != 0) {
     tg_puts("no usable virtio-net device\n");
     return;
   }

@@ -8,7 +8,6 @@
  * good connection to the host carries bytes both ways and closes. */
 #include "virtio_pci.h"
 
-#define QUEUE_SIZE 16
 #define NEXT 1
 #define WRITE 2
 
@@ -35,85 +34,16 @@ struct __attribute__((packed)) header {
   uint32_t fwd_cnt;
 };
 
-struct queue {
-  uint64_t ring; /* descriptors, then avail (+0x1000), used (+0x2000) */
-  volatile uint16_t *notify;
-  uint16_t avail_index;
-  uint16_t used_seen;
-};
-
 static struct virtio_pci pci;
-static volatile uint8_t *common;
-static struct queue rx = {RX_RING, 0, 0, 0};
-static struct queue tx = {TX_RING, 0, 0, 0};
+static struct virtq rx = {RX_RING, 0, 0, 0};
+static struct virtq tx = {TX_RING, 0, 0, 0};
+static struct virtq *const queues[] = {&rx, &tx};
 static uint64_t guest_cid;
 static int next_slot;
 
-#define COMMON8(off) (*(volatile uint8_t *)(common + (off)))
-#define COMMON16(off) (*(volatile uint16_t *)(common + (off)))
-#define COMMON32(off) (*(volatile uint32_t *)(common + (off)))
-
-static void set_up_queue(uint16_t index, struct queue *queue) {
-  memset((void *)queue->ring, 0, 0x3000);
-  COMMON16(0x16) = index;
-  COMMON16(0x18) = QUEUE_SIZE;
-  COMMON32(0x20) = (uint32_t)queue->ring;
-  COMMON32(0x24) = 0;
-  COMMON32(0x28) = (uint32_t)(queue->ring + 0x1000);
-  COMMON32(0x2c) = 0;
-  COMMON32(0x30) = (uint32_t)(queue->ring + 0x2000);
-  COMMON32(0x34) = 0;
-  queue->notify = virtio_pci_queue_notify(&pci);
-  COMMON16(0x1c) = 1;
-}
-
-static int initialize(void) {
-  COMMON8(0x14) = 0;
-  COMMON8(0x14) = 1 | 2;
-  COMMON32(0x00) = 1;
-  if ((COMMON32(0x04) & 1) == 0) return -1; /* no VERSION_1 */
-  COMMON32(0x08) = 0;
-  COMMON32(0x0c) = 0;
-  COMMON32(0x08) = 1;
-  COMMON32(0x0c) = 1;
-  COMMON8(0x14) = 1 | 2 | 8;
-  if ((COMMON8(0x14) & 8) == 0) return -1;
-  set_up_queue(0, &rx);
-  set_up_queue(1, &tx);
-  COMMON8(0x14) = 1 | 2 | 8 | 4;
-  return (COMMON8(0x14) & 64) ? -1 : 0;
-}
-
-static void set_descriptor(struct queue *queue, int index, uint64_t address, uint32_t length, uint16_t flags,
-                           uint16_t next) {
-  volatile struct descriptor *table = (volatile struct descriptor *)queue->ring;
-  table[index].address = address;
-  table[index].length = length;
-  table[index].flags = flags;
-  table[index].next = next;
-}
-
-static void offer(struct queue *queue, uint16_t head) {
-  volatile uint16_t *avail = (volatile uint16_t *)(queue->ring + 0x1000);
-  avail[2 + queue->avail_index % QUEUE_SIZE] = head;
-  barrier();
-  avail[1] = ++queue->avail_index;
-  barrier();
-}
-
-/* Waits for the next used element (the test's hang guard bounds it). */
-static void next_used(struct queue *queue, uint32_t *id, uint32_t *length) {
-  while (*(volatile uint16_t *)(queue->ring + 0x2002) == queue->used_seen) barrier();
-  const volatile uint32_t *element =
-      (const volatile uint32_t *)(queue->ring + 0x2004 + 8 * (queue->used_seen % QUEUE_SIZE));
-  ++queue->used_seen;
-  *id = element[0];
-  *length = element[1];
-}
-
 static void post_receive_buffer(int index) {
-  set_descriptor(&rx, index, RX_BUFFERS + 0x1000ul * (uint64_t)index, 0x1000, WRITE, 0);
-  offer(&rx, (uint16_t)index);
+  virtq_descriptor(&rx, index, RX_BUFFERS + 0x1000ul * (uint64_t)index, 0x1000, WRITE, 0);
+  virtq_offer(&rx, (uint16_t)index);
 }
 
 static struct header packet(uint16_t op, uint32_t src_port, uint32_t len) {
@@ -134,25 +64,25 @@ static struct header packet(uint16_t op, uint32_t src_port, uint32_t len) {
  * payload: `chain_payload` bytes at +0x100, `text` or else `fill`); no
  * kick. */
 static void queue_packet(struct header h, uint32_t chain_payload, uint8_t fill, const char *text) {
-  const int slot = next_slot++ % (QUEUE_SIZE / 2);
+  const int slot = next_slot++ % (VIRTQ_SIZE / 2);
   const uint64_t at = TX_PACKETS + PACKET_STRIDE * (uint64_t)slot;
   *(volatile struct header *)at = h;
   const uint16_t head = (uint16_t)(2 * slot);
   if (chain_payload > 0) {
     memset((void *)(at + 0x100), fill, chain_payload);
     for (uint32_t i = 0; text != 0 && i < chain_payload; ++i) ((volatile char *)(at + 0x100))[i] = text[i];
-    set_descriptor(&tx, head, at, sizeof(h), NEXT, (uint16_t)(head + 1));
-    set_descriptor(&tx, head + 1, at + 0x100, chain_payload, 0, 0);
+    virtq_descriptor(&tx, head, at, sizeof(h), NEXT, (uint16_t)(head + 1));
+    virtq_descriptor(&tx, head + 1, at + 0x100, chain_payload, 0, 0);
   } else {
-    set_descriptor(&tx, head, at, sizeof(h), 0, 0);
+    virtq_descriptor(&tx, head, at, sizeof(h), 0, 0);
   }
-  offer(&tx, head);
+  virtq_offer(&tx, head);
 }
 
 static void transmit(int count) {
   uint32_t id, length;
   *tx.notify = 1;
-  for (int i = 0; i < count; ++i) next_used(&tx, &id, &length);
+  for (int i = 0; i < count; ++i) virtq_next_used(&tx, &id, &length);
 }
 
 static void send(struct header h, uint32_t chain_payload) {
@@ -163,7 +93,7 @@ static void send(struct header h, uint32_t chain_payload) {
 /* The next packet from the device; its buffer goes back to the ring. */
 static struct header receive(char *payload, uint32_t capacity) {
   uint32_t id, length;
-  next_used(&rx, &id, &length);
+  virtq_next_used(&rx, &id, &length);
   const uint64_t at = RX_BUFFERS + 0x1000ul * id;
   struct header h = *(const volatile struct header *)at;
   for (uint32_t i = 0; i < h.len && i + 1 < capacity; ++i) payload[i] = ((const volatile char *)at)[sizeof(h) + i];
@@ -197,7 +127,7 @@ void guest_main(const uint8_t *boot_params) {
   (void)boot_params;
   const int slot = pci_find(0x10531af4u);
   if (slot < 0 || virtio_pci_map(slot, &pci) != 0 || pci.device_config == 0 ||
-      (common = pci.common, initialize() != 0)) {
+      virtio_pci_start(&pci, queues, 2) != 0) {
     tg_puts("no usable virtio-vsock device\n");
     return;
   }
@@ -205,7 +135,7 @@ void guest_main(const uint8_t *boot_params) {
   tg_puts("cid ");
   tg_put_dec(guest_cid);
   tg_putc('\n');
-  for (int i = 0; i < QUEUE_SIZE; ++i) post_receive_buffer(i);
+  for (int i = 0; i < VIRTQ_SIZE; ++i) post_receive_buffer(i);
   *rx.notify = 0;
 
   send(packet(OP_RW, 101, 0), 0);        /* data of no bytes */
