@@ -160,9 +160,19 @@ Result<void> DeviceProcess::request(ControlRequest request, uint64_t value) {
   return {};
 }
 
+constexpr int kExitGraceMs = 500;
+
 DeviceProcess::~DeviceProcess() {
   if (watch_) watch_->stopped = true;
   if (reaped_ || (watch_ && watch_->reaped)) return;
+  // Its frontend has closed the socket by now: a device that keeps state
+  // for the host (a qcow2 disk's cached tables and the clusters it frees)
+  // writes it back and ends on its own. One that does not is killed.
+  pollfd entry{.fd = process_.pidfd.get(), .events = POLLIN, .revents = 0};
+  int ready;
+  do {
+    ready = ::poll(&entry, 1, kExitGraceMs);
+  } while (ready < 0 && errno == EINTR);
   if (auto ended = kill_and_reap(process_); !ended) logger_.error("{}: {}", name_, ended.error().message);
 }
 
