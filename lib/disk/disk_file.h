@@ -1,7 +1,7 @@
 // A disk image as a block device sees it: byte-addressed reads and writes
 // (scatter-gather, straight into guest memory), flush, discard and
-// write-zeroes, and the size. Raw images today; qcow2 fits behind the same
-// interface.
+// write-zeroes, and the size. Raw and qcow2 images (lib/disk/qcow2.h); the
+// format comes from the image's first bytes, never from its name.
 #pragma once
 
 #include <sys/uio.h>
@@ -10,6 +10,8 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "base/result.h"
 #include "base/unique_fd.h"
@@ -22,6 +24,7 @@ class DiskFile {
 
   virtual uint64_t size() const = 0;
   virtual bool read_only() const = 0;
+  virtual std::string_view format() const = 0;  // "raw" or "qcow2"
 
   // Reads or writes exactly the iovecs' total at `offset`; a short transfer
   // is an error. The caller keeps offset + length within size().
@@ -40,16 +43,38 @@ class DiskFile {
 struct OpenOptions {
   std::string path;
   bool read_only = false;
+  // qcow2: follow the image's backing file (read-only, and its own, at most
+  // kMaxBackingDepth deep, no file twice). Off by default: the name of a
+  // backing file is the image's choice, and following it reads a host file.
+  bool allow_backing = false;
 };
 
-// Opens a raw image. A writable image is write-locked (an OFD lock), a
-// read-only one read-locked, so no two VMMs can write an image at once and
-// none writes one that another reads.
-Result<std::unique_ptr<DiskFile>> open_raw(const OpenOptions& options);
-// The same in two steps, for a device in another process: the VMM opens,
-// checks and locks the image (open_raw_file), the device process adopts the
-// fd it was given (adopt_raw; `options.path` names it in messages).
-Result<UniqueFd> open_raw_file(const OpenOptions& options);
-Result<std::unique_ptr<DiskFile>> adopt_raw(UniqueFd fd, const OpenOptions& options);
+inline constexpr size_t kMaxBackingDepth = 8;
+
+// The image and its backing files, opened, checked and locked: a writable
+// image is write-locked (an OFD lock), a read-only one and every backing
+// file read-locked, so no two VMMs write an image at once and none writes
+// one that another reads. The lock belongs to the open file: a process the
+// fds are passed to (a device process) holds it as long as it keeps them.
+struct ImageFiles {
+  std::vector<UniqueFd> fds;  // the image, then each backing file in turn
+  std::string format;         // the image's: "raw" or "qcow2"
+  uint64_t size = 0;          // what the guest sees, in bytes
+};
+Result<ImageFiles> open_image_files(const OpenOptions& options);
+
+// A disk from the fds open_image_files gave (in a device process, which
+// opens nothing); `options.path` names it in messages.
+Result<std::unique_ptr<DiskFile>> adopt_image(std::vector<UniqueFd> fds, const OpenOptions& options);
+
+// Both steps in one process.
+Result<std::unique_ptr<DiskFile>> open_disk(const OpenOptions& options);
+
+// A raw image on an open file or block device (no lock taken here).
+Result<std::unique_ptr<DiskFile>> open_raw_disk(UniqueFd fd, std::string path, bool read_only);
+
+// The name of an image format other than raw whose signature `start` (the
+// file's first bytes) carries, or an empty view.
+std::string_view image_signature(std::span<const uint8_t> start);
 
 }  // namespace crosvm::disk

@@ -12,45 +12,10 @@
 
 #include "base/unique_fd.h"
 #include "disk/disk_file.h"
+#include "disk/disk_io.h"
 
 namespace crosvm::disk {
 namespace {
-
-// Moves every byte of `buffers` to or from `fd` at `offset`, resuming after
-// short transfers and EINTR.
-Result<void> transfer(int fd, uint64_t offset, std::span<const iovec> buffers, bool is_write,
-                      const std::string& path) {
-  std::vector<iovec> pending(buffers.begin(), buffers.end());
-  size_t first = 0;
-  while (first < pending.size()) {
-    if (pending[first].iov_len == 0) {
-      ++first;
-      continue;
-    }
-    const int count = static_cast<int>(std::min<size_t>(pending.size() - first, IOV_MAX));
-    const ssize_t done = is_write ? ::pwritev(fd, &pending[first], count, static_cast<off_t>(offset))
-                                  : ::preadv(fd, &pending[first], count, static_cast<off_t>(offset));
-    if (done < 0) {
-      if (errno == EINTR) continue;
-      return make_errno_error(ErrorCode::kIo, errno, "{} '{}' at byte {}", is_write ? "writing" : "reading",
-                              path, offset);
-    }
-    if (done == 0) {
-      return make_error(ErrorCode::kIo, "reading '{}' at byte {}: the image ends early", path, offset);
-    }
-    offset += static_cast<uint64_t>(done);
-    size_t left = static_cast<size_t>(done);
-    while (left > 0) {
-      iovec& piece = pending[first];
-      const size_t step = std::min(left, piece.iov_len);
-      piece.iov_base = static_cast<uint8_t*>(piece.iov_base) + step;
-      piece.iov_len -= step;
-      left -= step;
-      if (piece.iov_len == 0) ++first;
-    }
-  }
-  return {};
-}
 
 class RawDisk final : public DiskFile {
  public:
@@ -60,14 +25,28 @@ class RawDisk final : public DiskFile {
 
   uint64_t size() const override { return size_; }
   bool read_only() const override { return read_only_; }
+  std::string_view format() const override { return "raw"; }
 
   Result<void> read_at(uint64_t offset, std::span<const iovec> buffers) override {
-    return transfer(fd_.get(), offset, buffers, false, path_);
+    return transfer_at(fd_.get(), offset, buffers, false, path_);
   }
 
   Result<void> write_at(uint64_t offset, std::span<const iovec> buffers) override {
     CROSVM_TRY(writable());
-    return transfer(fd_.get(), offset, buffers, true, path_);
+    if (offset == 0) {
+      // The format is read from the first bytes: a guest that wrote another
+      // format's header there would have the next open read its disk as
+      // that format (a qcow2 header could name a host file as its backing
+      // file). Refused, as QEMU refuses it for a probed raw image.
+      uint8_t start[72] = {};
+      IovecCursor(buffers).copy_to(start, sizeof start);
+      if (const std::string_view format = image_signature(start); !format.empty()) {
+        return make_error(ErrorCode::kIo,
+                          "refusing a write of a {} header to the first sector of raw image '{}' (it would be "
+                          "read as {} when next opened)", format, path_, format);
+      }
+    }
+    return transfer_at(fd_.get(), offset, buffers, true, path_);
   }
 
   Result<void> flush() override {
@@ -95,7 +74,7 @@ class RawDisk final : public DiskFile {
     while (length > 0) {
       const size_t step = static_cast<size_t>(std::min<uint64_t>(length, zeros.size()));
       const iovec piece{const_cast<uint8_t*>(zeros.data()), step};
-      CROSVM_TRY(transfer(fd_.get(), offset, std::span(&piece, 1), true, path_));
+      CROSVM_TRY(transfer_at(fd_.get(), offset, std::span(&piece, 1), true, path_));
       offset += step;
       length -= step;
     }
@@ -131,17 +110,7 @@ class RawDisk final : public DiskFile {
 
 }  // namespace
 
-Result<UniqueFd> open_raw_file(const OpenOptions& options) {
-  UniqueFd fd(::open(options.path.c_str(), (options.read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC));
-  if (!fd) return make_errno_error(ErrorCode::kIo, errno, "disk image '{}'", options.path);
-  // Checked and locked here, so that a mistake is reported by whoever opens.
-  (void)CROSVM_TRY(adopt_raw(UniqueFd(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0)), options));
-  return fd;
-}
-
-Result<std::unique_ptr<DiskFile>> adopt_raw(UniqueFd fd, const OpenOptions& options) {
-  const std::string& path = options.path;
-  if (!fd) return make_errno_error(ErrorCode::kIo, errno, "disk image '{}'", path);
+Result<std::unique_ptr<DiskFile>> open_raw_disk(UniqueFd fd, std::string path, bool read_only) {
   struct stat info{};
   if (::fstat(fd.get(), &info) != 0) return make_errno_error(ErrorCode::kIo, errno, "disk image '{}'", path);
   uint64_t size = 0;
@@ -155,28 +124,7 @@ Result<std::unique_ptr<DiskFile>> adopt_raw(UniqueFd fd, const OpenOptions& opti
   } else {
     return make_error(ErrorCode::kIo, "disk image '{}' is neither a file nor a block device", path);
   }
-  const int mode = ::fcntl(fd.get(), F_GETFL);
-  if (!options.read_only && (mode & O_ACCMODE) != O_RDWR) {
-    return make_error(ErrorCode::kIo, "disk image '{}' was opened read-only", path);
-  }
-
-  // The lock belongs to the open file: a process the fd is passed to (a
-  // device process) holds it as long as it keeps the fd.
-  struct flock lock{};
-  lock.l_type = options.read_only ? F_RDLCK : F_WRLCK;
-  lock.l_whence = SEEK_SET;
-  if (::fcntl(fd.get(), F_OFD_SETLK, &lock) != 0) {
-    if (errno == EAGAIN || errno == EACCES) {
-      return make_error(ErrorCode::kIo, "disk image '{}' is in use: another process {} it", path,
-                        options.read_only ? "is writing" : "is using");
-    }
-    return make_errno_error(ErrorCode::kIo, errno, "disk image '{}': cannot lock it", path);
-  }
-  return std::unique_ptr<DiskFile>(new RawDisk(std::move(fd), path, size, options.read_only, regular_file));
-}
-
-Result<std::unique_ptr<DiskFile>> open_raw(const OpenOptions& options) {
-  return adopt_raw(CROSVM_TRY(open_raw_file(options)), options);
+  return std::unique_ptr<DiskFile>(new RawDisk(std::move(fd), std::move(path), size, read_only, regular_file));
 }
 
 }  // namespace crosvm::disk

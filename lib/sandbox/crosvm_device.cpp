@@ -47,6 +47,8 @@ struct Arguments {
   int socket_fd = -1;
   int control_fd = -1;
   int file_fd = -1;
+  std::vector<int> backing_fds;  // block: a qcow2 image's backing files, in order
+  bool allow_backing = false;
   int output_fd = -1;  // console: what the guest writes, to the VMM
   int input_fd = -1;   // console: host input, from the VMM
   std::string path;
@@ -90,6 +92,10 @@ Result<Arguments> parse(int argc, char** argv) {
       arguments.control_fd = CROSVM_TRY(fd_number(CROSVM_TRY(value())));
     } else if (flag == "--file-fd") {
       arguments.file_fd = CROSVM_TRY(fd_number(CROSVM_TRY(value())));
+    } else if (flag == "--backing-fd") {
+      arguments.backing_fds.push_back(CROSVM_TRY(fd_number(CROSVM_TRY(value()))));
+    } else if (flag == "--allow-backing") {
+      arguments.allow_backing = true;
     } else if (flag == "--output-fd") {
       arguments.output_fd = CROSVM_TRY(fd_number(CROSVM_TRY(value())));
     } else if (flag == "--input-fd") {
@@ -150,8 +156,13 @@ struct Device {
 Result<Device> build_device(Arguments& arguments, const Logger& logger) {
   if (arguments.kind == "block") {
     if (arguments.file_fd < 0) return make_error(ErrorCode::kInvalidArgument, "block needs --file-fd");
-    auto disk = CROSVM_TRY(disk::adopt_raw(UniqueFd(arguments.file_fd),
-                                           {.path = arguments.path, .read_only = arguments.read_only}));
+    std::vector<UniqueFd> files;
+    files.emplace_back(arguments.file_fd);
+    for (int fd : arguments.backing_fds) files.emplace_back(fd);
+    auto disk = CROSVM_TRY(disk::adopt_image(std::move(files),
+                                             {.path = arguments.path,
+                                              .read_only = arguments.read_only,
+                                              .allow_backing = arguments.allow_backing}));
     const std::string name = arguments.name.empty() ? fmt::format("virtio-blk ({})", arguments.path) : arguments.name;
     auto block = std::make_shared<virtio::Block>(std::move(disk), arguments.id, name, logger);
     Device device;

@@ -11,10 +11,11 @@ namespace crosvm {
 namespace {
 
 constexpr std::array kBlockKeys = {
-    DeviceKey{"path", "the raw image (a bare first item is the path too)"},
+    DeviceKey{"path", "the image, raw or qcow2 (a bare first item is the path too)"},
     DeviceKey{"ro", "true: the guest cannot write it (default false)", true},
     DeviceKey{"root", "true: root=/dev/vda on the command line, and the guest sees it first", true},
     DeviceKey{"id", "the serial the guest reads (at most 20 bytes)"},
+    DeviceKey{"allow-backing", "true: a qcow2 image's backing file is followed (default false)", true},
 };
 
 Result<void> add_block(VmConfig& config, const DeviceOptions& options) {
@@ -23,6 +24,7 @@ Result<void> add_block(VmConfig& config, const DeviceOptions& options) {
   disk.read_only = CROSVM_TRY(options.flag("ro", false));
   disk.root = CROSVM_TRY(options.flag("root", false));
   disk.id = options.text("id").value_or("");
+  disk.allow_backing = CROSVM_TRY(options.flag("allow-backing", false));
   if (disk.id.size() > virtio::kBlockIdLength) {
     return options.invalid(fmt::format("id is at most {} bytes", virtio::kBlockIdLength));
   }
@@ -111,7 +113,8 @@ Result<void> add_vhost_user(VmConfig& config, const DeviceOptions& options) {
 }
 
 constexpr std::array kMachineKinds = {
-    DeviceKind{"block", "a virtio-blk disk over a raw image (crosvm's --block)", kBlockKeys, "path", add_block},
+    DeviceKind{"block", "a virtio-blk disk over a raw or qcow2 image (crosvm's --block)", kBlockKeys, "path",
+               add_block},
     DeviceKind{"serial", "a serial port or virtio console (crosvm's --serial)", kSerialKeys, "", add_serial},
     DeviceKind{"vhost-user", "a virtio device served by another process (crosvm's --vhost-user)",
                kVhostUserKeys, "type", add_vhost_user},

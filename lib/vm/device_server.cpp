@@ -55,7 +55,7 @@ Result<ServedDevice> create_served_device(std::string_view kind, std::string_vie
     CROSVM_TRY(add_device(parsed, "block", options));
     const DiskConfig& disk = parsed.disks.front();
     if (disk.root) return invalid("block: root= is for a VM's command line, not a served disk");
-    auto file = disk::open_raw({.path = disk.path, .read_only = disk.read_only});
+    auto file = disk::open_disk(disk_options(disk));
     if (!file) return Error{ErrorCode::kDevice, file.error().message};
     served.device = std::make_shared<virtio::Block>(std::move(file).value(), disk.id,
                                                     fmt::format("virtio-blk ({})", disk.path), logger);

@@ -226,10 +226,12 @@ control::Status Vm::status() const {
                             jailed_disks_[i].read_only});
   }
   for (size_t i = 0; i < disks_.size(); ++i) {
-    status.devices.push_back(fmt::format("disk{} (virtio-blk, vd{})", i, static_cast<char>('a' + i)));
+    status.devices.push_back(fmt::format("disk{} (virtio-blk, vd{}, {})", i, static_cast<char>('a' + i),
+                                         disks_[i]->disk_format()));
   }
   for (size_t i = 0; i < jailed_disks_.size(); ++i) {
-    status.devices.push_back(fmt::format("disk{} (virtio-blk, vd{}, jailed: pid {})", i, static_cast<char>('a' + i),
+    status.devices.push_back(fmt::format("disk{} (virtio-blk, vd{}, {}, jailed: pid {})", i,
+                                         static_cast<char>('a' + i), jailed_disks_[i].format,
                                          jailed_disks_[i].process->pid()));
   }
   status.devices.insert(status.devices.end(), unit_status_.begin(), unit_status_.end());

@@ -206,6 +206,7 @@ class Vm final : public PowerEvents {
   struct JailedDisk {
     std::atomic<uint64_t> size{0};  // what status reports; a resize changes it
     bool read_only = false;
+    std::string format;  // "raw" or "qcow2"
     sandbox::DeviceProcess* process = nullptr;  // in device_processes_
   };
   std::deque<JailedDisk> jailed_disks_;  // with the sandbox, instead of disks_

@@ -307,22 +307,25 @@ Result<void> Vm::attach_pci_devices() {
     if (config_.sandbox.enabled) {
       // The VMM opens, checks and locks the image; the device process gets
       // the fd (and the lock with it).
-      auto opened = disk::open_raw_file({.path = disk.path, .read_only = disk.read_only});
+      auto opened = disk::open_image_files(disk_options(disk));
       if (!opened) return Error{ErrorCode::kDevice, opened.error().message};
-      const off_t size = ::lseek(opened->get(), 0, SEEK_END);
       std::vector<std::string> arguments{"--path", disk.path, "--name", name};
       if (disk.read_only) arguments.push_back("--read-only");
+      if (disk.allow_backing) arguments.push_back("--allow-backing");
       if (!disk.id.empty()) arguments.insert(arguments.end(), {"--id", disk.id});
       std::vector<std::pair<std::string, UniqueFd>> fds;
-      fds.emplace_back("--file-fd", std::move(opened).value());
+      for (size_t file = 0; file < opened->fds.size(); ++file) {
+        fds.emplace_back(file == 0 ? "--file-fd" : "--backing-fd", std::move(opened->fds[file]));
+      }
       CROSVM_TRY(attach_jailed("block", name, std::move(arguments), std::move(fds)));
       JailedDisk& jailed = jailed_disks_.emplace_back();
-      jailed.size = static_cast<uint64_t>(std::max<off_t>(size, 0));
+      jailed.size = opened->size;
+      jailed.format = opened->format;
       jailed.read_only = disk.read_only;
       jailed.process = device_processes_.back().get();
       continue;
     }
-    auto file = disk::open_raw({.path = disk.path, .read_only = disk.read_only});
+    auto file = disk::open_disk(disk_options(disk));
     if (!file) return Error{ErrorCode::kDevice, file.error().message};
     auto block = std::make_shared<virtio::Block>(std::move(file).value(), disk.id, name, logger_);
     CROSVM_TRY(attach_virtio(block));

@@ -11,6 +11,7 @@
 
 #include "base/log.h"
 #include "devices/key_values.h"
+#include "disk/disk_file.h"
 #include "vm/exit_reason.h"
 
 namespace crosvm {
@@ -35,7 +36,12 @@ struct DiskConfig {
   bool read_only = false;
   bool root = false;  // root=/dev/vda on the command line; the guest sees it first
   std::string id;     // what VIRTIO_BLK_T_GET_ID returns (up to 20 bytes)
+  bool allow_backing = false;  // qcow2: follow its backing file (disk::OpenOptions)
 };
+
+inline disk::OpenOptions disk_options(const DiskConfig& disk) {
+  return {.path = disk.path, .read_only = disk.read_only, .allow_backing = disk.allow_backing};
+}
 
 // A virtio device whose queues another process serves over vhost-user
 // (crosvm's --vhost-user type=block,socket=PATH).

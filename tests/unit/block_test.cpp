@@ -48,7 +48,7 @@ class TempImage {
     return bytes;
   }
   std::unique_ptr<disk::DiskFile> open(bool read_only = false) const {
-    return std::move(disk::open_raw({.path = path(), .read_only = read_only})).value();
+    return std::move(disk::open_disk({.path = path(), .read_only = read_only})).value();
   }
 
  private:
@@ -256,20 +256,20 @@ TEST_CASE("malformed requests get an error status, or nothing when there is no s
 TEST_CASE("a writable image is locked against a second writer and readers", "[block]") {
   TempImage image;
   auto first = image.open();
-  auto second = disk::open_raw({.path = image.path(), .read_only = false});
+  auto second = disk::open_disk({.path = image.path(), .read_only = false});
   REQUIRE_FALSE(second.ok());
   CHECK_THAT(second.error().message, Catch::Contains("in use"));
-  auto reader = disk::open_raw({.path = image.path(), .read_only = true});
+  auto reader = disk::open_disk({.path = image.path(), .read_only = true});
   CHECK_FALSE(reader.ok());
   first.reset();
-  CHECK(disk::open_raw({.path = image.path(), .read_only = false}).ok());
+  CHECK(disk::open_disk({.path = image.path(), .read_only = false}).ok());
 }
 
 TEST_CASE("read-only images can be shared; a missing image is a clear error", "[block]") {
   TempImage image;
   auto first = image.open(true);
-  CHECK(disk::open_raw({.path = image.path(), .read_only = true}).ok());
-  auto missing = disk::open_raw({.path = image.path() + ".missing", .read_only = true});
+  CHECK(disk::open_disk({.path = image.path(), .read_only = true}).ok());
+  auto missing = disk::open_disk({.path = image.path() + ".missing", .read_only = true});
   REQUIRE_FALSE(missing.ok());
   CHECK_THAT(missing.error().message, Catch::Contains("No such file"));
 }

@@ -64,7 +64,7 @@ TEST_CASE("block: bad lists name the kind and the key, and add nothing", "[devic
   CHECK(refused("block", "ro=true").find("path=") != std::string::npos);
   CHECK(refused("block", "").find("path=") != std::string::npos);
   CHECK(refused("block", "path=x,ro=maybe").find("block: ro must be true or false") != std::string::npos);
-  CHECK(refused("block", "path=x,size=3").find("block: unknown key 'size' (known: path, ro, root, id)") !=
+  CHECK(refused("block", "path=x,size=3").find("block: unknown key 'size' (known: path, ro, root, id, allow-backing)") !=
         std::string::npos);
   CHECK(refused("block", "path=x,id=123456789012345678901").find("20 bytes") != std::string::npos);
   CHECK(refused("block", "path=x,path=y").find("path is given twice") != std::string::npos);

@@ -100,7 +100,7 @@ class ExitReason(enum.IntEnum):
 
 @dataclass
 class Disk:
-    """A virtio-blk disk over a raw image (/dev/vda, /dev/vdb, ... in order).
+    """A virtio-blk disk over a raw or qcow2 image (/dev/vda, /dev/vdb, ... in order).
     Read-only unless read_only=False, as crosvm-launch's -d: a harness
     never alters a golden image by accident."""
     path: PathLike

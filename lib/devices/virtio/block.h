@@ -58,6 +58,7 @@ class Block final : public QueueDevice {
   void write_config(uint64_t offset, std::span<const uint8_t> data) override;
 
   bool read_only() const { return disk_->read_only(); }
+  std::string_view disk_format() const { return disk_->format(); }
   uint64_t size() const;
   // Grows the image to `new_size` bytes (a multiple of 512, not smaller than
   // now) and tells the driver through a configuration change.
