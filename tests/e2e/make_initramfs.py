@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Builds the end-to-end test guest's initramfs: busybox-static, the kernel
-modules the tests need (with their dependencies), guest-init.sh as /init
-and the vsock tool the build made beside OUTPUT (bin/vsock-io); with
+modules the tests need (with their dependencies), guest-init.sh as /init,
+the vsock tool the build made beside OUTPUT (bin/vsock-io) and the host's
+mke2fs with its libraries; with
 NET_OUTPUT also the networking tests' one, the same with iperf3 and its
 libraries (8 MB that every other boot need not unpack).
 
@@ -24,7 +25,9 @@ def guest_tools(output: str) -> dict:
     path = os.path.join(os.path.dirname(os.path.abspath(output)), "vsock-io")
     if not os.path.exists(path):
         sys.exit(f"make_initramfs.py: {path} is not built (meson compile -C BUILD)")
-    return {"bin/vsock-io": (open(path, "rb").read(), 0o755)}
+    # e2fsprogs' mke2fs, under a name busybox's own (ext2 only) does not
+    # shadow: the qcow2 test has the guest make an ext4.
+    return {"bin/vsock-io": (open(path, "rb").read(), 0o755), **modules.program_files("mke2fs", "bin/mke2fs.e2fsprogs")}
 
 
 def build(kernel_version: str, output: str, net_output: str | None = None) -> None:

@@ -14,6 +14,8 @@ import time
 
 import pytest
 
+from test_control import control
+
 HANG_GUARD = 240  # a guard against hangs, never a timing check
 HOST_TEXT = "written by the host before boot\n"
 GUEST_TEXT = "written by the guest"
@@ -178,3 +180,124 @@ def test_a_bad_disk_is_one_clear_error(launcher, kernel, args, message, sandbox_
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_images_the_vmm_must_not_serve_as_raw_are_one_clear_error(launcher, kernel, tmp_path, sandbox_mode):
+    """A qcow2 image with a backing file (not followed unless allowed) and a
+    format this VMM does not read: refused by name, never served as raw."""
+    overlay = tmp_path / "overlay.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "raw", str(tmp_path / "base.raw"), "1M"], check=True)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", "base.raw", "-F", "raw", str(overlay)],
+                   check=True)
+    vmdk = tmp_path / "disk.img"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "vmdk", str(vmdk), "1M"], check=True)
+    flags = ["--disable-sandbox"] if sandbox_mode == "in-the-vmm" else []
+    for args, message in ((("--rwdisk", str(overlay)), "allow-backing=true"),
+                          (("--rwdisk", str(vmdk)), "is a VMDK image")):
+        result = subprocess.run([launcher, "run", *flags, *args, kernel], capture_output=True, text=True,
+                                timeout=300)
+        assert result.returncode == 1
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def qemu_img_check(image: pathlib.Path) -> dict:
+    checked = subprocess.run(["qemu-img", "check", "-f", "qcow2", "--output=json", str(image)],
+                             capture_output=True, text=True)
+    assert checked.returncode in (0, 3), checked.stdout + checked.stderr  # 3: leaked clusters only
+    return json.loads(checked.stdout)
+
+
+def test_a_qcow2_disk_takes_an_ext4_that_qemu_reads_back_and_checks_clean(boot, launcher, tmp_path):
+    image = tmp_path / "disk.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(image), "256M"], check=True)
+    sock = str(tmp_path / "vm.sock")
+    guest = boot("-s", sock, "--rwdisk", str(image))
+    status = json.loads(control(launcher, "status", sock).stdout)["status"]
+    assert any(line.startswith("disk0 (virtio-blk, vda, qcow2") for line in status["devices"]), status
+    assert guest.run("cat /sys/block/vda/size").strip() == str(256 * 2048)
+    made = guest.run("mke2fs.e2fsprogs -q -t ext4 /dev/vda && mount -t ext4 /dev/vda /mnt && echo mounted")
+    assert made.strip().endswith("mounted"), made
+    assert guest.run("head -c 25165824 /dev/urandom > /mnt/data && sync && echo written").strip() == "written"
+    written = guest.run("sha256sum < /mnt/data").split()[0]
+    # Read back from the disk, not the page cache.
+    remounted = guest.run("umount /mnt && echo 3 > /proc/sys/vm/drop_caches && mount -t ext4 -o ro /dev/vda /mnt "
+                          "&& echo remounted")
+    assert remounted.strip() == "remounted", remounted
+    assert guest.run("sha256sum < /mnt/data").split()[0] == written
+    assert guest.run("umount /mnt && echo unmounted").strip() == "unmounted"
+    # Grown past what its L1 table covers (512 MiB a table entry here).
+    resized = control(launcher, "disk", "resize", "0", "1G", sock)
+    assert resized.returncode == 0, resized.stderr
+    assert guest.run("cat /sys/block/vda/size").strip() == str(1024 * 2048)
+    # Written past the old end with O_DIRECT and never flushed: a clean
+    # power-off still leaves it in the image (the disk writes back its
+    # tables as the VM ends, jailed or not).
+    late = guest.run("dd if=/dev/urandom of=/tmp/late bs=64k count=4 2>/dev/null && "
+                     "dd if=/tmp/late of=/dev/vda bs=64k seek=9000 oflag=direct 2>/dev/null && "
+                     "sha256sum < /tmp/late").split()[0]
+    guest.send("poweroff -f\n")
+    assert guest.wait() == 0, guest.errors
+
+    checked = qemu_img_check(image)
+    assert checked.get("corruptions", 0) == 0 and checked.get("leaks", 0) == 0, checked
+    # QEMU's own reading of the image holds the guest's file system.
+    raw = tmp_path / "disk.raw"
+    subprocess.run(["qemu-img", "convert", "-O", "raw", str(image), str(raw)], check=True)
+    fsck = subprocess.run(["e2fsck", "-fn", str(raw)], capture_output=True, text=True)
+    assert fsck.returncode == 0, fsck.stdout + fsck.stderr
+    data = subprocess.run(["debugfs", "-R", "cat /data", str(raw)], capture_output=True, check=True).stdout
+    assert hashlib.sha256(data).hexdigest() == written
+    assert raw.stat().st_size == 1 << 30
+    with open(raw, "rb") as disk:
+        disk.seek(9000 * 65536)
+        assert hashlib.sha256(disk.read(4 * 65536)).hexdigest() == late
+
+
+def test_a_qcow2_disk_whose_writer_is_killed_mid_write_has_no_corruption(boot, tmp_path, sandbox_mode):
+    """SIGKILL to whoever writes the image while the guest writes: the disk's
+    device process when it is jailed, the VMM otherwise."""
+    image = tmp_path / "disk.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(image), "128M"], check=True)
+    guest = boot("--rwdisk", str(image))
+    # Scattered 256 KiB writes, each flushed, until the writer dies.
+    guest.send("while true; do dd if=/dev/urandom of=/dev/vda bs=64k count=4 seek=$((RANDOM % 2000)) "
+               "conv=fsync 2>/dev/null; done &\n")
+    deadline = time.monotonic() + HANG_GUARD
+    while image.stat().st_size < 24 * 1024 * 1024:  # many clusters allocated: mid-run
+        assert time.monotonic() < deadline, "the guest's writes did not reach the image"
+        time.sleep(0.2)
+    if sandbox_mode == "sandboxed":
+        writers = [pid for pid in device_process_pids() if opens(pid, image)]
+        assert len(writers) == 1
+        os.kill(writers[0], 9)
+        assert guest.wait() == 33  # a device process that dies ends the VM, as crosvm
+    else:
+        guest.kill()
+    checked = qemu_img_check(image)
+    assert checked.get("corruptions", 0) == 0, checked
+    # And the image opens and is written again.
+    guest = boot("--rwdisk", str(image))
+    guest.run("dd if=/dev/urandom of=/dev/vda bs=64k count=16 conv=fsync 2>/dev/null")
+    guest.send("poweroff -f\n")
+    assert guest.wait() == 0, guest.errors
+    assert qemu_img_check(image).get("corruptions", 0) == 0
+
+
+def device_process_pids() -> list[int]:
+    pids = []
+    for entry in pathlib.Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "crosvm-device":
+                    pids.append(int(entry.name))
+            except OSError:
+                pass  # gone meanwhile
+    return pids
+
+
+def opens(pid: int, path: pathlib.Path) -> bool:
+    try:
+        return any(os.readlink(link) == str(path) for link in pathlib.Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
