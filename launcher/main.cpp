@@ -290,6 +290,16 @@ int main(int argc, char** argv) {
   }
   if (command == "run") return run(args);
   if (command == "device") return device(args);
+  if (command == "create_qcow2") {
+    auto parsed = launcher::parse_create_qcow2(args);
+    if (auto* message = std::get_if<std::string>(&parsed)) return error(*message);
+    const auto& create = std::get<launcher::CreateQcow2Command>(parsed);
+    if (crosvm_create_qcow2(create.path.c_str(), create.size,
+                            create.backing_file.empty() ? nullptr : create.backing_file.c_str()) != 0) {
+      return library_error(("create_qcow2 " + create.path).c_str());
+    }
+    return kExitOk;
+  }
   if (auto parsed = launcher::parse_control_command(command, args)) {
     if (auto* message = std::get_if<std::string>(&*parsed)) return error(*message);
     return control(std::get<launcher::ControlCommand>(*parsed));

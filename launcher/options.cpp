@@ -123,7 +123,10 @@ const char* const kControlUsage =
     "  status SOCKET            the VM's state, vCPUs, memory and devices (JSON)\n"
     "  disk resize INDEX SIZE SOCKET\n"
     "                           grow disk INDEX (0 is vda) to SIZE bytes (K, M, G, T\n"
-    "                           suffixes: binary units)\n";
+    "                           suffixes: binary units)\n"
+    "  create_qcow2 PATH [SIZE] [--backing-file FILE]\n"
+    "                           make an empty qcow2 image of SIZE bytes (K, M, G, T),\n"
+    "                           or the size of FILE, which it then reads through\n";
 
 std::optional<uint64_t> parse_size(const std::string& text) {
   if (text.empty()) return std::nullopt;
@@ -165,6 +168,38 @@ std::optional<std::variant<ControlCommand, std::string>> parse_control_command(
     return control;
   }
   return std::nullopt;
+}
+
+std::variant<CreateQcow2Command, std::string> parse_create_qcow2(const std::vector<std::string>& args) {
+  const char* usage = "usage: crosvm-launch create_qcow2 PATH [SIZE] [--backing-file FILE]";
+  CreateQcow2Command command;
+  std::vector<std::string> positional;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--backing-file" || args[i] == "--backing_file") {
+      if (i + 1 >= args.size()) return "create_qcow2: " + args[i] + " needs a file";
+      command.backing_file = args[++i];
+    } else if (args[i].starts_with("--backing-file=")) {
+      command.backing_file = args[i].substr(15);
+    } else if (args[i].starts_with("-")) {
+      return "create_qcow2: unknown option '" + args[i] + "'";
+    } else {
+      positional.push_back(args[i]);
+    }
+  }
+  if (positional.empty() || positional.size() > 2) return std::string(usage);
+  command.path = positional[0];
+  if (positional.size() == 2) {
+    auto size = parse_size(positional[1]);
+    if (!size || *size == 0) {
+      return "create_qcow2: SIZE must be a number of bytes (or with K, M, G, T), not '" + positional[1] + "'";
+    }
+    command.size = *size;
+  }
+  if (command.size == 0 && command.backing_file.empty()) return "create_qcow2: give a SIZE or --backing-file";
+  if (command.size != 0 && !command.backing_file.empty()) {
+    return "create_qcow2: SIZE and --backing-file together (the image takes the backing file's size)";
+  }
+  return command;
 }
 
 const char* const kDeviceUsage =

@@ -74,6 +74,14 @@ struct DeviceCommand {
 std::variant<DeviceCommand, std::string> parse_device_command(const std::vector<std::string>& args);
 extern const char* const kDeviceUsage;
 
+// crosvm's `crosvm create_qcow2 PATH [SIZE] [--backing-file FILE]`.
+struct CreateQcow2Command {
+  std::string path;
+  uint64_t size = 0;
+  std::string backing_file;
+};
+std::variant<CreateQcow2Command, std::string> parse_create_qcow2(const std::vector<std::string>& args);
+
 // "1073741824", "512M", "10G" (binary units) into bytes.
 std::optional<uint64_t> parse_size(const std::string& text);
 

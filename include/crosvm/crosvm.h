@@ -381,6 +381,18 @@ CROSVM_EXPORT int crosvm_vm_console_write(size_t *out_written, crosvm_vm *vm, ui
  * logged); from a dispatched callback it is freed when that returns. */
 CROSVM_EXPORT void crosvm_vm_destroy(crosvm_vm *vm);
 
+/* ---- Disk images ------------------------------------------------------- */
+
+/* Creates an empty qcow2 image (version 3, 64 KiB clusters) at `path`,
+ * which must not exist (crosvm's `create_qcow2`): `size` bytes, or, with a
+ * `backing_file` (NULL for none), the backing file's size with `size` 0.
+ * The backing file is named in the image as given (a relative name is
+ * found beside the image) with its format (raw or qcow2, read from it).
+ * CROSVM_ERROR_INVALID_ARGUMENT for a size of 0 without a backing file or
+ * one with it, CROSVM_ERROR_IO when the file exists or the backing file
+ * cannot be read; nothing is left behind on failure. */
+CROSVM_EXPORT int crosvm_create_qcow2(const char *path, uint64_t size, const char *backing_file);
+
 /* ---- Control socket clients --------------------------------------------- */
 
 /* Sends one JSON request (e.g. {"request":"suspend"}) to the control socket

@@ -10,6 +10,7 @@
 
 #include "capi/versioned.h"
 #include "control/client.h"
+#include "disk/qcow2.h"
 #include "vm/callback_queue.h"
 #include "vm/device_options.h"
 #include "vm/device_server.h"
@@ -613,6 +614,15 @@ void crosvm_vm_destroy(crosvm_vm* vm) {
   } catch (...) {
     // Nothing may escape; a VM that cannot be torn down is leaked.
   }
+}
+
+int crosvm_create_qcow2(const char* path, uint64_t size, const char* backing_file) {
+  return guarded([&] {
+    if (path == nullptr) return null_argument("path");
+    auto created = crosvm::disk::create_qcow2(path, size, backing_file != nullptr ? backing_file : "");
+    if (!created) return fail(created.error());
+    return succeed();
+  });
 }
 
 int crosvm_control_request(char** out_response, const char* socket_path, const char* request_json,

@@ -943,6 +943,74 @@ class Qcow2Disk final : public DiskFile {
 
 }  // namespace
 
+Result<void> create_qcow2(const std::string& path, uint64_t size, const std::string& backing_file) {
+  constexpr uint32_t kClusterBits = 16;
+  constexpr uint64_t kCluster = 1ull << kClusterBits;
+  std::string backing_format;
+  if (!backing_file.empty()) {
+    if (size != 0) return make_error(ErrorCode::kInvalidArgument, "a size and a backing file: the size is the backing file's");
+    if (backing_file.size() > kMaxBackingName) {
+      return make_error(ErrorCode::kInvalidArgument, "the backing file's name is longer than {} bytes", kMaxBackingName);
+    }
+    const size_t slash = path.rfind('/');
+    const std::string resolved = backing_file.front() == '/' || slash == std::string::npos
+                                     ? backing_file
+                                     : path.substr(0, slash + 1) + backing_file;
+    // Opened as a VM would open it, backing files of its own allowed: the
+    // user named it.
+    auto backing = open_disk({.path = resolved, .read_only = true, .allow_backing = true});
+    if (!backing) return backing.take_error();
+    size = (*backing)->size();
+    backing_format = std::string((*backing)->format());
+  }
+  if (size == 0) return make_error(ErrorCode::kInvalidArgument, "a qcow2 image needs a size (or a backing file)");
+  if (size > kMaxVirtualSize) return make_error(ErrorCode::kInvalidArgument, "{} bytes is too large", size);
+  const uint64_t bytes_per_l2 = kCluster * (kCluster / 8);
+  const uint64_t l1_size = (size + bytes_per_l2 - 1) / bytes_per_l2;
+  const uint64_t l1_clusters = round_up(l1_size * 8, kCluster) / kCluster;
+  // Header, refcount table, refcount block, L1 table.
+  const uint64_t clusters = 3 + l1_clusters;
+  std::vector<uint8_t> image(clusters * kCluster, 0);
+  uint8_t* header = image.data();
+  std::memcpy(header, kQcow2Magic, 4);
+  store_be(header + 4, 4, 3);
+  store_be(header + 20, 4, kClusterBits);
+  store_be(header + 24, 8, size);
+  store_be(header + 36, 4, l1_size);
+  store_be(header + 40, 8, 3 * kCluster);
+  store_be(header + 48, 8, kCluster);
+  store_be(header + 56, 4, 1);
+  store_be(header + 96, 4, 4);
+  store_be(header + 100, 4, 104);
+  uint64_t position = 104;
+  if (!backing_format.empty()) {
+    constexpr uint32_t kExtensionBackingFormat = 0xe2792aca;
+    store_be(header + position, 4, kExtensionBackingFormat);
+    store_be(header + position + 4, 4, backing_format.size());
+    std::memcpy(header + position + 8, backing_format.data(), backing_format.size());
+    position += 8 + round_up(backing_format.size(), 8);
+  }
+  position += 8;  // the end of the extensions (type 0, length 0)
+  if (!backing_file.empty()) {
+    store_be(header + 8, 8, position);
+    store_be(header + 16, 4, backing_file.size());
+    std::memcpy(header + position, backing_file.data(), backing_file.size());
+  }
+  store_be(image.data() + kCluster, 8, 2 * kCluster);  // refcount table[0]: the block
+  for (uint64_t cluster = 0; cluster < clusters; ++cluster) store_be(image.data() + 2 * kCluster + cluster * 2, 2, 1);
+
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+  if (!fd) return make_errno_error(ErrorCode::kIo, errno, "creating '{}'", path);
+  const iovec buffer{image.data(), image.size()};
+  auto written = transfer_at(fd.get(), 0, std::span(&buffer, 1), true, path);
+  if (written && ::fsync(fd.get()) != 0) written = make_errno_error(ErrorCode::kIo, errno, "flushing '{}'", path);
+  if (!written) {
+    ::unlink(path.c_str());
+    return written;
+  }
+  return {};
+}
+
 void set_qcow2_cache_tables_for_testing(size_t tables) { cache_tables_for_testing.store(tables); }
 
 int64_t set_qcow2_crash_after_for_testing(int64_t count) { return crash_after.exchange(count); }

@@ -54,6 +54,12 @@ Result<Qcow2Header> read_qcow2_header(int fd, std::string_view path);
 Result<std::unique_ptr<DiskFile>> open_qcow2(UniqueFd fd, std::string path, bool read_only,
                                              std::unique_ptr<DiskFile> backing);
 
+// Writes a new, empty version 3 image at `path` (which must not exist) with
+// 64 KiB clusters: `size` bytes, or with a backing file the size of that
+// file (`size` 0), which is named as given (a relative name is found beside
+// the new image) together with its format. crosvm's `create_qcow2`.
+Result<void> create_qcow2(const std::string& path, uint64_t size, const std::string& backing_file);
+
 // Tests: every write and flush of a qcow2 image after the next `count`
 // fails, as if the host stopped there with the earlier writes on disk; a
 // negative count lifts the limit. Returns what was left of the last count.

@@ -319,3 +319,27 @@ def test_device_serves_only_what_it_knows_with_one_line_each(launcher, tmp_path)
             (["device", "rng"], "one of --socket PATH or --fd N")):
         assert_one_line_error(run(launcher, *args), message)
         assert not (tmp_path / "s").exists()
+
+
+def test_create_qcow2_makes_an_image_qemu_img_checks_clean(launcher, tmp_path):
+    image = tmp_path / "new.qcow2"
+    result = run(launcher, "create_qcow2", str(image), "2G")
+    assert result.returncode == 0 and result.stderr == "", result
+    checked = subprocess.run(["qemu-img", "check", str(image)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout
+    info = subprocess.run(["qemu-img", "info", str(image)], capture_output=True, text=True, check=True).stdout
+    assert "virtual size: 2 GiB" in info and "compat: 1.1" in info, info
+    # crosvm's spelling of the backing file, relative to the image.
+    (tmp_path / "base.raw").write_bytes(b"\0" * (1 << 20))
+    overlay = tmp_path / "overlay.qcow2"
+    result = run(launcher, "create_qcow2", str(overlay), "--backing-file", "base.raw")
+    assert result.returncode == 0, result
+    info = subprocess.run(["qemu-img", "info", str(overlay)], capture_output=True, text=True, check=True).stdout
+    assert "virtual size: 1 MiB" in info and "backing file: base.raw" in info, info
+
+    assert_one_line_error(run(launcher, "create_qcow2", str(image), "1G"), "create_qcow2", "File exists")
+    assert_one_line_error(run(launcher, "create_qcow2", str(tmp_path / "a.qcow2")), "give a SIZE or --backing-file")
+    assert_one_line_error(run(launcher, "create_qcow2", str(tmp_path / "b.qcow2"), "1G", "--backing-file",
+                              "base.raw"), "SIZE and --backing-file together")
+    assert_one_line_error(run(launcher, "create_qcow2", str(tmp_path / "c.qcow2"), "lots"), "SIZE must be")
+    assert not (tmp_path / "a.qcow2").exists() and not (tmp_path / "c.qcow2").exists()

@@ -66,6 +66,23 @@ def test_control_request_reports_bad_requests_and_missing_sockets(tmp_path):
         crosvm.control_request(tmp_path / "vm.sock", "status")
 
 
+def test_create_qcow2_makes_an_image_a_disk_can_use(tmp_path):
+    image = tmp_path / "new.qcow2"
+    crosvm.create_qcow2(image, 64 << 20)
+    checked = subprocess.run(["qemu-img", "check", str(image)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout
+    assert "virtual size: 64 MiB" in subprocess.run(["qemu-img", "info", str(image)], capture_output=True,
+                                                    text=True, check=True).stdout
+    with pytest.raises(crosvm.IoError, match="File exists"):
+        crosvm.create_qcow2(image, 64 << 20)
+    with pytest.raises(crosvm.InvalidArgumentError, match="needs a size"):
+        crosvm.create_qcow2(tmp_path / "none.qcow2")
+    (tmp_path / "base.raw").write_bytes(bytes(1 << 20))
+    crosvm.create_qcow2(tmp_path / "overlay.qcow2", backing_file="base.raw")
+    assert "backing file: base.raw" in subprocess.run(["qemu-img", "info", str(tmp_path / "overlay.qcow2")],
+                                                      capture_output=True, text=True, check=True).stdout
+
+
 @needs_kvm
 def test_the_demo_guest_greets_and_powers_off():
     with crosvm.Vm(crosvm.VmConfig(memory_mib=128)) as vm:

@@ -559,6 +559,44 @@ TEST_CASE("qcow2: stopped after any write, the image has no corruption", "[qcow2
   CHECK(checked >= 60);
 }
 
+TEST_CASE("qcow2: create_qcow2 makes images qemu-img checks clean", "[qcow2]") {
+  TempDir dir("crosvm-qcow2");
+  const std::string image = dir.file("new.qcow2");
+  // 3 TiB: an L1 table of several clusters.
+  REQUIRE(disk::create_qcow2(image, 3ull << 40, "").ok());
+  require_clean(image);
+  CHECK_THAT(run("qemu-img info '" + image + "'").output, Catch::Contains("virtual size: 3 TiB"));
+  {
+    auto disk = open_image(image);
+    CHECK(disk->size() == 3ull << 40);
+    REQUIRE(write(*disk, (3ull << 40) - 4096, pattern(4096, 22)).ok());
+    CHECK(read(*disk, (3ull << 40) - 4096, 4096) == pattern(4096, 22));
+  }
+  require_clean(image);
+  CHECK_THAT(disk::create_qcow2(image, kMiB, "").error().message, Catch::Contains("File exists"));
+
+  // Over a backing file: its size, its format, read through.
+  Reference base(dir.file("base.raw"), 3 * kMiB);
+  base.write(kMiB, pattern(65536, 23));
+  const std::string overlay = dir.file("overlay.qcow2");
+  REQUIRE(disk::create_qcow2(overlay, 0, "base.raw").ok());
+  require_clean(overlay);
+  const std::string info = run("qemu-img info '" + overlay + "'").output;
+  CHECK_THAT(info, Catch::Contains("backing file: base.raw"));
+  CHECK_THAT(info, Catch::Contains("backing file format: raw"));
+  {
+    auto disk = open_image(overlay, false, true);
+    CHECK(disk->size() == 3 * kMiB);
+    CHECK(read(*disk, kMiB, 65536) == pattern(65536, 23));
+  }
+  CHECK_THAT(disk::create_qcow2(dir.file("x.qcow2"), kMiB, "base.raw").error().message,
+             Catch::Contains("backing file's"));
+  CHECK_THAT(disk::create_qcow2(dir.file("y.qcow2"), 0, "").error().message, Catch::Contains("needs a size"));
+  CHECK_THAT(disk::create_qcow2(dir.file("z.qcow2"), 0, "missing.raw").error().message,
+             Catch::Contains("missing.raw"));
+  CHECK(::access(dir.file("z.qcow2").c_str(), F_OK) != 0);
+}
+
 TEST_CASE("qcow2: the header parser refuses what it cannot trust", "[qcow2]") {
   std::vector<uint8_t> header(512, 0);
   std::memcpy(header.data(), "QFI\xfb", 4);

@@ -48,7 +48,7 @@ from .vsock import HOST_CID, Vsock, VsockListener  # noqa: F401  (re-exported)
 
 __all__ = [
     "VmConfig", "Disk", "Vm", "Serial", "State", "ExitReason", "ExpectTimeout", "EOF", "TIMEOUT", "control_request",
-    "Vsock", "VsockListener", "HOST_CID",
+    "create_qcow2", "Vsock", "VsockListener", "HOST_CID",
     "version", "device_kinds", "serve_device", "Error", "InvalidArgumentError", "KvmUnavailableError", "KvmCapabilityError",
     "KernelError", "InitrdError", "GuestMemoryError", "VcpuError", "IoError", "StateError",
     "WaitTimeoutError", "DeviceError", "ProtocolError", "InternalError",
@@ -66,6 +66,15 @@ def device_kinds() -> Dict[str, str]:
     """The device kinds VmConfig.devices takes, each with its summary and
     keys (crosvm_device_kind_help)."""
     return _crosvm.device_kinds()
+
+
+def create_qcow2(path: PathLike, size: int = 0, backing_file: Optional[PathLike] = None) -> None:
+    """Creates an empty qcow2 image at `path` (which must not exist) of
+    `size` bytes, or over `backing_file` and of its size (crosvm's
+    create_qcow2, crosvm_create_qcow2). A relative backing file is found
+    beside the image. A disk over it needs allow-backing=true."""
+    _crosvm.create_qcow2(os.fspath(path), _integer("size", size, 2**62),
+                         os.fspath(backing_file) if backing_file is not None else "")
 
 
 def serve_device(kind: str, options: str, socket: PathLike) -> None:

@@ -439,6 +439,14 @@ PYBIND11_MODULE(_crosvm, m) {
         check_unlocked([&] { return crosvm_device_serve(kind.c_str(), options.c_str(), socket.c_str()); });
       },
       py::arg("kind"), py::arg("options"), py::arg("socket"));
+  m.def(
+      "create_qcow2",
+      [](const std::string& path, uint64_t size, const std::string& backing_file) {
+        check_unlocked([&] {
+          return crosvm_create_qcow2(path.c_str(), size, backing_file.empty() ? nullptr : backing_file.c_str());
+        });
+      },
+      py::arg("path"), py::arg("size"), py::arg("backing_file"));
   m.def("device_kinds", [] {
     py::dict kinds;
     for (size_t i = 0; const char* kind = crosvm_device_kind_name(i); ++i) kinds[kind] = crosvm_device_kind_help(kind);
