@@ -47,6 +47,8 @@ struct OpenOptions {
   // kMaxBackingDepth deep, no file twice). Off by default: the name of a
   // backing file is the image's choice, and following it reads a host file.
   bool allow_backing = false;
+  // crosvm's lock=false: no OFD lock (the user vouches no one else writes).
+  bool lock = true;
 };
 
 inline constexpr size_t kMaxBackingDepth = 8;

@@ -35,7 +35,8 @@ constexpr Signature kSignatures[] = {
     {0x40, std::string_view("\x7f\x10\xda\xbe", 4), "VDI"},
 };
 
-Result<void> lock_image(int fd, bool read_only, const std::string& path) {
+Result<void> lock_image(int fd, bool read_only, const std::string& path, bool lock_it) {
+  if (!lock_it) return {};
   struct flock lock{};
   lock.l_type = read_only ? F_RDLCK : F_WRLCK;
   lock.l_whence = SEEK_SET;
@@ -111,7 +112,7 @@ Result<std::vector<UniqueFd>> open_chain(const OpenOptions& options) {
     if (!seen.insert({info.st_dev, info.st_ino}).second) {
       return make_error(ErrorCode::kIo, "disk image '{}': its backing files loop back to '{}'", options.path, path);
     }
-    CROSVM_TRY(lock_image(fd.get(), read_only, path));
+    CROSVM_TRY(lock_image(fd.get(), read_only, path, options.lock));
     const Format format = CROSVM_TRY(detect_format(fd.get(), path));
     std::string backing;
     if (format == Format::kQcow2) backing = CROSVM_TRY(read_qcow2_header(fd.get(), path)).backing_file;
@@ -165,7 +166,7 @@ Result<std::unique_ptr<DiskFile>> adopt_image(std::vector<UniqueFd> fds, const O
     if (!read_only && (mode & O_ACCMODE) != O_RDWR) {
       return make_error(ErrorCode::kIo, "disk image '{}' was opened read-only", name);
     }
-    CROSVM_TRY(lock_image(fd.get(), read_only, name));
+    CROSVM_TRY(lock_image(fd.get(), read_only, name, options.lock));
     const Format format = CROSVM_TRY(detect_format(fd.get(), name));
     if (format == Format::kRaw) {
       if (backing) return make_error(ErrorCode::kIo, "disk image '{}' is raw and has no backing file", name);

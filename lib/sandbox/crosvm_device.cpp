@@ -8,6 +8,7 @@
 // usage: crosvm-device KIND --socket-fd N [--control-fd N] [--file-fd N] [device arguments]
 //                      [--seccomp-log-failures] [--deny-syscall NAME]... [--debug]
 //   block: --path PATH (for messages) [--read-only] [--id ID] [--name NAME]
+//          [--backing-fd N]... [--allow-backing] [--no-lock] [--no-sparse] [--block-size N]
 //   console: --output-fd N --input-fd N [--name NAME]
 //   a registry kind (rng, net, ...): [--index N] [--option KEY=VALUE]... [--fd-NAME N]...
 //     (--fd-NAME: what the kind's open() opened in the VMM, e.g. --fd-tap)
@@ -49,6 +50,8 @@ struct Arguments {
   int file_fd = -1;
   std::vector<int> backing_fds;  // block: a qcow2 image's backing files, in order
   bool allow_backing = false;
+  bool lock = true;
+  virtio::BlockOptions block;  // its id is `id` below
   int output_fd = -1;  // console: what the guest writes, to the VMM
   int input_fd = -1;   // console: host input, from the VMM
   std::string path;
@@ -96,6 +99,16 @@ Result<Arguments> parse(int argc, char** argv) {
       arguments.backing_fds.push_back(CROSVM_TRY(fd_number(CROSVM_TRY(value()))));
     } else if (flag == "--allow-backing") {
       arguments.allow_backing = true;
+    } else if (flag == "--no-lock") {
+      arguments.lock = false;
+    } else if (flag == "--no-sparse") {
+      arguments.block.sparse = false;
+    } else if (flag == "--block-size") {
+      const std::string_view text = CROSVM_TRY(value());
+      const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), arguments.block.block_size);
+      if (error != std::errc{} || end != text.data() + text.size()) {
+        return make_error(ErrorCode::kInvalidArgument, "--block-size: not a number: '{}'", text);
+      }
     } else if (flag == "--output-fd") {
       arguments.output_fd = CROSVM_TRY(fd_number(CROSVM_TRY(value())));
     } else if (flag == "--input-fd") {
@@ -162,9 +175,11 @@ Result<Device> build_device(Arguments& arguments, const Logger& logger) {
     auto disk = CROSVM_TRY(disk::adopt_image(std::move(files),
                                              {.path = arguments.path,
                                               .read_only = arguments.read_only,
-                                              .allow_backing = arguments.allow_backing}));
+                                              .allow_backing = arguments.allow_backing,
+                                              .lock = arguments.lock}));
     const std::string name = arguments.name.empty() ? fmt::format("virtio-blk ({})", arguments.path) : arguments.name;
-    auto block = std::make_shared<virtio::Block>(std::move(disk), arguments.id, name, logger);
+    arguments.block.id = arguments.id;
+    auto block = std::make_shared<virtio::Block>(std::move(disk), arguments.block, name, logger);
     Device device;
     device.device = block;
     device.block = block;

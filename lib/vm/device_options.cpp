@@ -16,7 +16,18 @@ constexpr std::array kBlockKeys = {
     DeviceKey{"root", "true: root=/dev/vda on the command line, and the guest sees it first", true},
     DeviceKey{"id", "the serial the guest reads (at most 20 bytes)"},
     DeviceKey{"allow-backing", "true: a qcow2 image's backing file is followed (default false)", true},
+    DeviceKey{"sparse", "false: no discard, and write-zeroes never frees space (default true)", true},
+    DeviceKey{"lock", "false: the image is not locked against other VMMs (default true)", true},
+    DeviceKey{"block-size", "the logical block size the guest sees: 512 (default), 1024, 2048 or 4096"},
 };
+
+}  // namespace
+
+virtio::BlockOptions block_device_options(const DiskConfig& disk) {
+  return {.id = disk.id, .block_size = disk.block_size, .sparse = disk.sparse};
+}
+
+namespace {
 
 Result<void> add_block(VmConfig& config, const DeviceOptions& options) {
   DiskConfig disk;
@@ -25,6 +36,15 @@ Result<void> add_block(VmConfig& config, const DeviceOptions& options) {
   disk.root = CROSVM_TRY(options.flag("root", false));
   disk.id = options.text("id").value_or("");
   disk.allow_backing = CROSVM_TRY(options.flag("allow-backing", false));
+  disk.sparse = CROSVM_TRY(options.flag("sparse", true));
+  disk.lock = CROSVM_TRY(options.flag("lock", true));
+  if (auto text = options.text("block-size")) {
+    auto size = options.number("block-size", 512, 4096, 512);
+    if (!size || (*size & (*size - 1)) != 0) {
+      return options.invalid(fmt::format("block-size must be 512, 1024, 2048 or 4096, not '{}'", *text));
+    }
+    disk.block_size = static_cast<uint32_t>(*size);
+  }
   if (disk.id.size() > virtio::kBlockIdLength) {
     return options.invalid(fmt::format("id is at most {} bytes", virtio::kBlockIdLength));
   }

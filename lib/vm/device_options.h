@@ -16,6 +16,7 @@
 #include "base/result.h"
 #include "devices/key_values.h"
 #include "devices/registry.h"
+#include "devices/virtio/block.h"
 #include "vm/vm_config.h"
 
 namespace crosvm {
@@ -43,5 +44,8 @@ std::string describe_device_kind(const DeviceKind& kind);
 // Parses `options` for `kind` and adds the device to `config`. Errors
 // (kInvalidArgument) are one line naming the kind and the key.
 Result<void> add_device(VmConfig& config, std::string_view kind, std::string_view options);
+
+// What a disk's block device is told beyond its image.
+virtio::BlockOptions block_device_options(const DiskConfig& disk);
 
 }  // namespace crosvm

@@ -57,7 +57,7 @@ Result<ServedDevice> create_served_device(std::string_view kind, std::string_vie
     if (disk.root) return invalid("block: root= is for a VM's command line, not a served disk");
     auto file = disk::open_disk(disk_options(disk));
     if (!file) return Error{ErrorCode::kDevice, file.error().message};
-    served.device = std::make_shared<virtio::Block>(std::move(file).value(), disk.id,
+    served.device = std::make_shared<virtio::Block>(std::move(file).value(), block_device_options(disk),
                                                     fmt::format("virtio-blk ({})", disk.path), logger);
     return served;
   }

@@ -26,6 +26,7 @@
 #include "devices/virtio/rng/rng.h"
 #include "disk/disk_file.h"
 #include "tinyguest/demo_image.h"
+#include "vm/device_options.h"
 #include "vm/vm.h"
 
 namespace crosvm {
@@ -312,6 +313,9 @@ Result<void> Vm::attach_pci_devices() {
       std::vector<std::string> arguments{"--path", disk.path, "--name", name};
       if (disk.read_only) arguments.push_back("--read-only");
       if (disk.allow_backing) arguments.push_back("--allow-backing");
+      if (!disk.lock) arguments.push_back("--no-lock");
+      if (!disk.sparse) arguments.push_back("--no-sparse");
+      arguments.insert(arguments.end(), {"--block-size", std::to_string(disk.block_size)});
       if (!disk.id.empty()) arguments.insert(arguments.end(), {"--id", disk.id});
       std::vector<std::pair<std::string, UniqueFd>> fds;
       for (size_t file = 0; file < opened->fds.size(); ++file) {
@@ -327,7 +331,7 @@ Result<void> Vm::attach_pci_devices() {
     }
     auto file = disk::open_disk(disk_options(disk));
     if (!file) return Error{ErrorCode::kDevice, file.error().message};
-    auto block = std::make_shared<virtio::Block>(std::move(file).value(), disk.id, name, logger_);
+    auto block = std::make_shared<virtio::Block>(std::move(file).value(), block_device_options(disk), name, logger_);
     CROSVM_TRY(attach_virtio(block));
     disks_.push_back(std::move(block));
   }

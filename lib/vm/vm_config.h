@@ -37,10 +37,13 @@ struct DiskConfig {
   bool root = false;  // root=/dev/vda on the command line; the guest sees it first
   std::string id;     // what VIRTIO_BLK_T_GET_ID returns (up to 20 bytes)
   bool allow_backing = false;  // qcow2: follow its backing file (disk::OpenOptions)
+  bool lock = true;            // an OFD lock on the image (disk::OpenOptions)
+  uint32_t block_size = 512;   // the logical block size the guest is told
+  bool sparse = true;          // discard offered, write-zeroes may punch holes
 };
 
 inline disk::OpenOptions disk_options(const DiskConfig& disk) {
-  return {.path = disk.path, .read_only = disk.read_only, .allow_backing = disk.allow_backing};
+  return {.path = disk.path, .read_only = disk.read_only, .allow_backing = disk.allow_backing, .lock = disk.lock};
 }
 
 // A virtio device whose queues another process serves over vhost-user

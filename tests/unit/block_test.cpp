@@ -14,6 +14,7 @@
 
 #include "devices/virtio/block.h"
 #include "disk/disk_file.h"
+#include "fakes.h"
 #include "temp_file.h"
 #include "virtio_rings.h"
 
@@ -72,9 +73,9 @@ struct Request {
     }
     chain.writable.push_back({kStatus, 1});
   }
-  uint32_t serve(disk::DiskFile& disk) {
+  uint32_t serve(disk::DiskFile& disk, const BlockLimits& limits = {}) {
     problem.clear();
-    return serve_block_request(disk, memory, chain, "crosvm-disk-7", BlockLimits{}, &problem);
+    return serve_block_request(disk, memory, chain, "crosvm-disk-7", limits, &problem);
   }
   uint8_t status() const { return memory.read_object<uint8_t>(kStatus).value(); }
   std::vector<uint8_t> data(size_t bytes) const {
@@ -151,6 +152,52 @@ TEST_CASE("write-zeroes and discard change the range and nothing else", "[block]
   CHECK(request.serve(*disk) == 1);
   CHECK(request.status() == kBlockStatusOk);
   CHECK(image.contents().size() == kImageSize);  // discarding never changes the size
+}
+
+TEST_CASE("sparse=false offers no discard and keeps the space write-zeroes covers", "[block]") {
+  TempImage image;
+  auto blocks = [&] {
+    struct stat info{};
+    REQUIRE(::stat(image.path().c_str(), &info) == 0);
+    return info.st_blocks;
+  };
+  const auto before = blocks();
+  {
+    Block device(image.open(), BlockOptions{.id = "x", .block_size = 4096, .sparse = false}, "disk",
+                 crosvm::testing::quiet_logger());
+    CHECK((device.device_features() & (1ull << 13)) == 0);  // VIRTIO_BLK_F_DISCARD
+    CHECK((device.device_features() & (1ull << 14)) != 0);  // VIRTIO_BLK_F_WRITE_ZEROES
+    uint8_t config[64] = {};
+    device.read_config(0, config);
+    uint32_t block_size = 0;
+    std::memcpy(&block_size, config + 20, 4);
+    CHECK(block_size == 4096);
+    CHECK(config[56] == 0);  // write_zeroes_may_unmap
+  }
+  TempImage other;
+  Block sparse(other.open(), BlockOptions{}, "disk", crosvm::testing::quiet_logger());
+  CHECK((sparse.device_features() & (1ull << 13)) != 0);
+
+  auto disk = image.open();
+  Request request;
+  request.build(kBlockRequestWriteZeroes, 0, 16, false);
+  segment(request, 0, 64, 1);  // all 32 KiB, unmap allowed by the driver
+  CHECK(request.serve(*disk, BlockLimits{.may_unmap = false}) == 1);
+  CHECK(request.status() == kBlockStatusOk);
+  std::vector<uint8_t> contents = image.contents();
+  CHECK(std::all_of(contents.begin(), contents.begin() + 32768, [](uint8_t b) { return b == 0; }));
+  CHECK(blocks() == before);
+  request.build(kBlockRequestDiscard, 0, 16, false);
+  segment(request, 0, 8, 0);
+  CHECK(request.serve(*disk, BlockLimits{.may_unmap = false}) == 1);
+  CHECK(request.status() == kBlockStatusUnsupported);
+}
+
+TEST_CASE("lock=false opens an image another process has locked", "[block]") {
+  TempImage image;
+  auto first = image.open();
+  CHECK_FALSE(disk::open_disk({.path = image.path()}).ok());
+  CHECK(disk::open_disk({.path = image.path(), .lock = false}).ok());
 }
 
 TEST_CASE("GET_ID returns the disk's id", "[block]") {

@@ -58,14 +58,24 @@ TEST_CASE("block: crosvm's keys, writable unless ro, a bare first item is the pa
   CHECK(config.disks[0].root);
   CHECK(added("block", "path=\"a,b.img\"").disks[0].path == "a,b.img");
   CHECK(added("block", "path=/x/y=z.img").disks[0].path == "/x/y=z.img");
+
+  // Defaults as crosvm's: sparse, locked, 512-byte blocks, no backing file.
+  const crosvm::DiskConfig plain = added("block", "e.img").disks[0];
+  CHECK((plain.sparse && plain.lock && plain.block_size == 512 && !plain.allow_backing));
+  const crosvm::DiskConfig tuned = added("block", "e.img,sparse=false,lock=false,block-size=4096,allow-backing").disks[0];
+  CHECK((!tuned.sparse && !tuned.lock && tuned.block_size == 4096 && tuned.allow_backing));
 }
 
 TEST_CASE("block: bad lists name the kind and the key, and add nothing", "[device-options]") {
   CHECK(refused("block", "ro=true").find("path=") != std::string::npos);
   CHECK(refused("block", "").find("path=") != std::string::npos);
   CHECK(refused("block", "path=x,ro=maybe").find("block: ro must be true or false") != std::string::npos);
-  CHECK(refused("block", "path=x,size=3").find("block: unknown key 'size' (known: path, ro, root, id, allow-backing)") !=
+  CHECK(refused("block", "path=x,size=3")
+            .find("block: unknown key 'size' (known: path, ro, root, id, allow-backing, sparse, lock, block-size)") !=
         std::string::npos);
+  CHECK(refused("block", "path=x,block-size=1000").find("block-size must be 512, 1024, 2048 or 4096") !=
+        std::string::npos);
+  CHECK(refused("block", "path=x,block-size=8192").find("block-size must be") != std::string::npos);
   CHECK(refused("block", "path=x,id=123456789012345678901").find("20 bytes") != std::string::npos);
   CHECK(refused("block", "path=x,path=y").find("path is given twice") != std::string::npos);
   CHECK(refused("block", "a.img,b.img").find("unknown key 'b.img'") != std::string::npos);

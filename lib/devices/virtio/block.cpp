@@ -92,7 +92,8 @@ Outcome serve_segments(disk::DiskFile& disk, ChainReader& reader, uint32_t type,
   }
   // Check every segment before touching the disk: all or nothing.
   for (const DiscardSegment& segment : segments) {
-    if ((segment.flags & ~kSegmentUnmap) != 0 || (discard && segment.flags != 0)) {
+    if ((segment.flags & ~kSegmentUnmap) != 0 || (discard && segment.flags != 0) ||
+        (discard && !limits.may_unmap)) {
       return {kBlockStatusUnsupported};
     }
     if (segment.sectors > max_sectors || !range_ok(disk, segment.sector, uint64_t{segment.sectors} * kSectorSize)) {
@@ -104,7 +105,7 @@ Outcome serve_segments(disk::DiskFile& disk, ChainReader& reader, uint32_t type,
     const uint64_t offset = segment.sector * kSectorSize;
     const uint64_t length = uint64_t{segment.sectors} * kSectorSize;
     auto done = discard ? disk.discard(offset, length)
-                        : disk.write_zeroes(offset, length, (segment.flags & kSegmentUnmap) != 0);
+                        : disk.write_zeroes(offset, length, (segment.flags & kSegmentUnmap) != 0 && limits.may_unmap);
     if (!done) return io_error(problem, done.error().message);
   }
   return {kBlockStatusOk};
@@ -181,18 +182,22 @@ uint32_t serve_block_request(disk::DiskFile& disk, const GuestMemory& memory,
   return outcome.written + 1;
 }
 
-Block::Block(std::unique_ptr<disk::DiskFile> disk, std::string id, std::string name, const Logger& logger)
+Block::Block(std::unique_ptr<disk::DiskFile> disk, BlockOptions options, std::string name, const Logger& logger)
     : QueueDevice(std::move(name), logger),
       disk_(std::move(disk)),
-      id_(std::move(id)),
-      capacity_sectors_(disk_->size() / kSectorSize) {}
+      id_(std::move(options.id)),
+      block_size_(options.block_size),
+      capacity_sectors_(disk_->size() / kSectorSize) {
+  limits_.may_unmap = options.sparse;
+}
 
 uint64_t Block::device_features() const {
   uint64_t features = kFeatureSegMax | kFeatureBlockSize | kFeatureFlush;
   if (disk_->read_only()) {
     features |= kFeatureReadOnly;
   } else {
-    features |= kFeatureDiscard | kFeatureWriteZeroes;
+    features |= kFeatureWriteZeroes;
+    if (limits_.may_unmap) features |= kFeatureDiscard;
   }
   return features;
 }
@@ -209,14 +214,14 @@ void Block::read_config(uint64_t offset, std::span<uint8_t> data) {
     config.capacity = capacity_sectors_;
   }
   config.seg_max = kQueueSize - 2;  // header and status take two descriptors
-  config.blk_size = kSectorSize;
+  config.blk_size = block_size_;
   config.num_queues = 1;
   config.max_discard_sectors = limits_.max_discard_sectors;
   config.max_discard_seg = limits_.max_discard_segments;
   config.discard_sector_alignment = 1;
   config.max_write_zeroes_sectors = limits_.max_write_zeroes_sectors;
   config.max_write_zeroes_seg = limits_.max_write_zeroes_segments;
-  config.write_zeroes_may_unmap = 1;
+  config.write_zeroes_may_unmap = limits_.may_unmap ? 1 : 0;
   read_config_bytes(std::span(reinterpret_cast<const uint8_t*>(&config), sizeof(config)), offset, data);
 }
 

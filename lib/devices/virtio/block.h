@@ -35,6 +35,15 @@ struct BlockLimits {
   uint32_t max_discard_segments = 32;
   uint32_t max_write_zeroes_sectors = 1u << 22;
   uint32_t max_write_zeroes_segments = 32;
+  // crosvm's sparse=: discard is offered and write-zeroes may free space.
+  bool may_unmap = true;
+};
+
+// A disk's options beyond its image (crosvm's --block keys).
+struct BlockOptions {
+  std::string id;               // what VIRTIO_BLK_T_GET_ID returns (up to 20 bytes)
+  uint32_t block_size = 512;    // the logical block size the guest is told
+  bool sparse = true;           // discard offered, write-zeroes may punch holes
 };
 
 // Serves one request against `disk` and writes its status byte. Returns how
@@ -48,7 +57,7 @@ class Block final : public QueueDevice {
  public:
   static constexpr uint16_t kQueueSize = 256;
 
-  Block(std::unique_ptr<disk::DiskFile> disk, std::string id, std::string name, const Logger& logger);
+  Block(std::unique_ptr<disk::DiskFile> disk, BlockOptions options, std::string name, const Logger& logger);
 
   DeviceType type() const override { return DeviceType::kBlock; }
   uint32_t pci_class() const override { return 0x018000; }  // mass storage, other
@@ -69,6 +78,7 @@ class Block final : public QueueDevice {
 
   std::unique_ptr<disk::DiskFile> disk_;
   std::string id_;
+  uint32_t block_size_;
   BlockLimits limits_;
   mutable std::mutex config_mutex_;  // the capacity, read by vCPUs while a resize runs
   uint64_t capacity_sectors_;
