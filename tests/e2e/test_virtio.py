@@ -276,8 +276,11 @@ def test_a_qcow2_disk_whose_writer_is_killed_mid_write_has_no_corruption(boot, t
         guest.kill()
     checked = qemu_img_check(image)
     assert checked.get("corruptions", 0) == 0, checked
-    # And the image opens and is written again.
-    guest = boot("--rwdisk", str(image))
+    # And the image opens and is written again, this time through crosvm's
+    # sparse= and block-size= keys.
+    guest = boot("--block", f"{image},sparse=false,block-size=4096")
+    assert guest.run("cat /sys/block/vda/queue/logical_block_size").strip() == "4096"
+    assert guest.run("cat /sys/block/vda/queue/discard_max_bytes").strip() == "0"
     guest.run("dd if=/dev/urandom of=/dev/vda bs=64k count=16 conv=fsync 2>/dev/null")
     guest.send("poweroff -f\n")
     assert guest.wait() == 0, guest.errors
