@@ -16,7 +16,8 @@ For each run, in an order that rotates between runs (each VMM first in turn):
           blkbench writes and reads 64 MiB sequentially with O_DIRECT and
           makes 4 KiB random reads; for ours, also with the disk served by
           our own backend process over vhost-user (crosvm-launch device
-          block), beside the in-process disk;
+          block), beside the in-process disk; and ours and QEMU's on a
+          fresh, empty qcow2 image (qemu-img create) of the same size;
   net     a virtio-net NIC on a TAP in a network namespace this script
           makes (10.0.2.1/24 on the host's side): iperf3 host -> guest and
           guest -> host (-R), and netrr's 1-byte TCP request/response; ours
@@ -73,6 +74,7 @@ GUEST_IP = "10.0.2.15"
 GUEST_MAC = "52:54:00:12:34:56"
 IPERF_PORT, RR_PORT = 5201, 5202
 NET_VMMS = ["crosvm", "crosvm-vhost-net", "qemu", "qemu-vhost-net", "crosvm-passt"]
+BLOCK_QCOW2_VMMS = ["crosvm-qcow2", "qemu-qcow2"]
 VSOCK_READY = b"crosvm-bench: vsock ready"
 VSOCK_PORT = 5300
 VSOCK_CID = 3  # one VM at a time: the kernel frees the CID with its VMM
@@ -93,7 +95,7 @@ def crosvm_command(launcher: str, kernel: str, initramfs: str, params: str, disk
 
 
 def qemu_command(qemu: list[str], kernel: str, initramfs: str, params: str, disk: str | None,
-                 tap_vhost: bool | None = None, vsock_cid: int | None = None) -> list[str]:
+                 tap_vhost: bool | None = None, vsock_cid: int | None = None, disk_format: str = "raw") -> list[str]:
     # microvm as QEMU's documentation recommends for fast boots (no option
     # ROMs), with the ISA serial port the guest's console is on; PCIe only
     # when there is a virtio-blk-pci disk or a virtio-net-pci NIC (on the
@@ -106,7 +108,7 @@ def qemu_command(qemu: list[str], kernel: str, initramfs: str, params: str, disk
                "-display", "none", "-serial", "stdio", "-no-reboot",
                "-kernel", kernel, "-initrd", initramfs, "-append", params]
     if disk:
-        command += ["-drive", f"file={disk},if=none,id=disk0,format=raw",
+        command += ["-drive", f"file={disk},if=none,id=disk0,format={disk_format}",
                     "-device", "virtio-blk-pci,drive=disk0"]
     if nic:
         command += ["-netdev", f"tap,id=net0,ifname={TAP},script=no,downscript=no,vhost={'on' if tap_vhost else 'off'}",
@@ -275,12 +277,17 @@ def start_backend(launcher: str, image: str, socket: str, env: dict) -> subproce
 
 def block_once(vmm: str, args) -> dict:
     with tempfile.TemporaryDirectory(prefix="crosvm-bench-") as directory:
-        image = os.path.join(directory, "disk.img")
-        with open(image, "wb") as out:
-            out.truncate((BLOCK_MIB + 1) << 20)
+        qcow2 = vmm.endswith("-qcow2")
+        image = os.path.join(directory, "disk.qcow2" if qcow2 else "disk.img")
+        if qcow2:
+            # Empty, as qemu-img makes it: the guest's writes allocate.
+            subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", image, f"{BLOCK_MIB + 1}M"], check=True)
+        else:
+            with open(image, "wb") as out:
+                out.truncate((BLOCK_MIB + 1) << 20)
         params = f"{PARAMS} crosvm_bench.block={BLOCK_MIB},{RANDOM_READS}"
         backend = None
-        if vmm in ("crosvm", "crosvm-sandboxed"):
+        if vmm in ("crosvm", "crosvm-sandboxed", "crosvm-qcow2"):
             command = crosvm_command(args.launcher, args.kernel, args.initramfs, params, image,
                                      sandbox=vmm == "crosvm-sandboxed")
         elif vmm == "crosvm-vhost-user":
@@ -289,7 +296,8 @@ def block_once(vmm: str, args) -> dict:
             command = crosvm_command(args.launcher, args.kernel, args.initramfs, params, None)
             command[-1:-1] = ["--vhost-user", f"type=block,socket={socket}"]
         else:
-            command = qemu_command(args.qemu, args.kernel, args.initramfs, params, image)
+            command = qemu_command(args.qemu, args.kernel, args.initramfs, params, image,
+                                   disk_format="qcow2" if qcow2 else "raw")
         guest = Guest(command, args.env)
         try:
             if guest.wait_for(DONE, BOOT_LIMIT * 3) is None:
@@ -425,8 +433,8 @@ def main() -> int:
     # The jailed devices' helper, staged beside the launcher's copy.
     args.env["CROSVM_DEVICE_HELPER"] = stage.program(os.path.join(args.build, "lib", "crosvm-device"))
 
-    names = ["crosvm", "qemu", "crosvm-vhost-user", "crosvm-sandboxed", "crosvm-sandboxed-never", *NET_VMMS,
-             *VSOCK_VMMS]
+    names = ["crosvm", "qemu", "crosvm-vhost-user", "crosvm-sandboxed", "crosvm-sandboxed-never", *BLOCK_QCOW2_VMMS,
+             *NET_VMMS, *VSOCK_VMMS]
     results = {name: {"boot": [], "block": [], "net": [], "vsock": []} for name in names}
     failures: list = []
     qemu_version = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True,
@@ -449,7 +457,7 @@ def main() -> int:
                     results[vmm]["boot"].append(result)
             if settable:
                 set_shmem_policy("advise")
-            for vmm in rotated(["crosvm", "qemu", "crosvm-vhost-user", "crosvm-sandboxed"], run):
+            for vmm in rotated(["crosvm", "qemu", "crosvm-vhost-user", "crosvm-sandboxed", *BLOCK_QCOW2_VMMS], run):
                 result = measure(block_once, vmm, args, failures)
                 if result:
                     results[vmm]["block"].append(result)
