@@ -77,6 +77,9 @@ constexpr size_t kMaxFreeList = 65536;
 // Frees wait for the next flush; a guest that discards much without flushing
 // makes us write back earlier rather than remember without bound.
 constexpr size_t kMaxPendingFrees = 4096;
+// Clusters past the end of the file an image may count as used (leaked by
+// a writer that stopped) before allocation gives up on it.
+constexpr uint64_t kMaxSteppedOver = 65536;
 
 uint64_t load_be(const uint8_t* bytes, size_t width) {
   uint64_t value = 0;
@@ -466,8 +469,7 @@ class Qcow2Disk final : public DiskFile {
       CROSVM_TRY(write_metadata());
       const uint64_t l1_bytes = needed_l1 * 8;
       const uint64_t clusters = round_up(l1_bytes, cluster_size_) / cluster_size_;
-      const uint64_t table = file_end_;
-      file_end_ += clusters * cluster_size_;
+      const uint64_t table = CROSVM_TRY(take_end_clusters(clusters));
       for (uint64_t i = 0; i < clusters; ++i) {
         CROSVM_TRY(add_refcount(table + i * cluster_size_, +1));
         add_metadata(table + i * cluster_size_);
@@ -791,11 +793,43 @@ class Qcow2Disk final : public DiskFile {
       host = free_list_.back();
       free_list_.pop_back();
     } else {
-      host = file_end_;
-      file_end_ += cluster_size_;
+      host = CROSVM_TRY(take_end_clusters(1));
     }
     CROSVM_TRY(add_refcount(host, +1));
     return host;
+  }
+
+  // `count` clusters in a row at the end of the file. A cluster there that
+  // the image already counts (a leak past the end: an allocation whose data
+  // never reached the file) is stepped over, never counted twice.
+  Result<uint64_t> take_end_clusters(uint64_t count) {
+    uint64_t stepped_over = 0;
+    for (;;) {
+      const uint64_t start = file_end_;
+      bool free = true;
+      for (uint64_t i = 0; i < count && free; ++i) {
+        const uint64_t host = start + i * cluster_size_;
+        if (CROSVM_TRY(refcount_of(host)) != 0) {
+          free = false;
+          file_end_ = host + cluster_size_;
+          if (++stepped_over > kMaxSteppedOver) {
+            return corrupt(path_, "more than 65536 clusters past the end of the file are counted as used");
+          }
+        }
+      }
+      if (free) {
+        file_end_ = start + count * cluster_size_;
+        return start;
+      }
+    }
+  }
+
+  Result<uint64_t> refcount_of(uint64_t host) {
+    const uint64_t cluster = host / cluster_size_;
+    const uint64_t slot = cluster / refcounts_per_block_;
+    if (slot >= reftable_.size() || reftable_[slot] == 0) return uint64_t{0};
+    Table* block = CROSVM_TRY(table(refblock_cache_, reftable_[slot]));
+    return get_refcount(*block, cluster % refcounts_per_block_);
   }
 
   uint64_t get_refcount(const Table& block, uint64_t index) const {
@@ -824,8 +858,7 @@ class Qcow2Disk final : public DiskFile {
                         "supported yet; `qemu-img convert` makes a larger one)", path_);
     }
     if (reftable_[slot] != 0) return {};
-    const uint64_t block = file_end_;
-    file_end_ += cluster_size_;
+    const uint64_t block = CROSVM_TRY(take_end_clusters(1));
     add_metadata(block);
     (void)CROSVM_TRY(table(refblock_cache_, block, true));
     reftable_[slot] = block;

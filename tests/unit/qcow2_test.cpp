@@ -406,18 +406,39 @@ TEST_CASE("qcow2: hostile images are refused at open or fail the request", "[qco
     patch_be(image, 24, 1ull << 40, 8);
     CHECK_THAT(open_error(image, true), Catch::Contains("does not cover"));
   }
-  SECTION("a refcount at its maximum is not overflowed") {
-    // The cluster the next write allocates is the file's end; its count,
-    // in the first refcount block, already at 65535.
+  SECTION("a refcount at its maximum is never raised") {
+    // The cluster the next write would take is the file's end; its count,
+    // in the first refcount block, already at 65535: it is not taken (only
+    // clusters counted 0 are), so it cannot overflow.
     struct stat info{};
     REQUIRE(::stat(image.c_str(), &info) == 0);
     const uint64_t next = static_cast<uint64_t>(info.st_size) / 65536;
     const uint64_t block = read_be(image, reftable, 8);
     patch_be(image, block + next * 2, 0xffff, 2);
-    auto disk = open_image(image);
-    auto written = write(*disk, 5 * 65536, pattern(512, 20));
-    REQUIRE_FALSE(written.ok());
-    CHECK_THAT(written.error().message, Catch::Contains("overflow"));
+    {
+      auto disk = open_image(image);
+      REQUIRE(write(*disk, 5 * 65536, pattern(512, 20)).ok());
+    }
+    CHECK(read_be(image, block + next * 2, 2) == 0xffff);
+    require_clean(image, true);
+  }
+  SECTION("clusters past the end of the file already counted (leaked) are stepped over") {
+    struct stat info{};
+    REQUIRE(::stat(image.c_str(), &info) == 0);
+    const uint64_t next = static_cast<uint64_t>(info.st_size) / 65536;
+    const uint64_t block = read_be(image, reftable, 8);
+    patch_be(image, block + next * 2, 1, 2);
+    patch_be(image, block + (next + 1) * 2, 1, 2);
+    {
+      auto disk = open_image(image);
+      REQUIRE(write(*disk, 5 * 65536, pattern(512, 24)).ok());
+      REQUIRE(write(*disk, 7 * 65536, pattern(65536, 25)).ok());
+      CHECK(read(*disk, 7 * 65536, 65536) == pattern(65536, 25));
+    }
+    const Ran checked = run("qemu-img check -f qcow2 '" + image + "'");
+    INFO(checked.output);
+    CHECK(checked.status == 3);  // the two leaks, and nothing else
+    CHECK_THAT(checked.output, Catch::Contains("2 leaked clusters"));
   }
   SECTION("features this VMM lacks") {
     patch_be(image, 72, 1ull << 4, 8);
