@@ -853,10 +853,7 @@ class Qcow2Disk final : public DiskFile {
   // goes at the end of the file and counts itself (or is counted by another
   // new block, which this makes in turn).
   Result<void> ensure_refcount_block(uint64_t slot) {
-    if (slot >= reftable_.size()) {
-      return make_error(ErrorCode::kIo, "qcow2 image '{}': its refcount table is full (growing it is not "
-                        "supported yet; `qemu-img convert` makes a larger one)", path_);
-    }
+    if (slot >= reftable_.size()) CROSVM_TRY(grow_refcount_table(slot));
     if (reftable_[slot] != 0) return {};
     const uint64_t block = CROSVM_TRY(take_end_clusters(1));
     add_metadata(block);
@@ -864,6 +861,69 @@ class Qcow2Disk final : public DiskFile {
     reftable_[slot] = block;
     dirty_reftable_.insert(slot);
     return add_refcount(block, +1);
+  }
+
+  // A refcount table with room for `slot` (and as many again), in new
+  // clusters at the end of the file together with the refcount blocks that
+  // count them; the header switches to it in one write once it and its
+  // blocks are durable, and the old table's clusters are freed after.
+  Result<void> grow_refcount_table(uint64_t slot) {
+    const uint64_t per_cluster = cluster_size_ / 8;
+    const uint64_t clusters = round_up(std::max<uint64_t>((slot + 1) * 2, reftable_.size() * 2), per_cluster) /
+                              per_cluster;
+    if (clusters * cluster_size_ > kMaxRefTableBytes) {
+      return corrupt(path_, "its refcount table would grow past 8 MiB");
+    }
+    CROSVM_TRY(write_metadata());
+    std::vector<uint64_t> grown = reftable_;
+    grown.resize(clusters * per_cluster, 0);
+    const uint64_t start = CROSVM_TRY(take_end_clusters(clusters));
+    // The new table's clusters need counting in blocks the table lists; a
+    // new block goes at the end too, and needs counting in turn.
+    std::vector<uint64_t> ours;
+    for (uint64_t i = 0; i < clusters; ++i) ours.push_back(start + i * cluster_size_);
+    std::vector<uint64_t> new_blocks;
+    for (size_t i = 0; i < ours.size(); ++i) {
+      const uint64_t covering = (ours[i] / cluster_size_) / refcounts_per_block_;
+      if (covering >= grown.size()) return corrupt(path_, "its refcount table cannot cover its own growth");
+      if (grown[covering] == 0) {
+        grown[covering] = CROSVM_TRY(take_end_clusters(1));
+        new_blocks.push_back(grown[covering]);
+        ours.push_back(grown[covering]);
+        (void)CROSVM_TRY(table(refblock_cache_, grown[covering], true));
+      }
+    }
+    for (uint64_t host : ours) {
+      const uint64_t cluster = host / cluster_size_;
+      Table* block = CROSVM_TRY(table(refblock_cache_, grown[cluster / refcounts_per_block_]));
+      if (get_refcount(*block, cluster % refcounts_per_block_) != 0) {
+        return corrupt(path_, fmt::format("the cluster at byte {} past its end is already counted", host));
+      }
+      set_refcount(*block, cluster % refcounts_per_block_, 1);
+    }
+    CROSVM_TRY(write_dirty(refblock_cache_));
+    std::vector<uint8_t> raw(clusters * cluster_size_, 0);
+    for (size_t i = 0; i < grown.size(); ++i) store_be(&raw[i * 8], 8, grown[i]);
+    CROSVM_TRY(write_bytes(start, raw.data(), raw.size()));
+    CROSVM_TRY(sync());
+    uint8_t fields[12];  // refcount_table_offset, refcount_table_clusters: bytes 48-59
+    store_be(fields, 8, start);
+    store_be(fields + 8, 4, clusters);
+    CROSVM_TRY(write_bytes(48, fields, sizeof fields));
+    CROSVM_TRY(sync());
+
+    const uint64_t old_start = header_.refcount_table_offset;
+    const uint64_t old_clusters = header_.refcount_table_clusters;
+    header_.refcount_table_offset = start;
+    header_.refcount_table_clusters = static_cast<uint32_t>(clusters);
+    reftable_ = std::move(grown);
+    for (uint64_t i = 0; i < clusters; ++i) add_metadata(start + i * cluster_size_);
+    for (uint64_t block : new_blocks) add_metadata(block);
+    for (uint64_t i = 0; i < old_clusters; ++i) {
+      remove_metadata(old_start + i * cluster_size_);
+      CROSVM_TRY(add_refcount(old_start + i * cluster_size_, -1));
+    }
+    return {};
   }
 
   Result<void> add_refcount(uint64_t host, int delta) {
@@ -893,21 +953,20 @@ class Qcow2Disk final : public DiskFile {
   }
 
   // Writes every dirty table back, stage by stage (see the top of the file).
+  Result<void> write_dirty(TableCache& cache) {
+    for (auto& [offset, entry] : cache.tables) {
+      if (!entry.dirty) continue;
+      CROSVM_TRY(write_bytes(offset, entry.bytes.data(), entry.bytes.size()));
+      entry.dirty = false;
+    }
+    return {};
+  }
+
   Result<void> write_metadata() {
-    auto write_tables = [&](TableCache& cache) -> Result<bool> {
-      bool wrote = false;
-      for (auto& [offset, entry] : cache.tables) {
-        if (!entry.dirty) continue;
-        CROSVM_TRY(write_bytes(offset, entry.bytes.data(), entry.bytes.size()));
-        entry.dirty = false;
-        wrote = true;
-      }
-      return wrote;
-    };
     auto any_dirty = [](const TableCache& cache) {
       return std::any_of(cache.tables.begin(), cache.tables.end(), [](const auto& item) { return item.second.dirty; });
     };
-    (void)CROSVM_TRY(write_tables(refblock_cache_));
+    CROSVM_TRY(write_dirty(refblock_cache_));
     if (!dirty_reftable_.empty()) {
       if (unsynced_) CROSVM_TRY(sync());
       for (uint64_t slot : dirty_reftable_) {
@@ -919,7 +978,7 @@ class Qcow2Disk final : public DiskFile {
     }
     if (any_dirty(l2_cache_)) {
       if (unsynced_) CROSVM_TRY(sync());
-      (void)CROSVM_TRY(write_tables(l2_cache_));
+      CROSVM_TRY(write_dirty(l2_cache_));
     }
     if (!dirty_l1_.empty()) {
       if (unsynced_) CROSVM_TRY(sync());
