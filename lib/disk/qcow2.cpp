@@ -967,28 +967,26 @@ class Qcow2Disk final : public DiskFile {
       return std::any_of(cache.tables.begin(), cache.tables.end(), [](const auto& item) { return item.second.dirty; });
     };
     CROSVM_TRY(write_dirty(refblock_cache_));
-    if (!dirty_reftable_.empty()) {
-      if (unsynced_) CROSVM_TRY(sync());
-      for (uint64_t slot : dirty_reftable_) {
-        uint8_t raw[8];
-        store_be(raw, 8, reftable_[slot]);
-        CROSVM_TRY(write_bytes(header_.refcount_table_offset + slot * 8, raw, 8));
-      }
-      dirty_reftable_.clear();
-    }
+    CROSVM_TRY(write_entries(dirty_reftable_, reftable_, header_.refcount_table_offset));
     if (any_dirty(l2_cache_)) {
       if (unsynced_) CROSVM_TRY(sync());
       CROSVM_TRY(write_dirty(l2_cache_));
     }
-    if (!dirty_l1_.empty()) {
-      if (unsynced_) CROSVM_TRY(sync());
-      for (uint64_t index : dirty_l1_) {
-        uint8_t raw[8];
-        store_be(raw, 8, l1_[index]);
-        CROSVM_TRY(write_bytes(header_.l1_table_offset + index * 8, raw, 8));
-      }
-      dirty_l1_.clear();
+    CROSVM_TRY(write_entries(dirty_l1_, l1_, header_.l1_table_offset));
+    return {};
+  }
+
+  // One stage of write_metadata: the dirty entries of an in-memory table
+  // (the refcount table or L1), after what came before is durable.
+  Result<void> write_entries(std::set<uint64_t>& dirty, const std::vector<uint64_t>& entries, uint64_t table) {
+    if (dirty.empty()) return {};
+    if (unsynced_) CROSVM_TRY(sync());
+    for (uint64_t index : dirty) {
+      uint8_t raw[8];
+      store_be(raw, 8, entries[index]);
+      CROSVM_TRY(write_bytes(table + index * 8, raw, 8));
     }
+    dirty.clear();
     return {};
   }
 

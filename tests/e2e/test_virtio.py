@@ -15,6 +15,7 @@ import time
 import pytest
 
 from test_control import control
+from test_sandbox import device_processes
 
 HANG_GUARD = 240  # a guard against hangs, never a timing check
 HOST_TEXT = "written by the host before boot\n"
@@ -268,7 +269,7 @@ def test_a_qcow2_disk_whose_writer_is_killed_mid_write_has_no_corruption(boot, t
         assert time.monotonic() < deadline, "the guest's writes did not reach the image"
         time.sleep(0.2)
     if sandbox_mode == "sandboxed":
-        writers = [pid for pid in device_process_pids() if opens(pid, image)]
+        writers = [pid for pid in device_processes() if opens(pid, image)]
         assert len(writers) == 1
         os.kill(writers[0], 9)
         assert guest.wait() == 33  # a device process that dies ends the VM, as crosvm
@@ -285,18 +286,6 @@ def test_a_qcow2_disk_whose_writer_is_killed_mid_write_has_no_corruption(boot, t
     guest.send("poweroff -f\n")
     assert guest.wait() == 0, guest.errors
     assert qemu_img_check(image).get("corruptions", 0) == 0
-
-
-def device_process_pids() -> list[int]:
-    pids = []
-    for entry in pathlib.Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "comm").read_text().strip() == "crosvm-device":
-                    pids.append(int(entry.name))
-            except OSError:
-                pass  # gone meanwhile
-    return pids
 
 
 def opens(pid: int, path: pathlib.Path) -> bool:
