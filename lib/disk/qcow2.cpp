@@ -750,7 +750,11 @@ class Qcow2Disk final : public DiskFile {
       uint64_t length = 0;
       compressed_range(mapping.entry, offset, length);
       const uint64_t start = (offset & ~511ull) & ~(cluster_size_ - 1);
-      for (uint64_t at = start; at < (offset & ~511ull) + length; at += cluster_size_) pending_frees_.push_back(at);
+      for (uint64_t at = start; at < (offset & ~511ull) + length; at += cluster_size_) {
+        // A hostile entry may name the header or a table: those are never
+        // the compressed cluster's to free.
+        if (at != 0 && at < file_end_ && !is_metadata(at)) pending_frees_.push_back(at);
+      }
     } else if (mapping.host != 0) {
       pending_frees_.push_back(mapping.host);
     }
@@ -789,10 +793,12 @@ class Qcow2Disk final : public DiskFile {
   // end of the file. Counted before anything can point to it.
   Result<uint64_t> allocate_cluster() {
     uint64_t host = 0;
-    if (!free_list_.empty()) {
+    while (!free_list_.empty() && host == 0) {
       host = free_list_.back();
       free_list_.pop_back();
-    } else {
+      if (is_metadata(host)) host = 0;  // never: a table's cluster is not freed
+    }
+    if (host == 0) {
       host = CROSVM_TRY(take_end_clusters(1));
     }
     CROSVM_TRY(add_refcount(host, +1));
@@ -936,6 +942,9 @@ class Qcow2Disk final : public DiskFile {
     const uint64_t limit = refcount_bits_ == 64 ? UINT64_MAX : (1ull << refcount_bits_) - 1;
     if (delta > 0 && count == limit) {
       return corrupt(path_, fmt::format("the refcount of the cluster at byte {} would overflow", host));
+    }
+    if (delta < 0 && (host == 0 || is_metadata(host))) {
+      return corrupt(path_, fmt::format("the cluster at byte {} holds a table and cannot be freed", host));
     }
     if (delta < 0 && count == 0) {
       return corrupt(path_, fmt::format("the cluster at byte {} is freed but its refcount is already 0", host));

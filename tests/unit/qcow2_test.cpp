@@ -440,6 +440,21 @@ TEST_CASE("qcow2: hostile images are refused at open or fail the request", "[qco
     CHECK(checked.status == 3);  // the two leaks, and nothing else
     CHECK_THAT(checked.output, Catch::Contains("2 leaked clusters"));
   }
+  SECTION("a compressed entry on the header, discarded, frees nothing of the header's") {
+    // Found by the fuzz target: the header's cluster was freed, punched and
+    // then handed to the next write.
+    patch_be(image, l2 + 8, (1ull << 62) | 0x100, 8);
+    {
+      auto disk = open_image(image);
+      REQUIRE(disk->discard(65536, 65536).ok());
+      REQUIRE(disk->flush().ok());
+      REQUIRE(write(*disk, 2 * 65536, pattern(65536, 26)).ok());
+      CHECK(read(*disk, 2 * 65536, 65536) == pattern(65536, 26));
+    }
+    CHECK(read_be(image, 0, 4) == 0x514649fb);
+    auto reopened = open_image(image, true);
+    CHECK(read(*reopened, 2 * 65536, 65536) == pattern(65536, 26));
+  }
   SECTION("features this VMM lacks") {
     patch_be(image, 72, 1ull << 4, 8);
     CHECK_THAT(open_error(image, true), Catch::Contains("extended L2"));
