@@ -16,6 +16,7 @@ class TrapDisk final : public disk::DiskFile {
   TrapDisk(uint64_t size, bool read_only) : bytes_(size), read_only_(read_only) {}
   uint64_t size() const override { return bytes_.size(); }
   bool read_only() const override { return read_only_; }
+  std::string_view format() const override { return "trap"; }
   Result<void> read_at(uint64_t offset, std::span<const iovec> buffers) override {
     for (const iovec& buffer : buffers) {
       check(offset, buffer.iov_len);
