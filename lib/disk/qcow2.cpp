@@ -323,8 +323,7 @@ class Qcow2Disk final : public DiskFile {
   Result<void> read_at(uint64_t offset, std::span<const iovec> buffers) override {
     std::lock_guard lock(mutex_);
     IovecCursor cursor(buffers);
-    uint64_t left = 0;
-    for (const iovec& buffer : buffers) left += buffer.iov_len;
+    uint64_t left = total_bytes(buffers);
     while (left > 0) {
       const uint64_t within = offset & (cluster_size_ - 1);
       uint64_t length = std::min(left, cluster_size_ - within);
@@ -342,12 +341,7 @@ class Qcow2Disk final : public DiskFile {
           break;
         }
         case Kind::kData: {
-          // Clusters that follow on in the file too: one read.
-          while (length < left) {
-            const Mapping next = CROSVM_TRY(lookup(offset + length));
-            if (next.kind != Kind::kData || next.host != mapping.host + within + length) break;
-            length += std::min(left - length, cluster_size_);
-          }
+          length = CROSVM_TRY(run_length(offset, length, left, mapping, false));
           const std::vector<iovec> pieces = cursor.take(length);
           CROSVM_TRY(transfer_at(fd_.get(), mapping.host + within, pieces, false, path_, PastEnd::kZeros));
           break;
@@ -363,19 +357,14 @@ class Qcow2Disk final : public DiskFile {
     std::lock_guard lock(mutex_);
     CROSVM_TRY(writable());
     IovecCursor cursor(buffers);
-    uint64_t left = 0;
-    for (const iovec& buffer : buffers) left += buffer.iov_len;
+    uint64_t left = total_bytes(buffers);
     while (left > 0) {
       const uint64_t within = offset & (cluster_size_ - 1);
       uint64_t length = std::min(left, cluster_size_ - within);
       const Mapping mapping = CROSVM_TRY(lookup(offset));
       if (mapping.kind == Kind::kData && mapping.copied) {
         // Ours alone: written in place, with the clusters that follow on.
-        while (length < left) {
-          const Mapping next = CROSVM_TRY(lookup(offset + length));
-          if (next.kind != Kind::kData || !next.copied || next.host != mapping.host + within + length) break;
-          length += std::min(left - length, cluster_size_);
-        }
+        length = CROSVM_TRY(run_length(offset, length, left, mapping, true));
         const std::vector<iovec> pieces = cursor.take(length);
         CROSVM_TRY(write_buffers(mapping.host + within, pieces));
       } else {
@@ -505,6 +494,26 @@ class Qcow2Disk final : public DiskFile {
   }
 
  private:
+  static uint64_t total_bytes(std::span<const iovec> buffers) {
+    uint64_t total = 0;
+    for (const iovec& buffer : buffers) total += buffer.iov_len;
+    return total;
+  }
+
+  // `length` bytes at `offset` lie in the data cluster `first`; extends
+  // them, up to `left`, over the clusters that follow it in the file too
+  // (and, for a write, are the image's alone), so that they move in one
+  // transfer.
+  Result<uint64_t> run_length(uint64_t offset, uint64_t length, uint64_t left, const Mapping& first, bool own) {
+    const uint64_t start = first.host + (offset & (cluster_size_ - 1));
+    while (length < left) {
+      const Mapping next = CROSVM_TRY(lookup(offset + length));
+      if (next.kind != Kind::kData || (own && !next.copied) || next.host != start + length) break;
+      length += std::min(left - length, cluster_size_);
+    }
+    return length;
+  }
+
   Result<void> writable() const {
     if (read_only_) return make_error(ErrorCode::kInvalidArgument, "'{}' is read-only", path_);
     return {};
