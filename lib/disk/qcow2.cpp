@@ -1075,6 +1075,9 @@ Result<void> create_qcow2(const std::string& path, uint64_t size, const std::str
   if (size > kMaxVirtualSize) return make_error(ErrorCode::kInvalidArgument, "{} bytes is too large", size);
   const uint64_t bytes_per_l2 = kCluster * (kCluster / 8);
   const uint64_t l1_size = (size + bytes_per_l2 - 1) / bytes_per_l2;
+  if (l1_size * 8 > kMaxL1Bytes) {
+    return make_error(ErrorCode::kInvalidArgument, "{} bytes needs an L1 table above 32 MiB (at most 2 PiB)", size);
+  }
   const uint64_t l1_clusters = round_up(l1_size * 8, kCluster) / kCluster;
   // Header, refcount table, refcount block, L1 table.
   const uint64_t clusters = 3 + l1_clusters;

@@ -679,6 +679,10 @@ TEST_CASE("qcow2: create_qcow2 makes images qemu-img checks clean", "[qcow2]") {
   CHECK_THAT(disk::create_qcow2(dir.file("x.qcow2"), kMiB, "base.raw").error().message,
              Catch::Contains("backing file's"));
   CHECK_THAT(disk::create_qcow2(dir.file("y.qcow2"), 0, "").error().message, Catch::Contains("needs a size"));
+  // A size the user gives never sizes an allocation past QEMU's L1 limit.
+  CHECK_THAT(disk::create_qcow2(dir.file("w.qcow2"), 1ull << 61, "").error().message,
+             Catch::Contains("above 32 MiB"));
+  CHECK(::access(dir.file("w.qcow2").c_str(), F_OK) != 0);
   CHECK_THAT(disk::create_qcow2(dir.file("z.qcow2"), 0, "missing.raw").error().message,
              Catch::Contains("missing.raw"));
   CHECK(::access(dir.file("z.qcow2").c_str(), F_OK) != 0);
