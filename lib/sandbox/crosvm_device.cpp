@@ -8,7 +8,7 @@
 // usage: crosvm-device KIND --socket-fd N [--control-fd N] [--file-fd N] [device arguments]
 //                      [--seccomp-log-failures] [--deny-syscall NAME]... [--debug]
 //   block: --path PATH (for messages) [--read-only] [--id ID] [--name NAME]
-//          [--backing-fd N]... [--allow-backing] [--no-lock] [--no-sparse] [--block-size N]
+//          [--backing-fd N]... [--allow-backing] [--no-lock] [--no-sparse] [--block-size N] [--num-queues N]
 //   console: --output-fd N --input-fd N [--name NAME]
 //   a registry kind (rng, net, ...): [--index N] [--option KEY=VALUE]... [--fd-NAME N]...
 //     (--fd-NAME: what the kind's open() opened in the VMM, e.g. --fd-tap)
@@ -108,6 +108,14 @@ Result<Arguments> parse(int argc, char** argv) {
       const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), arguments.block.block_size);
       if (error != std::errc{} || end != text.data() + text.size()) {
         return make_error(ErrorCode::kInvalidArgument, "--block-size: not a number: '{}'", text);
+      }
+    } else if (flag == "--num-queues") {
+      const std::string_view text = CROSVM_TRY(value());
+      const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), arguments.block.num_queues);
+      if (error != std::errc{} || end != text.data() + text.size() || arguments.block.num_queues == 0 ||
+          arguments.block.num_queues > virtio::kMaxBlockQueues) {
+        return make_error(ErrorCode::kInvalidArgument, "--num-queues: not 1 to {}: '{}'", virtio::kMaxBlockQueues,
+                          text);
       }
     } else if (flag == "--output-fd") {
       arguments.output_fd = CROSVM_TRY(fd_number(CROSVM_TRY(value())));

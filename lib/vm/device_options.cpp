@@ -19,12 +19,13 @@ constexpr std::array kBlockKeys = {
     DeviceKey{"sparse", "false: no discard, and write-zeroes never frees space (default true)", true},
     DeviceKey{"lock", "false: the image is not locked against other VMMs (default true)", true},
     DeviceKey{"block-size", "the logical block size the guest sees: 512 (default), 1024, 2048 or 4096"},
+    DeviceKey{"num-queues", "request queues the guest may use at once: 1 (default) to 16"},
 };
 
 }  // namespace
 
 virtio::BlockOptions block_device_options(const DiskConfig& disk) {
-  return {.id = disk.id, .block_size = disk.block_size, .sparse = disk.sparse};
+  return {.id = disk.id, .block_size = disk.block_size, .sparse = disk.sparse, .num_queues = disk.num_queues};
 }
 
 namespace {
@@ -44,6 +45,13 @@ Result<void> add_block(VmConfig& config, const DeviceOptions& options) {
       return options.invalid(fmt::format("block-size must be 512, 1024, 2048 or 4096, not '{}'", *text));
     }
     disk.block_size = static_cast<uint32_t>(*size);
+  }
+  if (auto text = options.text("num-queues")) {
+    auto queues = options.number("num-queues", 1, virtio::kMaxBlockQueues, 1);
+    if (!queues) {
+      return options.invalid(fmt::format("num-queues must be 1 to {}, not '{}'", virtio::kMaxBlockQueues, *text));
+    }
+    disk.num_queues = static_cast<uint16_t>(*queues);
   }
   if (disk.id.size() > virtio::kBlockIdLength) {
     return options.invalid(fmt::format("id is at most {} bytes", virtio::kBlockIdLength));

@@ -316,6 +316,7 @@ Result<void> Vm::attach_pci_devices() {
       if (!disk.lock) arguments.push_back("--no-lock");
       if (!disk.sparse) arguments.push_back("--no-sparse");
       arguments.insert(arguments.end(), {"--block-size", std::to_string(disk.block_size)});
+      arguments.insert(arguments.end(), {"--num-queues", std::to_string(disk.num_queues)});
       if (!disk.id.empty()) arguments.insert(arguments.end(), {"--id", disk.id});
       std::vector<std::pair<std::string, UniqueFd>> fds;
       for (size_t file = 0; file < opened->fds.size(); ++file) {

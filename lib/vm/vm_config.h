@@ -40,6 +40,7 @@ struct DiskConfig {
   bool lock = true;            // an OFD lock on the image (disk::OpenOptions)
   uint32_t block_size = 512;   // the logical block size the guest is told
   bool sparse = true;          // discard offered, write-zeroes may punch holes
+  uint16_t num_queues = 1;     // virtio-blk request queues (1 to virtio::kMaxBlockQueues)
 };
 
 inline disk::OpenOptions disk_options(const DiskConfig& disk) {

@@ -61,9 +61,10 @@ TEST_CASE("block: crosvm's keys, writable unless ro, a bare first item is the pa
 
   // Defaults as crosvm's: sparse, locked, 512-byte blocks, no backing file.
   const crosvm::DiskConfig plain = added("block", "e.img").disks[0];
-  CHECK((plain.sparse && plain.lock && plain.block_size == 512 && !plain.allow_backing));
-  const crosvm::DiskConfig tuned = added("block", "e.img,sparse=false,lock=false,block-size=4096,allow-backing").disks[0];
-  CHECK((!tuned.sparse && !tuned.lock && tuned.block_size == 4096 && tuned.allow_backing));
+  CHECK((plain.sparse && plain.lock && plain.block_size == 512 && !plain.allow_backing && plain.num_queues == 1));
+  const crosvm::DiskConfig tuned =
+      added("block", "e.img,sparse=false,lock=false,block-size=4096,allow-backing,num-queues=4").disks[0];
+  CHECK((!tuned.sparse && !tuned.lock && tuned.block_size == 4096 && tuned.allow_backing && tuned.num_queues == 4));
 }
 
 TEST_CASE("block: bad lists name the kind and the key, and add nothing", "[device-options]") {
@@ -71,11 +72,14 @@ TEST_CASE("block: bad lists name the kind and the key, and add nothing", "[devic
   CHECK(refused("block", "").find("path=") != std::string::npos);
   CHECK(refused("block", "path=x,ro=maybe").find("block: ro must be true or false") != std::string::npos);
   CHECK(refused("block", "path=x,size=3")
-            .find("block: unknown key 'size' (known: path, ro, root, id, allow-backing, sparse, lock, block-size)") !=
+            .find("block: unknown key 'size' (known: path, ro, root, id, allow-backing, sparse, lock, block-size, "
+                  "num-queues)") !=
         std::string::npos);
   CHECK(refused("block", "path=x,block-size=1000").find("block-size must be 512, 1024, 2048 or 4096") !=
         std::string::npos);
   CHECK(refused("block", "path=x,block-size=8192").find("block-size must be") != std::string::npos);
+  CHECK(refused("block", "path=x,num-queues=0").find("num-queues must be 1 to 16, not '0'") != std::string::npos);
+  CHECK(refused("block", "path=x,num-queues=17").find("num-queues must be 1 to 16") != std::string::npos);
   CHECK(refused("block", "path=x,id=123456789012345678901").find("20 bytes") != std::string::npos);
   CHECK(refused("block", "path=x,path=y").find("path is given twice") != std::string::npos);
   CHECK(refused("block", "a.img,b.img").find("unknown key 'b.img'") != std::string::npos);

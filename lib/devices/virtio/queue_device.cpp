@@ -27,6 +27,7 @@ Result<void> QueueDevice::activate(Activation activation) {
   std::vector<const EventFd*> kicks;
   {
     std::lock_guard lock(worker_.lock());
+    if (activation_) on_stop();
     activation_ = std::move(activation);
     broken_ = false;
     served_.clear();
@@ -59,6 +60,7 @@ void QueueDevice::resume_host(size_t index) {
 void QueueDevice::reset() {
   worker_.stop();
   std::lock_guard lock(worker_.lock());
+  if (activation_) on_stop();
   positions_.clear();
   if (activation_) {
     for (const ActiveQueue& queue : activation_->queues) {

@@ -40,6 +40,11 @@ class QueueDevice : public VirtioDevice {
     return {};
   }
   virtual void on_reset() {}
+  // The worker stopped, the activation is still there: work the device runs
+  // elsewhere (a disk's I/O threads) finishes now and is returned to the
+  // driver, before the queues' positions are read and guest memory may go.
+  // Under the lock.
+  virtual void on_stop() {}
   // Host fds the worker waits on for the device (a NIC's TAP), during each
   // activation; on_host_ready(i) runs when host_fds()[i] is readable.
   virtual std::vector<int> host_fds() const { return {}; }
