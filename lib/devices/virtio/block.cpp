@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <exception>
 #include <utility>
 
 #include "devices/virtio/chain_io.h"
@@ -318,7 +319,13 @@ void Block::start_io(uint16_t queue, uint16_t head, BlockRequest request) {
   const GuestMemory* memory = &this->memory();  // stays mapped: a reset waits for this work
   io_.submit(
       [this, queue, head, shared, memory] {
-        run_block_request(*disk_, *shared);
+        try {
+          run_block_request(*disk_, *shared);
+        } catch (const std::exception& error) {
+          // What the disk could not report itself (no memory): this request fails, the rest go on.
+          shared->status = kBlockStatusIoError;
+          shared->problem = fmt::format("internal error: {}", error.what());
+        }
         Completion done{queue, head, finish_block_request(*memory, *shared), std::move(shared->problem)};
         bool post = false;
         {
