@@ -49,6 +49,10 @@ struct OpenOptions {
   bool allow_backing = false;
   // crosvm's lock=false: no OFD lock (the user vouches no one else writes).
   bool lock = true;
+  // crosvm's direct=true: the image's data moves past the host's page
+  // cache (O_DIRECT) where a request is aligned (disk_io.h); backing files
+  // are read through the cache.
+  bool direct = false;
 };
 
 inline constexpr size_t kMaxBackingDepth = 8;
@@ -62,18 +66,23 @@ struct ImageFiles {
   std::vector<UniqueFd> fds;  // the image, then each backing file in turn
   std::string format;         // the image's: "raw" or "qcow2"
   uint64_t size = 0;          // what the guest sees, in bytes
+  UniqueFd direct;            // direct=true: the image opened again with O_DIRECT
 };
 Result<ImageFiles> open_image_files(const OpenOptions& options);
 
 // A disk from the fds open_image_files gave (in a device process, which
-// opens nothing); `options.path` names it in messages.
-Result<std::unique_ptr<DiskFile>> adopt_image(std::vector<UniqueFd> fds, const OpenOptions& options);
+// opens nothing); `options.path` names it in messages. `direct`: the
+// image's O_DIRECT description (ImageFiles::direct), or none.
+Result<std::unique_ptr<DiskFile>> adopt_image(std::vector<UniqueFd> fds, const OpenOptions& options,
+                                              UniqueFd direct = {});
 
 // Both steps in one process.
 Result<std::unique_ptr<DiskFile>> open_disk(const OpenOptions& options);
 
-// A raw image on an open file or block device (no lock taken here).
-Result<std::unique_ptr<DiskFile>> open_raw_disk(UniqueFd fd, std::string path, bool read_only);
+// A raw image on an open file or block device (no lock taken here), with
+// its O_DIRECT description if direct=true.
+Result<std::unique_ptr<DiskFile>> open_raw_disk(UniqueFd fd, std::string path, bool read_only,
+                                                UniqueFd direct = {});
 
 // The name of an image format other than raw whose signature `start` (the
 // file's first bytes) carries, or an empty view.

@@ -1,5 +1,6 @@
 #include "disk/disk_io.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -8,6 +9,32 @@
 #include <cstring>
 
 namespace crosvm::disk {
+
+int data_fd(int buffered, const UniqueFd& direct, uint64_t offset, std::span<const iovec> buffers) {
+  if (!direct || offset % kDirectAlignment != 0) return buffered;
+  for (const iovec& buffer : buffers) {
+    if (reinterpret_cast<uintptr_t>(buffer.iov_base) % kDirectAlignment != 0 ||
+        buffer.iov_len % kDirectAlignment != 0) {
+      return buffered;
+    }
+  }
+  return direct.get();
+}
+
+Result<UniqueFd> reopen_direct(int fd, const std::string& path) {
+  const int mode = ::fcntl(fd, F_GETFL);
+  if (mode < 0) return make_errno_error(ErrorCode::kIo, errno, "disk image '{}'", path);
+  const std::string link = fmt::format("/proc/self/fd/{}", fd);
+  UniqueFd direct(::open(link.c_str(), (mode & O_ACCMODE) | O_DIRECT | O_CLOEXEC));
+  if (!direct) {
+    if (errno == EINVAL) {
+      return make_error(ErrorCode::kIo, "disk image '{}': direct=true, but its file system does not support "
+                        "O_DIRECT", path);
+    }
+    return make_errno_error(ErrorCode::kIo, errno, "disk image '{}': opening it with O_DIRECT", path);
+  }
+  return direct;
+}
 
 Result<void> transfer_at(int fd, uint64_t offset, std::span<const iovec> buffers, bool is_write,
                          const std::string& path, PastEnd past_end) {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "base/unique_fd.h"
 
 namespace crosvm::disk {
 
@@ -23,6 +24,18 @@ enum class PastEnd {
 // short transfers and EINTR.
 Result<void> transfer_at(int fd, uint64_t offset, std::span<const iovec> buffers, bool is_write,
                          const std::string& path, PastEnd past_end = PastEnd::kError);
+
+// crosvm's direct=true: the image is open a second time with O_DIRECT
+// (another open file description). A transfer whose memory, offset and
+// length are all multiples of kDirectAlignment goes through it, past the
+// host's page cache; any other through the buffered one, which the kernel
+// keeps coherent with it (so a guest's unaligned request still works, and
+// never needs a read-modify-write that could race with its neighbours).
+inline constexpr uint64_t kDirectAlignment = 4096;
+int data_fd(int buffered, const UniqueFd& direct, uint64_t offset, std::span<const iovec> buffers);
+// `fd`'s file opened again, by the fd (not the name), with O_DIRECT and the
+// same access mode. A file system without O_DIRECT is a clear error.
+Result<UniqueFd> reopen_direct(int fd, const std::string& path);
 
 // Walks a list of buffers a piece at a time.
 class IovecCursor {

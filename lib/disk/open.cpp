@@ -148,10 +148,12 @@ Result<ImageFiles> open_image_files(const OpenOptions& options) {
   auto disk = CROSVM_TRY(adopt_image(std::move(copies), options));
   files.format = std::string(disk->format());
   files.size = disk->size();
+  if (options.direct) files.direct = CROSVM_TRY(reopen_direct(files.fds.front().get(), options.path));
   return files;
 }
 
-Result<std::unique_ptr<DiskFile>> adopt_image(std::vector<UniqueFd> fds, const OpenOptions& options) {
+Result<std::unique_ptr<DiskFile>> adopt_image(std::vector<UniqueFd> fds, const OpenOptions& options,
+                                              UniqueFd direct) {
   if (fds.empty() || !fds.front()) return make_error(ErrorCode::kIo, "disk image '{}': no file", options.path);
   if (fds.size() > kMaxBackingDepth + 1) {
     return make_error(ErrorCode::kIo, "disk image '{}': more than {} backing files", options.path, kMaxBackingDepth);
@@ -170,19 +172,23 @@ Result<std::unique_ptr<DiskFile>> adopt_image(std::vector<UniqueFd> fds, const O
     const Format format = CROSVM_TRY(detect_format(fd.get(), name));
     if (format == Format::kRaw) {
       if (backing) return make_error(ErrorCode::kIo, "disk image '{}' is raw and has no backing file", name);
-      backing = CROSVM_TRY(open_raw_disk(std::move(fd), name, read_only));
+      backing = CROSVM_TRY(open_raw_disk(std::move(fd), name, read_only, depth == 0 ? std::move(direct) : UniqueFd()));
       continue;
     }
     if (!options.allow_backing && backing) {
       return make_error(ErrorCode::kIo, "disk image '{}': a backing file without allow-backing=true", name);
     }
-    backing = CROSVM_TRY(open_qcow2(std::move(fd), name, read_only, std::move(backing)));
+    backing = CROSVM_TRY(open_qcow2(std::move(fd), name, read_only, std::move(backing),
+                                    depth == 0 ? std::move(direct) : UniqueFd()));
   }
   return backing;
 }
 
 Result<std::unique_ptr<DiskFile>> open_disk(const OpenOptions& options) {
-  return adopt_image(CROSVM_TRY(open_chain(options)), options);
+  std::vector<UniqueFd> fds = CROSVM_TRY(open_chain(options));
+  UniqueFd direct;
+  if (options.direct) direct = CROSVM_TRY(reopen_direct(fds.front().get(), options.path));
+  return adopt_image(std::move(fds), options, std::move(direct));
 }
 
 }  // namespace crosvm::disk

@@ -247,8 +247,8 @@ struct Mapping {
 class Qcow2Disk final : public DiskFile {
  public:
   Qcow2Disk(UniqueFd fd, std::string path, Qcow2Header header, bool read_only, std::unique_ptr<DiskFile> backing,
-            uint64_t file_size)
-      : fd_(std::move(fd)), path_(std::move(path)), header_(std::move(header)), read_only_(read_only),
+            uint64_t file_size, UniqueFd direct)
+      : fd_(std::move(fd)), direct_(std::move(direct)), path_(std::move(path)), header_(std::move(header)), read_only_(read_only),
         backing_(std::move(backing)), cluster_size_(1ull << header_.cluster_bits),
         l2_bits_(header_.cluster_bits - 3), file_size_(file_size),
         file_end_(round_up(file_size, cluster_size_)),
@@ -343,7 +343,8 @@ class Qcow2Disk final : public DiskFile {
         case Kind::kData: {
           length = CROSVM_TRY(run_length(offset, length, left, mapping, false));
           const std::vector<iovec> pieces = cursor.take(length);
-          CROSVM_TRY(transfer_at(fd_.get(), mapping.host + within, pieces, false, path_, PastEnd::kZeros));
+          const uint64_t at = mapping.host + within;
+          CROSVM_TRY(transfer_at(data_fd(fd_.get(), direct_, at, pieces), at, pieces, false, path_, PastEnd::kZeros));
           break;
         }
       }
@@ -528,7 +529,7 @@ class Qcow2Disk final : public DiskFile {
   // the tests, set_qcow2_crash_after_for_testing).
   Result<void> write_buffers(uint64_t offset, std::span<const iovec> buffers) {
     CROSVM_TRY(crash_point());
-    CROSVM_TRY(transfer_at(fd_.get(), offset, buffers, true, path_));
+    CROSVM_TRY(transfer_at(data_fd(fd_.get(), direct_, offset, buffers), offset, buffers, true, path_));
     unsynced_ = true;
     return {};
   }
@@ -1023,6 +1024,7 @@ class Qcow2Disk final : public DiskFile {
   }
 
   UniqueFd fd_;
+  UniqueFd direct_;  // direct=true: the O_DIRECT description, for aligned data
   std::string path_;
   Qcow2Header header_;
   bool read_only_;
@@ -1146,7 +1148,7 @@ Result<Qcow2Header> read_qcow2_header(int fd, std::string_view path) {
 }
 
 Result<std::unique_ptr<DiskFile>> open_qcow2(UniqueFd fd, std::string path, bool read_only,
-                                             std::unique_ptr<DiskFile> backing) {
+                                             std::unique_ptr<DiskFile> backing, UniqueFd direct) {
   Qcow2Header header = CROSVM_TRY(read_qcow2_header(fd.get(), path));
   struct stat info{};
   if (::fstat(fd.get(), &info) != 0) return make_errno_error(ErrorCode::kIo, errno, "disk image '{}'", path);
@@ -1169,7 +1171,7 @@ Result<std::unique_ptr<DiskFile>> open_qcow2(UniqueFd fd, std::string path, bool
     }
   }
   auto disk = std::make_unique<Qcow2Disk>(std::move(fd), std::move(path), std::move(header), read_only,
-                                          std::move(backing), file_size);
+                                          std::move(backing), file_size, std::move(direct));
   CROSVM_TRY(disk->load());
   return std::unique_ptr<DiskFile>(std::move(disk));
 }

@@ -50,9 +50,10 @@ Result<Qcow2Header> read_qcow2_header(int fd, std::string_view path);
 // Builds a qcow2 disk on an open image. `backing` serves the clusters the
 // image does not hold; it must be given exactly when the header names a
 // backing file. A writable image must be version 3, without internal
-// snapshots, and neither dirty nor marked corrupt.
+// snapshots, and neither dirty nor marked corrupt. `direct`: the image's
+// O_DIRECT description (direct=true), which carries aligned guest data.
 Result<std::unique_ptr<DiskFile>> open_qcow2(UniqueFd fd, std::string path, bool read_only,
-                                             std::unique_ptr<DiskFile> backing);
+                                             std::unique_ptr<DiskFile> backing, UniqueFd direct = {});
 
 // Writes a new, empty version 3 image at `path` (which must not exist) with
 // 64 KiB clusters: `size` bytes, or with a backing file the size of that

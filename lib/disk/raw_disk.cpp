@@ -19,8 +19,8 @@ namespace {
 
 class RawDisk final : public DiskFile {
  public:
-  RawDisk(UniqueFd fd, std::string path, uint64_t size, bool read_only, bool regular_file)
-      : fd_(std::move(fd)), path_(std::move(path)), size_(size), read_only_(read_only),
+  RawDisk(UniqueFd fd, std::string path, uint64_t size, bool read_only, bool regular_file, UniqueFd direct)
+      : fd_(std::move(fd)), direct_(std::move(direct)), path_(std::move(path)), size_(size), read_only_(read_only),
         regular_file_(regular_file) {}
 
   uint64_t size() const override { return size_; }
@@ -28,7 +28,7 @@ class RawDisk final : public DiskFile {
   std::string_view format() const override { return "raw"; }
 
   Result<void> read_at(uint64_t offset, std::span<const iovec> buffers) override {
-    return transfer_at(fd_.get(), offset, buffers, false, path_);
+    return transfer_at(data_fd(fd_.get(), direct_, offset, buffers), offset, buffers, false, path_);
   }
 
   Result<void> write_at(uint64_t offset, std::span<const iovec> buffers) override {
@@ -46,7 +46,7 @@ class RawDisk final : public DiskFile {
                           "read as {} when next opened)", format, path_, format);
       }
     }
-    return transfer_at(fd_.get(), offset, buffers, true, path_);
+    return transfer_at(data_fd(fd_.get(), direct_, offset, buffers), offset, buffers, true, path_);
   }
 
   Result<void> flush() override {
@@ -102,6 +102,7 @@ class RawDisk final : public DiskFile {
   }
 
   UniqueFd fd_;
+  UniqueFd direct_;  // direct=true: the O_DIRECT description
   std::string path_;
   uint64_t size_;
   bool read_only_;
@@ -110,7 +111,7 @@ class RawDisk final : public DiskFile {
 
 }  // namespace
 
-Result<std::unique_ptr<DiskFile>> open_raw_disk(UniqueFd fd, std::string path, bool read_only) {
+Result<std::unique_ptr<DiskFile>> open_raw_disk(UniqueFd fd, std::string path, bool read_only, UniqueFd direct) {
   struct stat info{};
   if (::fstat(fd.get(), &info) != 0) return make_errno_error(ErrorCode::kIo, errno, "disk image '{}'", path);
   uint64_t size = 0;
@@ -124,7 +125,7 @@ Result<std::unique_ptr<DiskFile>> open_raw_disk(UniqueFd fd, std::string path, b
   } else {
     return make_error(ErrorCode::kIo, "disk image '{}' is neither a file nor a block device", path);
   }
-  return std::unique_ptr<DiskFile>(new RawDisk(std::move(fd), std::move(path), size, read_only, regular_file));
+  return std::unique_ptr<DiskFile>(new RawDisk(std::move(fd), std::move(path), size, read_only, regular_file, std::move(direct)));
 }
 
 }  // namespace crosvm::disk

@@ -8,7 +8,8 @@
 // usage: crosvm-device KIND --socket-fd N [--control-fd N] [--file-fd N] [device arguments]
 //                      [--seccomp-log-failures] [--deny-syscall NAME]... [--debug]
 //   block: --path PATH (for messages) [--read-only] [--id ID] [--name NAME]
-//          [--backing-fd N]... [--allow-backing] [--no-lock] [--no-sparse] [--block-size N] [--num-queues N]
+//          [--backing-fd N]... [--direct-fd N] [--allow-backing] [--no-lock] [--no-sparse]
+//          [--block-size N] [--num-queues N]
 //   console: --output-fd N --input-fd N [--name NAME]
 //   a registry kind (rng, net, ...): [--index N] [--option KEY=VALUE]... [--fd-NAME N]...
 //     (--fd-NAME: what the kind's open() opened in the VMM, e.g. --fd-tap)
@@ -49,6 +50,7 @@ struct Arguments {
   int control_fd = -1;
   int file_fd = -1;
   std::vector<int> backing_fds;  // block: a qcow2 image's backing files, in order
+  int direct_fd = -1;            // block: the image's O_DIRECT description (direct=true)
   bool allow_backing = false;
   bool lock = true;
   virtio::BlockOptions block;  // its id is `id` below
@@ -97,6 +99,8 @@ Result<Arguments> parse(int argc, char** argv) {
       arguments.file_fd = CROSVM_TRY(fd_number(CROSVM_TRY(value())));
     } else if (flag == "--backing-fd") {
       arguments.backing_fds.push_back(CROSVM_TRY(fd_number(CROSVM_TRY(value()))));
+    } else if (flag == "--direct-fd") {
+      arguments.direct_fd = CROSVM_TRY(fd_number(CROSVM_TRY(value())));
     } else if (flag == "--allow-backing") {
       arguments.allow_backing = true;
     } else if (flag == "--no-lock") {
@@ -184,7 +188,8 @@ Result<Device> build_device(Arguments& arguments, const Logger& logger) {
                                              {.path = arguments.path,
                                               .read_only = arguments.read_only,
                                               .allow_backing = arguments.allow_backing,
-                                              .lock = arguments.lock}));
+                                              .lock = arguments.lock},
+                                             arguments.direct_fd >= 0 ? UniqueFd(arguments.direct_fd) : UniqueFd()));
     const std::string name = arguments.name.empty() ? fmt::format("virtio-blk ({})", arguments.path) : arguments.name;
     arguments.block.id = arguments.id;
     auto block = std::make_shared<virtio::Block>(std::move(disk), arguments.block, name, logger);

@@ -20,6 +20,7 @@ constexpr std::array kBlockKeys = {
     DeviceKey{"lock", "false: the image is not locked against other VMMs (default true)", true},
     DeviceKey{"block-size", "the logical block size the guest sees: 512 (default), 1024, 2048 or 4096"},
     DeviceKey{"num-queues", "request queues the guest may use at once: 1 (default) to 16"},
+    DeviceKey{"direct", "true: aligned data bypasses the host's page cache (O_DIRECT; default false)", true},
 };
 
 }  // namespace
@@ -39,6 +40,7 @@ Result<void> add_block(VmConfig& config, const DeviceOptions& options) {
   disk.allow_backing = CROSVM_TRY(options.flag("allow-backing", false));
   disk.sparse = CROSVM_TRY(options.flag("sparse", true));
   disk.lock = CROSVM_TRY(options.flag("lock", true));
+  disk.direct = CROSVM_TRY(options.flag("direct", false));
   if (auto text = options.text("block-size")) {
     auto size = options.number("block-size", 512, 4096, 512);
     if (!size || (*size & (*size - 1)) != 0) {

@@ -322,6 +322,7 @@ Result<void> Vm::attach_pci_devices() {
       for (size_t file = 0; file < opened->fds.size(); ++file) {
         fds.emplace_back(file == 0 ? "--file-fd" : "--backing-fd", std::move(opened->fds[file]));
       }
+      if (opened->direct) fds.emplace_back("--direct-fd", std::move(opened->direct));
       CROSVM_TRY(attach_jailed("block", name, std::move(arguments), std::move(fds)));
       JailedDisk& jailed = jailed_disks_.emplace_back();
       jailed.size = opened->size;

@@ -38,13 +38,18 @@ struct DiskConfig {
   std::string id;     // what VIRTIO_BLK_T_GET_ID returns (up to 20 bytes)
   bool allow_backing = false;  // qcow2: follow its backing file (disk::OpenOptions)
   bool lock = true;            // an OFD lock on the image (disk::OpenOptions)
+  bool direct = false;         // O_DIRECT for aligned data (disk::OpenOptions)
   uint32_t block_size = 512;   // the logical block size the guest is told
   bool sparse = true;          // discard offered, write-zeroes may punch holes
   uint16_t num_queues = 1;     // virtio-blk request queues (1 to virtio::kMaxBlockQueues)
 };
 
 inline disk::OpenOptions disk_options(const DiskConfig& disk) {
-  return {.path = disk.path, .read_only = disk.read_only, .allow_backing = disk.allow_backing, .lock = disk.lock};
+  return {.path = disk.path,
+          .read_only = disk.read_only,
+          .allow_backing = disk.allow_backing,
+          .lock = disk.lock,
+          .direct = disk.direct};
 }
 
 // A virtio device whose queues another process serves over vhost-user

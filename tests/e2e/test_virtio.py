@@ -2,6 +2,7 @@
 guest reads and writes (and the host then checks), a read-only disk, the
 rng, and a virtio console in both directions; each test both with the
 devices jailed (crosvm-launch's default) and in the VMM."""
+import errno
 import fcntl
 import hashlib
 import json
@@ -213,6 +214,37 @@ def test_images_the_vmm_must_not_serve_as_raw_are_one_clear_error(launcher, kern
         assert result.returncode == 1
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_a_direct_disk_is_written_past_the_page_cache_or_refused_in_one_line(boot, launcher, kernel, tmp_path,
+                                                                               sandbox_mode):
+    """direct=true: the VMM opens the image a second time with O_DIRECT. Where
+    the file system has none (tmpfs before Linux 6.6, as in the nested
+    runner) that is one line of error, found before any device starts."""
+    image = make_ext4(tmp_path / "direct.img", {"host.txt": HOST_TEXT})
+    try:
+        os.close(os.open(image, os.O_RDWR | os.O_DIRECT))
+        supported = True
+    except OSError as error:
+        assert error.errno == errno.EINVAL, error
+        supported = False
+    if not supported:
+        flags = ["--disable-sandbox"] if sandbox_mode == "in-the-vmm" else []
+        result = subprocess.run([launcher, "run", *flags, "--block", f"{image},direct=true", kernel],
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 1
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "does not support O_DIRECT" in lines[0], result.stderr
+        return
+    guest = boot("--block", f"{image},direct=true")
+    guest.run("mount -t ext4 /dev/vda /mnt")
+    assert guest.run("cat /mnt/host.txt") == HOST_TEXT
+    guest.run(f"echo '{GUEST_TEXT}' > /mnt/guest.txt && sync && umount /mnt")
+    guest.send("poweroff -f\n")
+    assert guest.wait() == 0, guest.errors
+    written = subprocess.run(["debugfs", "-R", "cat /guest.txt", str(image)], capture_output=True, text=True,
+                             check=True)
+    assert written.stdout.strip() == GUEST_TEXT
 
 
 def qemu_img_check(image: pathlib.Path) -> dict:

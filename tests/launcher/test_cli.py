@@ -234,7 +234,7 @@ def test_bad_device_lists_get_the_librarys_one_line(launcher):
     # --block and --serial go through the library's parser (the one
     # crosvm_config_add_device and Python use), which names kind and key.
     assert_one_line_error(run(launcher, "run", "--demo", "--block", "path=x.img,size=3"),
-                          "block: unknown key 'size' (known: path, ro, root, id, allow-backing, sparse, lock, block-size, num-queues)")
+                          "block: unknown key 'size' (known: path, ro, root, id, allow-backing, sparse, lock, block-size, num-queues, direct)")
     assert_one_line_error(run(launcher, "run", "--demo", "--serial", "num=7"), "serial: num must be 1 to 4")
     assert_one_line_error(run(launcher, "run", "--demo", "--serial", "type=sink", "--rwdisk", "a.img",
                               "--rwroot", "b.img", "--root", "c.img"), "only one disk can be the root")

@@ -132,7 +132,7 @@ TEST_CASE("devices named as text: crosvm's key=value lists, one clear error each
   CHECK(crosvm_config_add_device(config.handle, "floppy", "path=a") == CROSVM_ERROR_INVALID_ARGUMENT);
   CHECK(last_message() == "unknown device kind 'floppy' (known: block, serial, vhost-user, rng, net, vsock)");
   CHECK(crosvm_config_add_device(config.handle, "block", "path=a,size=3") == CROSVM_ERROR_INVALID_ARGUMENT);
-  CHECK(last_message() == "block: unknown key 'size' (known: path, ro, root, id, allow-backing, sparse, lock, block-size, num-queues)");
+  CHECK(last_message() == "block: unknown key 'size' (known: path, ro, root, id, allow-backing, sparse, lock, block-size, num-queues, direct)");
   CHECK(crosvm_config_add_device(config.handle, "block", nullptr) == CROSVM_ERROR_INVALID_ARGUMENT);
   CHECK(last_message() == "block: needs path=");
   CHECK(crosvm_config_add_device(config.handle, nullptr, "") == CROSVM_ERROR_INVALID_ARGUMENT);

@@ -61,10 +61,12 @@ TEST_CASE("block: crosvm's keys, writable unless ro, a bare first item is the pa
 
   // Defaults as crosvm's: sparse, locked, 512-byte blocks, no backing file.
   const crosvm::DiskConfig plain = added("block", "e.img").disks[0];
-  CHECK((plain.sparse && plain.lock && plain.block_size == 512 && !plain.allow_backing && plain.num_queues == 1));
+  CHECK((plain.sparse && plain.lock && plain.block_size == 512 && !plain.allow_backing && plain.num_queues == 1 &&
+         !plain.direct));
   const crosvm::DiskConfig tuned =
-      added("block", "e.img,sparse=false,lock=false,block-size=4096,allow-backing,num-queues=4").disks[0];
-  CHECK((!tuned.sparse && !tuned.lock && tuned.block_size == 4096 && tuned.allow_backing && tuned.num_queues == 4));
+      added("block", "e.img,sparse=false,lock=false,block-size=4096,allow-backing,num-queues=4,direct").disks[0];
+  CHECK((!tuned.sparse && !tuned.lock && tuned.block_size == 4096 && tuned.allow_backing && tuned.num_queues == 4 &&
+         tuned.direct));
 }
 
 TEST_CASE("block: bad lists name the kind and the key, and add nothing", "[device-options]") {
@@ -73,7 +75,7 @@ TEST_CASE("block: bad lists name the kind and the key, and add nothing", "[devic
   CHECK(refused("block", "path=x,ro=maybe").find("block: ro must be true or false") != std::string::npos);
   CHECK(refused("block", "path=x,size=3")
             .find("block: unknown key 'size' (known: path, ro, root, id, allow-backing, sparse, lock, block-size, "
-                  "num-queues)") !=
+                  "num-queues, direct)") !=
         std::string::npos);
   CHECK(refused("block", "path=x,block-size=1000").find("block-size must be 512, 1024, 2048 or 4096") !=
         std::string::npos);
