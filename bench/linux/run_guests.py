@@ -14,10 +14,15 @@ For each run, in an order that rotates between runs (each VMM first in turn):
           initramfs included); the overhead is the difference;
   block   a fresh raw image as a virtio-blk disk on PCI; the guest's
           blkbench writes and reads 64 MiB sequentially with O_DIRECT and
-          makes 4 KiB random reads; for ours, also with the disk served by
-          our own backend process over vhost-user (crosvm-launch device
-          block), beside the in-process disk; and ours and QEMU's on a
-          fresh, empty qcow2 image (qemu-img create) of the same size;
+          makes 4 KiB random reads and writes, one at a time and 32 at
+          once; for ours, also with the disk served by our own backend
+          process over vhost-user (crosvm-launch device block), beside the
+          in-process disk; ours and QEMU's on a fresh, empty qcow2 image
+          (qemu-img create) of the same size; and the floor: blkbench
+          itself on this host, on a fresh raw image, opened as the VMMs
+          open theirs (no O_DIRECT); then ours, QEMU's and the floor
+          again on a disk with a latency of its own (null_blk, 1 ms per
+          request, memory-backed), all three with O_DIRECT;
   net     a virtio-net NIC on a TAP in a network namespace this script
           makes (10.0.2.1/24 on the host's side): iperf3 host -> guest and
           guest -> host (-R), and netrr's 1-byte TCP request/response; ours
@@ -75,6 +80,14 @@ GUEST_MAC = "52:54:00:12:34:56"
 IPERF_PORT, RR_PORT = 5201, 5202
 NET_VMMS = ["crosvm", "crosvm-vhost-net", "qemu", "qemu-vhost-net", "crosvm-passt"]
 BLOCK_QCOW2_VMMS = ["crosvm-qcow2", "qemu-qcow2"]
+# "floor": blkbench itself on the host, on the same kind of image.
+BLOCK_VMMS = ["crosvm", "qemu", "crosvm-vhost-user", "crosvm-sandboxed", *BLOCK_QCOW2_VMMS, "floor"]
+# The same on a disk with a latency of its own: null_blk, memory-backed,
+# 1 ms per request, opened with O_DIRECT by all three (ours direct=true,
+# QEMU cache=none): there the host's I/O costs more than a request's trip
+# through the VM, and requests that overlap show it.
+SLOW_DISK = "/dev/nullb0"
+SLOW_VMMS = ["crosvm-slow", "qemu-slow", "floor-slow"]
 VSOCK_READY = b"crosvm-bench: vsock ready"
 VSOCK_PORT = 5300
 VSOCK_CID = 3  # one VM at a time: the kernel frees the CID with its VMM
@@ -95,7 +108,8 @@ def crosvm_command(launcher: str, kernel: str, initramfs: str, params: str, disk
 
 
 def qemu_command(qemu: list[str], kernel: str, initramfs: str, params: str, disk: str | None,
-                 tap_vhost: bool | None = None, vsock_cid: int | None = None, disk_format: str = "raw") -> list[str]:
+                 tap_vhost: bool | None = None, vsock_cid: int | None = None, disk_format: str = "raw",
+                 direct: bool = False) -> list[str]:
     # microvm as QEMU's documentation recommends for fast boots (no option
     # ROMs), with the ISA serial port the guest's console is on; PCIe only
     # when there is a virtio-blk-pci disk or a virtio-net-pci NIC (on the
@@ -108,7 +122,8 @@ def qemu_command(qemu: list[str], kernel: str, initramfs: str, params: str, disk
                "-display", "none", "-serial", "stdio", "-no-reboot",
                "-kernel", kernel, "-initrd", initramfs, "-append", params]
     if disk:
-        command += ["-drive", f"file={disk},if=none,id=disk0,format={disk_format}",
+        cache = ",cache=none" if direct else ""  # O_DIRECT, as our direct=true
+        command += ["-drive", f"file={disk},if=none,id=disk0,format={disk_format}{cache}",
                     "-device", "virtio-blk-pci,drive=disk0"]
     if nic:
         command += ["-netdev", f"tap,id=net0,ifname={TAP},script=no,downscript=no,vhost={'on' if tap_vhost else 'off'}",
@@ -275,6 +290,58 @@ def start_backend(launcher: str, image: str, socket: str, env: dict) -> subproce
     return backend
 
 
+BLKBENCH_KEYS = ("seq_write_mib_s", "seq_read_mib_s", "rand_read_iops", "rand_write_iops",
+                 "rand_read_qd32_iops", "rand_write_qd32_iops")
+
+
+def blkbench_figures(output: bytes) -> dict | None:
+    """blkbench's line as a dict, or None when it printed none."""
+    found = re.search(rb"blkbench: (.*)", output)
+    if not found:
+        return None
+    figures = {key.decode(): float(value) for key, value in re.findall(rb"(\w+)=([\d.]+)", found.group(1))}
+    return figures if all(key in figures for key in BLKBENCH_KEYS) else None
+
+
+def make_slow_disk() -> bool:
+    """null_blk as SLOW_DISK, where this kernel has it and we may load it."""
+    remove_slow_disk()
+    loaded = subprocess.run(["modprobe", "null_blk", "nr_devices=1", "memory_backed=1", "irqmode=2",
+                             "completion_nsec=1000000", "gb=1", "bs=4096"], capture_output=True)
+    deadline = time.monotonic() + 10
+    while loaded.returncode == 0 and not os.path.exists(SLOW_DISK) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return loaded.returncode == 0 and os.path.exists(SLOW_DISK)
+
+
+def remove_slow_disk() -> None:
+    subprocess.run(["rmmod", "null_blk"], capture_output=True)
+
+
+def slow_block_once(vmm: str, args) -> dict:
+    params = f"{PARAMS} crosvm_bench.block={BLOCK_MIB},{RANDOM_READS}"
+    if vmm == "floor-slow":
+        ran = subprocess.run([args.blkbench, SLOW_DISK, str(BLOCK_MIB), str(RANDOM_READS)], capture_output=True,
+                             timeout=BOOT_LIMIT * 3)
+        figures = blkbench_figures(ran.stdout)
+        if ran.returncode != 0 or not figures:
+            return {"failed": f"blkbench on the host failed ({ran.returncode}): {ran.stderr[-500:]!r}"}
+        return figures
+    if vmm == "crosvm-slow":
+        command = crosvm_command(args.launcher, args.kernel, args.initramfs, params, None)
+        command[-1:-1] = ["--block", f"path={SLOW_DISK},direct=true"]
+    else:
+        command = qemu_command(args.qemu, args.kernel, args.initramfs, params, SLOW_DISK, direct=True)
+    guest = Guest(command, args.env)
+    try:
+        if guest.wait_for(DONE, BOOT_LIMIT * 3) is None:
+            return {"failed": f"no result (exit {guest.process.poll()}): {guest.tail()}"}
+        figures = blkbench_figures(guest.output)
+        return figures if figures else {"failed": f"blkbench failed: {guest.tail()}"}
+    finally:
+        guest.stop()
+
+
 def block_once(vmm: str, args) -> dict:
     with tempfile.TemporaryDirectory(prefix="crosvm-bench-") as directory:
         qcow2 = vmm.endswith("-qcow2")
@@ -285,6 +352,15 @@ def block_once(vmm: str, args) -> dict:
         else:
             with open(image, "wb") as out:
                 out.truncate((BLOCK_MIB + 1) << 20)
+        if vmm == "floor":
+            # The same I/O by a host program straight on the image, opened
+            # as the VMMs open it (no O_DIRECT): what no VMM can beat.
+            ran = subprocess.run([args.blkbench, "--buffered", image, str(BLOCK_MIB), str(RANDOM_READS)],
+                                 capture_output=True, timeout=BOOT_LIMIT * 3)
+            figures = blkbench_figures(ran.stdout)
+            if ran.returncode != 0 or not figures:
+                return {"failed": f"blkbench on the host failed ({ran.returncode}): {ran.stderr[-500:]!r}"}
+            return figures
         params = f"{PARAMS} crosvm_bench.block={BLOCK_MIB},{RANDOM_READS}"
         backend = None
         if vmm in ("crosvm", "crosvm-sandboxed", "crosvm-qcow2"):
@@ -302,12 +378,10 @@ def block_once(vmm: str, args) -> dict:
         try:
             if guest.wait_for(DONE, BOOT_LIMIT * 3) is None:
                 return {"failed": f"no result (exit {guest.process.poll()}): {guest.tail()}"}
-            found = re.search(rb"blkbench: seq_write_mib_s=([\d.]+) seq_read_mib_s=([\d.]+) "
-                              rb"rand_read_iops=([\d.]+)", guest.output)
-            if not found:
+            figures = blkbench_figures(guest.output)
+            if not figures:
                 return {"failed": f"blkbench failed: {guest.tail()}"}
-            return {"seq_write_mib_s": float(found.group(1)), "seq_read_mib_s": float(found.group(2)),
-                    "rand_read_iops": float(found.group(3))}
+            return figures
         finally:
             guest.stop()
             if backend:
@@ -416,6 +490,7 @@ def main() -> int:
     parser.add_argument("--net-initramfs", required=True)
     parser.add_argument("--netrr", required=True)
     parser.add_argument("--vsockbench", required=True)
+    parser.add_argument("--blkbench", required=True)
     parser.add_argument("--net-seconds", type=float, default=10)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
@@ -429,12 +504,13 @@ def main() -> int:
     args.net_initramfs = stage.file(args.net_initramfs)
     args.netrr = stage.program(args.netrr)
     args.vsockbench = stage.program(args.vsockbench)
+    args.blkbench = stage.program(args.blkbench)
     args.env = stage.environment()
     # The jailed devices' helper, staged beside the launcher's copy.
     args.env["CROSVM_DEVICE_HELPER"] = stage.program(os.path.join(args.build, "lib", "crosvm-device"))
 
     names = ["crosvm", "qemu", "crosvm-vhost-user", "crosvm-sandboxed", "crosvm-sandboxed-never", *BLOCK_QCOW2_VMMS,
-             *NET_VMMS, *VSOCK_VMMS]
+             "floor", *SLOW_VMMS, *NET_VMMS, *VSOCK_VMMS]
     results = {name: {"boot": [], "block": [], "net": [], "vsock": []} for name in names}
     failures: list = []
     qemu_version = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True,
@@ -443,6 +519,7 @@ def main() -> int:
     settable = set_shmem_policy("advise")
     boot_vmms = ["crosvm", "qemu", "crosvm-sandboxed"] + (["crosvm-sandboxed-never"] if settable else [])
     make_namespaces()
+    slow_disk = make_slow_disk()
     try:
         for run in range(args.runs):
             # Each VMM takes each place in turn: in the nested machine a
@@ -457,8 +534,12 @@ def main() -> int:
                     results[vmm]["boot"].append(result)
             if settable:
                 set_shmem_policy("advise")
-            for vmm in rotated(["crosvm", "qemu", "crosvm-vhost-user", "crosvm-sandboxed", *BLOCK_QCOW2_VMMS], run):
+            for vmm in rotated(BLOCK_VMMS, run):
                 result = measure(block_once, vmm, args, failures)
+                if result:
+                    results[vmm]["block"].append(result)
+            for vmm in rotated(SLOW_VMMS, run) if slow_disk else []:
+                result = measure(slow_block_once, vmm, args, failures)
                 if result:
                     results[vmm]["block"].append(result)
             for vmm in rotated(NET_VMMS, run):
@@ -472,13 +553,15 @@ def main() -> int:
             print(f"run_guests: run {run + 1} of {args.runs} done", file=sys.stderr, flush=True)
     finally:
         remove_namespaces()
+        if slow_disk:
+            remove_slow_disk()
         if settable:
             set_shmem_policy(host_shmem)
     shmem = ("advise (set for the run; the host's was " + host_shmem + ")") if settable else host_shmem
     with open(args.out, "w") as out:
         json.dump({"results": results, "failures": failures, "qemu_version": qemu_version,
                    "params": PARAMS, "memory_mib": MEMORY_MIB, "shmem_enabled": shmem, "block_mib": BLOCK_MIB,
-                   "random_reads": RANDOM_READS, "net_seconds": args.net_seconds,
+                   "random_reads": RANDOM_READS, "slow_disk": slow_disk, "net_seconds": args.net_seconds,
                    "vsock_mib": VSOCK_MIB, "kernel": kernel, "staged": stage.enabled,
                    "cpu": cpu_model()}, out, indent=1)
     stage.close()
