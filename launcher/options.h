@@ -46,8 +46,9 @@ struct RunOptions {
   bool help = false;
 };
 
-// stop|suspend|resume|status SOCKET, disk resize INDEX SIZE SOCKET: one
-// request for a running VM's control socket.
+// stop|powerbtn|suspend|resume|status SOCKET, disk resize INDEX SIZE
+// SOCKET, ...: one request for a running VM's control socket, in crosvm's
+// encoding (ours for status).
 struct ControlCommand {
   std::string socket;
   std::string request_json;

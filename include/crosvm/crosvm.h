@@ -248,8 +248,9 @@ typedef void (*crosvm_log_callback)(int level, const char *message, void *userda
 CROSVM_EXPORT int crosvm_config_set_log(crosvm_config *config, int max_level,
                                         crosvm_log_callback callback, void *userdata);
 
-/* A Unix socket on which other processes control the VM (crosvm's -s):
- * JSON requests stop, suspend, resume, status, disk_resize; see
+/* A Unix socket on which other processes control the VM (crosvm's -s): a
+ * SOCK_SEQPACKET socket that speaks crosvm's protocol (its `crosvm stop`
+ * and crosvm_control library work with it) plus our status; see
  * docs/control-socket.md. `path` is the socket's path, or a directory in
  * which crosvm-<pid>.sock is made. The socket has mode 0600; a stale one from
  * a dead process is replaced, one a live process serves is refused
@@ -335,6 +336,14 @@ CROSVM_EXPORT int crosvm_vm_request_stop(crosvm_vm *vm);
 CROSVM_EXPORT int crosvm_vm_pause(crosvm_vm *vm);
 CROSVM_EXPORT int crosvm_vm_resume(crosvm_vm *vm);
 
+/* Presses the ACPI power button (crosvm's powerbtn, QEMU's
+ * system_powerdown) and returns at once: a guest that listens (Linux with
+ * its ACPI button driver and acpid, systemd-logind...) syncs its disks and
+ * powers off, which the exit callback and crosvm_vm_wait report as
+ * CROSVM_EXIT_POWEROFF. A guest that does not listen goes on (a warning
+ * is logged). CROSVM_ERROR_STATE once the VM is stopping. */
+CROSVM_EXPORT int crosvm_vm_power_button(crosvm_vm *vm);
+
 CROSVM_EXPORT crosvm_vm_state crosvm_vm_get_state(const crosvm_vm *vm);
 
 /* The control socket's path ("" without one); valid until the next call on
@@ -395,11 +404,15 @@ CROSVM_EXPORT int crosvm_create_qcow2(const char *path, uint64_t size, const cha
 
 /* ---- Control socket clients --------------------------------------------- */
 
-/* Sends one JSON request (e.g. {"request":"suspend"}) to the control socket
- * at `socket_path` and waits at most `timeout_ms` (negative or more than a
- * year: forever) for the answer, stored in `*out_response` (free it with
- * crosvm_string_free) whenever one came. Returns 0 when the VM answered {"ok":true}; else the
- * answer's error code (CROSVM_ERROR_STATE, ...) with its message, or
+/* Sends one JSON request to the control socket at `socket_path`, in
+ * crosvm's encoding ("Exit", "Powerbtn", {"DiskCommand":{...}}) or ours
+ * ({"request":"status"}): see docs/control-socket.md. Waits at most
+ * `timeout_ms` (negative or more than a year: forever) for the answer,
+ * stored in `*out_response` (free it with crosvm_string_free) whenever one
+ * came. Returns 0 when the VM answered with success ({"ok":true}, "Ok" or
+ * another of crosvm's non-error responses); else the answer's error code
+ * (CROSVM_ERROR_STATE, ...; crosvm's {"Err":95}, a request this VM does
+ * not serve, is CROSVM_ERROR_PROTOCOL) with its message, or
  * CROSVM_ERROR_PROTOCOL for a malformed request (nothing is sent),
  * CROSVM_ERROR_IO when the socket cannot be reached, CROSVM_ERROR_TIMEOUT. */
 CROSVM_EXPORT int crosvm_control_request(char **out_response, const char *socket_path,

@@ -13,18 +13,24 @@ namespace {
 // probe does not block (a live server whose backlog is full, or one built
 // but not started, answers EAGAIN) and only a refused connection means
 // that nobody listens: EACCES and the like say nothing, and such a socket
-// is left alone.
+// is left alone. A stream socket is probed, then a packet one (the control
+// socket): a socket of the other type answers EPROTOTYPE.
 Result<bool> someone_listens(const sockaddr_un& address, const std::string& path, std::string_view what) {
-  UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (!probe) return make_errno_error(ErrorCode::kIo, errno, "{} {}", what, path);
-  if (::connect(probe.get(), reinterpret_cast<const sockaddr*>(&address), sizeof(address)) == 0) return true;
-  switch (errno) {
+  int error = 0;
+  for (int type : {SOCK_STREAM, SOCK_SEQPACKET}) {
+    UniqueFd probe(::socket(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (!probe) return make_errno_error(ErrorCode::kIo, errno, "{} {}", what, path);
+    if (::connect(probe.get(), reinterpret_cast<const sockaddr*>(&address), sizeof(address)) == 0) return true;
+    error = errno;
+    if (error != EPROTOTYPE) break;
+  }
+  switch (error) {
     case EAGAIN:
     case EINPROGRESS: return true;
     case ECONNREFUSED:
     case ENOENT: return false;
     default:
-      return make_errno_error(ErrorCode::kIo, errno, "{} {} exists and cannot be probed, so it is left alone", what,
+      return make_errno_error(ErrorCode::kIo, error, "{} {} exists and cannot be probed, so it is left alone", what,
                               path);
   }
 }

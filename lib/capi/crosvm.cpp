@@ -504,6 +504,14 @@ int crosvm_vm_resume(crosvm_vm* vm) {
   });
 }
 
+int crosvm_vm_power_button(crosvm_vm* vm) {
+  return guarded([&] {
+    if (vm == nullptr) return null_argument("vm");
+    auto pressed = vm->vm->press_power_button();
+    return pressed ? succeed() : fail(pressed.error());
+  });
+}
+
 crosvm_vm_state crosvm_vm_get_state(const crosvm_vm* vm) {
   if (vm == nullptr) return CROSVM_STATE_STOPPED;
   return static_cast<crosvm_vm_state>(vm->vm->state());
@@ -632,12 +640,12 @@ int crosvm_control_request(char** out_response, const char* socket_path, const c
     *out_response = nullptr;
     if (socket_path == nullptr) return null_argument("socket_path");
     if (request_json == nullptr) return null_argument("request_json");
-    // Checked (and made one line) here: a client's mistake is reported
-    // without bothering the VM.
+    // Checked here: a client's mistake is reported without bothering the
+    // VM. Sent as given (a crosvm request keeps what we do not read).
     auto request = crosvm::control::parse_request(request_json);
     if (!request) return fail(request.error());
     const auto timeout = bounded_timeout(timeout_ms).value_or(kLongestTimeout);
-    auto line = crosvm::control::send_request_line(socket_path, crosvm::control::serialize(*request), timeout);
+    auto line = crosvm::control::send_request_line(socket_path, request_json, timeout);
     if (!line) return fail(line.error());
     const crosvm::control::Response response = crosvm::control::parse_response(*line).value();
     *out_response = ::strdup(line->c_str());

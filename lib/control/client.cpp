@@ -29,52 +29,47 @@ Result<void> wait_for(int fd, short events, Clock::time_point deadline, const st
 
 }  // namespace
 
-Result<std::string> send_request_line(const std::string& path, const std::string& request_line,
+Result<std::string> send_request_line(const std::string& path, const std::string& request,
                                       std::chrono::milliseconds timeout) {
-  if (request_line.find('\n') != std::string::npos) {
-    return make_error(ErrorCode::kProtocol, "a request is one line");
+  if (request.empty()) return make_error(ErrorCode::kProtocol, "a request is not empty");
+  if (request.size() > kMaxMessageBytes) {
+    return make_error(ErrorCode::kProtocol, "a request of {} bytes is over the limit of {}", request.size(),
+                      kMaxMessageBytes);
   }
   const sockaddr_un address = CROSVM_TRY(socket_address(path));
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  UniqueFd fd(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!fd) return make_errno_error(ErrorCode::kIo, errno, "control socket");
   if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof(address)) != 0) {
+    if (errno == EPROTOTYPE) {
+      return make_error(ErrorCode::kIo,
+                        "{} is not a control socket of crosvm's kind (a SOCK_SEQPACKET socket); "
+                        "is it an older libcrosvm's?",
+                        path);
+    }
     return make_errno_error(ErrorCode::kIo, errno, "cannot connect to the control socket {}", path);
   }
   const auto deadline = Clock::now() + timeout;
 
-  const std::string message = request_line + "\n";
-  size_t sent = 0;
-  while (sent < message.size()) {
+  for (;;) {  // one packet: all of it or nothing
     CROSVM_TRY(wait_for(fd.get(), POLLOUT, deadline, path));
-    const ssize_t written = ::send(fd.get(), message.data() + sent, message.size() - sent, MSG_NOSIGNAL);
-    if (written < 0) {
-      if (errno == EINTR || errno == EAGAIN) continue;
-      return make_errno_error(ErrorCode::kIo, errno, "control socket {}", path);
-    }
-    sent += static_cast<size_t>(written);
+    if (::send(fd.get(), request.data(), request.size(), MSG_NOSIGNAL) >= 0) break;
+    if (errno != EINTR && errno != EAGAIN) return make_errno_error(ErrorCode::kIo, errno, "control socket {}", path);
   }
 
-  std::string received;
+  std::string received(kMaxMessageBytes, '\0');
   for (;;) {
-    const size_t newline = received.find('\n');
-    if (newline != std::string::npos) {
-      received.resize(newline);
-      break;
-    }
-    if (received.size() > kMaxMessageBytes) {
-      return make_error(ErrorCode::kProtocol, "the control socket {} sent an over-long answer", path);
-    }
     CROSVM_TRY(wait_for(fd.get(), POLLIN, deadline, path));
-    char buffer[4096];
-    const ssize_t got = ::recv(fd.get(), buffer, sizeof(buffer), 0);
+    const ssize_t got = ::recv(fd.get(), received.data(), received.size(), MSG_TRUNC);
     if (got < 0) {
       if (errno == EINTR || errno == EAGAIN) continue;
       return make_errno_error(ErrorCode::kIo, errno, "control socket {}", path);
     }
-    if (got == 0) {
-      return make_error(ErrorCode::kIo, "the control socket {} closed without an answer", path);
+    if (got == 0) return make_error(ErrorCode::kIo, "the control socket {} closed without an answer", path);
+    if (static_cast<size_t>(got) > received.size()) {
+      return make_error(ErrorCode::kProtocol, "the control socket {} sent an over-long answer ({} bytes)", path, got);
     }
-    received.append(buffer, static_cast<size_t>(got));
+    received.resize(static_cast<size_t>(got));
+    break;
   }
   CROSVM_TRY(parse_response(received));
   return received;

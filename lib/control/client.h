@@ -15,8 +15,8 @@ namespace crosvm::control {
 Result<Response> send_request(const std::string& socket_path, const Request& request,
                               std::chrono::milliseconds timeout);
 
-// The same for a request that is already a JSON line; returns the response
-// line as received (checked to be a valid response).
+// The same for a request that is already JSON (in either dialect); returns
+// the response as received (checked to be a valid response).
 Result<std::string> send_request_line(const std::string& socket_path, const std::string& request_line,
                                       std::chrono::milliseconds timeout);
 

@@ -1,6 +1,8 @@
 #include "control/protocol.h"
 
 #include <array>
+#include <cerrno>
+#include <cstring>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <utility>
@@ -10,13 +12,43 @@ namespace {
 
 using nlohmann::json;
 
-constexpr std::array<std::pair<RequestKind, std::string_view>, 5> kRequestNames{{
+constexpr std::array<std::pair<RequestKind, std::string_view>, 6> kRequestNames{{
     {RequestKind::kStop, "stop"},
     {RequestKind::kSuspend, "suspend"},
     {RequestKind::kResume, "resume"},
     {RequestKind::kStatus, "status"},
     {RequestKind::kDiskResize, "disk_resize"},
+    {RequestKind::kPowerButton, "powerbtn"},
 }};
+
+// crosvm's VmRequest variants that carry no data and that we serve.
+constexpr std::array<std::pair<std::string_view, RequestKind>, 6> kCrosvmUnitRequests{{
+    {"Exit", RequestKind::kStop},
+    {"Powerbtn", RequestKind::kPowerButton},
+    {"SuspendVcpus", RequestKind::kSuspend},
+    {"ResumeVcpus", RequestKind::kResume},
+    // crosvm's --full forms also put its devices to sleep; ours do no work
+    // while the vCPUs are held (host input waits), so both are the same.
+    {"SuspendVm", RequestKind::kSuspend},
+    {"ResumeVm", RequestKind::kResume},
+}};
+
+// Every other VmRequest variant crosvm has: read, and answered as crosvm
+// answers one it has no device for ({"Err":95}), never dropped.
+constexpr std::array<std::string_view, 23> kCrosvmUnsupported{
+    "Sleepbtn",         "Rtc",           "Swap",           "Gpe",          "PciPme",
+    "MakeRT",           "BalloonCommand", "UsbCommand",    "GpuCommand",   "BatCommand",
+    "SndCommand",       "HotPlugVfioCommand", "HotPlugNetCommand", "Snapshot", "RegisterListener",
+    "UnregisterListener", "Unregister",  "VcpuPidTid",     "Throttle",     "GetVmDescriptor",
+    "RegisterMemory",   "UnregisterMemory", "IoEventCommand",
+};
+
+// crosvm's VmResponse variants a client of ours may be given.
+constexpr std::array<std::string_view, 12> kCrosvmResponses{
+    "Ok",          "Err",         "ErrString",          "RegisterMemory", "RegisterMemory2",
+    "BalloonStats", "BalloonWS",  "PciHotPlugResponse", "UsbResponse",    "GpuResponse",
+    "BatResponse", "SwapStatus",
+};
 
 constexpr std::array<std::pair<ErrorCode, std::string_view>, 13> kErrorNames{{
     {ErrorCode::kInvalidArgument, "CROSVM_ERROR_INVALID_ARGUMENT"},
@@ -36,17 +68,18 @@ constexpr std::array<std::pair<ErrorCode, std::string_view>, 13> kErrorNames{{
 
 Error protocol_error(std::string message) { return Error{ErrorCode::kProtocol, std::move(message)}; }
 
-// Parses `line` as one JSON object; anything else is a protocol error.
-Result<json> parse_object(std::string_view line) {
-  if (line.size() > kMaxMessageBytes) {
-    return protocol_error(fmt::format("the message is {} bytes; the limit is {}", line.size(),
+// Parses `message` as one JSON value; anything else is a protocol error.
+Result<json> parse_json(std::string_view message) {
+  if (message.size() > kMaxMessageBytes) {
+    return protocol_error(fmt::format("the message is {} bytes; the limit is {}", message.size(),
                                       kMaxMessageBytes));
   }
-  json value = json::parse(line.begin(), line.end(), nullptr, /*allow_exceptions=*/false);
+  json value = json::parse(message.begin(), message.end(), nullptr, /*allow_exceptions=*/false);
   if (value.is_discarded()) return protocol_error("the message is not valid JSON");
-  if (!value.is_object()) return protocol_error("the message is not a JSON object");
   return value;
 }
+
+
 
 Result<void> check_fields(const json& object, std::initializer_list<std::string_view> allowed) {
   for (const auto& [key, value] : object.items()) {
@@ -156,6 +189,24 @@ Response Response::failure(const Error& error, std::optional<int64_t> id) {
   return response;
 }
 
+Response Response::success(const Request& request) {
+  Response response = success(request.id);
+  response.dialect = request.dialect;
+  return response;
+}
+
+Response Response::failure(const Error& error, const Request& request) {
+  Response response = failure(error, request.id);
+  response.dialect = request.dialect;
+  return response;
+}
+
+Response Response::failure(const Error& error, Dialect dialect) {
+  Response response = failure(error, std::optional<int64_t>{});
+  response.dialect = dialect;
+  return response;
+}
+
 std::string_view request_name(RequestKind kind) {
   for (const auto& [known, name] : kRequestNames) {
     if (known == kind) return name;
@@ -177,8 +228,88 @@ ErrorCode error_code_from_name(std::string_view name) {
   return ErrorCode::kInternal;
 }
 
-Result<Request> parse_request(std::string_view line) {
-  const json object = CROSVM_TRY(parse_object(line));
+namespace {
+
+// crosvm's {"DiskCommand":{"disk_index":N,"command":{"Resize":{"new_size":N}}}}.
+Result<void> parse_disk_command(const json& body, Request& request) {
+  if (!body.is_object()) return protocol_error("DiskCommand must be an object");
+  CROSVM_TRY(check_fields(body, {"disk_index", "command"}));
+  request.disk = static_cast<uint32_t>(
+      CROSVM_TRY(parse_unsigned(body, "disk_index", std::numeric_limits<uint32_t>::max())));
+  auto command = body.find("command");
+  if (command == body.end()) return protocol_error("\"command\" is missing");
+  if (!command->is_object() || command->size() != 1 || !command->contains("Resize")) {
+    return protocol_error("DiskCommand's \"command\" must be {\"Resize\":{\"new_size\":N}}");
+  }
+  const json& resize = (*command)["Resize"];
+  if (!resize.is_object()) return protocol_error("Resize must be an object");
+  CROSVM_TRY(check_fields(resize, {"new_size"}));
+  request.size = CROSVM_TRY(parse_unsigned(resize, "new_size", UINT64_MAX));
+  request.kind = RequestKind::kDiskResize;
+  return {};
+}
+
+// A VmRequest in serde's external tagging: "Variant" or {"Variant":...}.
+Result<Request> parse_crosvm_request(const json& value) {
+  Request request;
+  request.dialect = Dialect::kCrosvm;
+  const json* body = nullptr;
+  if (value.is_string()) {
+    request.variant = value.get<std::string>();
+  } else if (value.is_object() && value.size() == 1) {
+    request.variant = value.begin().key();
+    body = &value.begin().value();
+  } else {
+    return protocol_error("the message is not a request: a VmRequest (\"Exit\", {\"DiskCommand\":{...}}) "
+                          "or {\"request\":NAME}");
+  }
+  for (const auto& [name, kind] : kCrosvmUnitRequests) {
+    if (name != request.variant) continue;
+    if (body != nullptr) return protocol_error(fmt::format("{} takes no data", name));
+    request.kind = kind;
+    return request;
+  }
+  if (request.variant == "DiskCommand") {
+    if (body == nullptr) return protocol_error("DiskCommand needs {\"disk_index\":N,\"command\":...}");
+    CROSVM_TRY(parse_disk_command(*body, request));
+    return request;
+  }
+  for (std::string_view name : kCrosvmUnsupported) {
+    if (name != request.variant) continue;
+    request.kind = RequestKind::kUnsupported;
+    return request;
+  }
+  return protocol_error(fmt::format("unknown request \"{}\"", request.variant.substr(0, 64)));
+}
+
+}  // namespace
+
+Request crosvm_request(RequestKind kind) {
+  Request request;
+  request.kind = kind;
+  request.dialect = Dialect::kCrosvm;
+  for (const auto& [name, known] : kCrosvmUnitRequests) {
+    if (known == kind) {
+      request.variant = name;
+      break;
+    }
+  }
+  return request;
+}
+
+Request crosvm_disk_resize(uint32_t disk, uint64_t size) {
+  Request request = crosvm_request(RequestKind::kDiskResize);
+  request.variant = "DiskCommand";
+  request.disk = disk;
+  request.size = size;
+  return request;
+}
+
+Result<Request> parse_request(std::string_view message, Dialect* dialect) {
+  if (dialect != nullptr) *dialect = Dialect::kCrosvm;
+  const json object = CROSVM_TRY(parse_json(message));
+  if (!object.is_object() || !object.contains("request")) return parse_crosvm_request(object);
+  if (dialect != nullptr) *dialect = Dialect::kLibcrosvm;
   Request request;
   request.id = CROSVM_TRY(parse_id(object));
   const std::string name = CROSVM_TRY(parse_string(object, "request"));
@@ -191,7 +322,7 @@ Result<Request> parse_request(std::string_view line) {
   }
   if (!known) {
     return protocol_error(fmt::format(
-        "unknown request \"{}\" (known: stop, suspend, resume, status, disk_resize)", name));
+        "unknown request \"{}\" (known: stop, suspend, resume, status, disk_resize, powerbtn)", name));
   }
   if (request.kind == RequestKind::kDiskResize) {
     CROSVM_TRY(check_fields(object, {"request", "id", "disk", "size"}));
@@ -205,6 +336,14 @@ Result<Request> parse_request(std::string_view line) {
 }
 
 std::string serialize(const Request& request) {
+  if (request.dialect == Dialect::kCrosvm) {
+    if (request.kind == RequestKind::kDiskResize) {
+      return json{{"DiskCommand",
+                   {{"disk_index", request.disk}, {"command", {{"Resize", {{"new_size", request.size}}}}}}}}
+          .dump();
+    }
+    return json(request.variant).dump(-1, ' ', false, json::error_handler_t::replace);
+  }
   json object = {{"request", request_name(request.kind)}};
   if (request.kind == RequestKind::kDiskResize) {
     object["disk"] = request.disk;
@@ -215,6 +354,13 @@ std::string serialize(const Request& request) {
 }
 
 std::string serialize(const Response& response) {
+  // Replace, not throw, on bytes that are not UTF-8 (a path can hold any).
+  constexpr auto kReplace = json::error_handler_t::replace;
+  if (response.dialect == Dialect::kCrosvm) {
+    if (response.ok) return json(response.variant.empty() ? "Ok" : response.variant).dump(-1, ' ', false, kReplace);
+    if (response.error_number != 0) return json{{"Err", response.error_number}}.dump();
+    return json{{"ErrString", response.message}}.dump(-1, ' ', false, kReplace);
+  }
   json object = {{"ok", response.ok}};
   if (!response.ok) {
     object["error"] = response.error;
@@ -222,12 +368,71 @@ std::string serialize(const Response& response) {
   }
   if (response.status) object["status"] = status_to_json(*response.status);
   if (response.id) object["id"] = *response.id;
-  // Replace, not throw, on bytes that are not UTF-8 (a path can hold any).
-  return object.dump(-1, ' ', false, json::error_handler_t::replace);
+  return object.dump(-1, ' ', false, kReplace);
 }
 
-Result<Response> parse_response(std::string_view line) {
-  const json object = CROSVM_TRY(parse_object(line));
+namespace {
+
+// What a crosvm errno means to a caller of ours.
+ErrorCode code_of_errno(int number) {
+  switch (number) {
+    case EOPNOTSUPP: return ErrorCode::kProtocol;  // ENOTSUP: a request this VM does not serve
+    case EINVAL:
+    case ENODEV:
+    case ERANGE: return ErrorCode::kInvalidArgument;
+    case EBUSY:
+    case ENOTCONN: return ErrorCode::kState;
+    default: return ErrorCode::kIo;
+  }
+}
+
+// A VmResponse: "Ok", {"Err":N}, {"ErrString":"..."}, or another variant
+// (a success that carries data, kept in `variant`).
+Result<Response> parse_crosvm_response(const json& value) {
+  Response response;
+  response.dialect = Dialect::kCrosvm;
+  std::string variant;
+  const json* body = nullptr;
+  if (value.is_string()) {
+    variant = value.get<std::string>();
+  } else if (value.is_object() && value.size() == 1) {
+    variant = value.begin().key();
+    body = &value.begin().value();
+  } else {
+    return protocol_error("the answer is not a response");
+  }
+  bool known = false;
+  for (std::string_view name : kCrosvmResponses) known |= name == variant;
+  if (!known) return protocol_error(fmt::format("unknown response \"{}\"", variant.substr(0, 64)));
+  if (variant == "Err") {
+    if (body == nullptr || !body->is_number_integer() || body->get<int64_t>() <= 0 ||
+        body->get<int64_t>() > 4095) {
+      return protocol_error("Err must carry an errno");
+    }
+    response.ok = false;
+    response.error_number = body->get<int>();
+    const ErrorCode code = code_of_errno(response.error_number);
+    response.error = std::string(error_name(code));
+    response.message = fmt::format("{} (os error {})", std::strerror(response.error_number), response.error_number);
+  } else if (variant == "ErrString") {
+    if (body == nullptr || !body->is_string()) return protocol_error("ErrString must carry a string");
+    response.ok = false;
+    response.error = std::string(error_name(ErrorCode::kState));
+    response.message = body->get<std::string>();
+  } else if (variant != "Ok") {
+    response.variant = variant;
+  } else if (body != nullptr) {
+    return protocol_error("Ok carries no data");
+  }
+  return response;
+}
+
+}  // namespace
+
+Result<Response> parse_response(std::string_view message) {
+  const json value = CROSVM_TRY(parse_json(message));
+  if (!value.is_object() || !value.contains("ok")) return parse_crosvm_response(value);
+  const json& object = value;
   Response response;
   auto ok = object.find("ok");
   if (ok == object.end() || !ok->is_boolean()) return protocol_error("\"ok\" must be true or false");

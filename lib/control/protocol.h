@@ -1,7 +1,11 @@
-// The control socket's messages: one JSON object per line, each way. They
-// mirror crosvm's VmRequest/VmResponse (Exit -> "stop", Suspend, Resume,
-// DiskCommand Resize -> "disk_resize") plus "status". Parsing is the one
-// place a client's bytes are checked; see docs/control-socket.md.
+// The control socket's messages: one JSON value per packet, each way, in two
+// dialects. crosvm's: serde's encoding of its VmRequest and VmResponse
+// ("Exit", {"DiskCommand":{...}} -> "Ok", {"Err":95}, {"ErrString":"..."}),
+// so crosvm's own clients drive us. libcrosvm's: {"request":"status"} ->
+// {"ok":true,"status":{...}}, for what crosvm lacks (status) and for the
+// clients written before the crosvm dialect (the C ABI's first form). A
+// response is in the dialect of its request. Parsing is the one place a
+// client's bytes are checked; see docs/control-socket.md.
 #pragma once
 
 #include <cstddef>
@@ -15,17 +19,28 @@
 
 namespace crosvm::control {
 
-// The longest line either side accepts, newline excluded.
+// The longest message either side accepts.
 inline constexpr size_t kMaxMessageBytes = 64 * 1024;
 
-enum class RequestKind { kStop, kSuspend, kResume, kStatus, kDiskResize };
+enum class Dialect { kCrosvm, kLibcrosvm };
+
+// kUnsupported: a request of crosvm's that this VM does not serve (a
+// balloon, USB, snapshots...): answered with crosvm's own {"Err":95}.
+enum class RequestKind { kStop, kSuspend, kResume, kStatus, kDiskResize, kPowerButton, kUnsupported };
 
 struct Request {
   RequestKind kind = RequestKind::kStatus;
+  Dialect dialect = Dialect::kLibcrosvm;
   uint32_t disk = 0;          // kDiskResize: the disk's index (0 is vda)
   uint64_t size = 0;          // kDiskResize: the new size in bytes
-  std::optional<int64_t> id;  // echoed in the response when given
+  std::optional<int64_t> id;  // libcrosvm's: echoed in the response when given
+  std::string variant;        // crosvm's: the VmRequest variant ("Exit", "BalloonCommand")
 };
+
+// Requests in crosvm's dialect, as its `crosvm` command and its
+// crosvm_control library write them.
+Request crosvm_request(RequestKind kind);
+Request crosvm_disk_resize(uint32_t disk, uint64_t size);
 
 struct DiskStatus {
   uint32_t index = 0;
@@ -43,24 +58,37 @@ struct Status {
 };
 
 struct Response {
+  Dialect dialect = Dialect::kLibcrosvm;
   bool ok = true;
   std::string error;    // when !ok: a crosvm_error name such as "CROSVM_ERROR_STATE"
   std::string message;  // when !ok: why, in words
+  // crosvm's dialect, when !ok: the errno of {"Err":N}; 0 is {"ErrString":message}.
+  int error_number = 0;
   std::optional<Status> status;  // the answer to "status"
   std::optional<int64_t> id;
+  // crosvm's dialect: the VmResponse variant of a success other than "Ok"
+  // (a client of ours reads one without failing, and gives its JSON back).
+  std::string variant;
 
+  static Response success(const Request& request);
+  static Response failure(const Error& error, const Request& request);
+  // Before the request could be read: in the dialect the message seemed to be.
+  static Response failure(const Error& error, Dialect dialect);
+  // The same in libcrosvm's dialect (its unit tests and older callers).
   static Response success(std::optional<int64_t> id = std::nullopt);
   static Response failure(const Error& error, std::optional<int64_t> id = std::nullopt);
 };
 
 std::string_view request_name(RequestKind kind);
 
-// A line (without its newline) into a request; kProtocol for anything that
-// is not exactly one known request with valid fields.
-Result<Request> parse_request(std::string_view line);
-Result<Response> parse_response(std::string_view line);
+// A message into a request; kProtocol for anything that is not exactly one
+// known request with valid fields. `dialect`, when given, is set to the
+// dialect the message is in (as far as it could be read) even on failure,
+// so that the error can be answered in it.
+Result<Request> parse_request(std::string_view message, Dialect* dialect = nullptr);
+Result<Response> parse_response(std::string_view message);
 
-// One line of compact JSON, without the newline.
+// Compact JSON, on one line.
 std::string serialize(const Request& request);
 std::string serialize(const Response& response);
 

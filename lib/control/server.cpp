@@ -7,12 +7,14 @@
 #include <unistd.h>
 
 #include <array>
+#include <cstring>
+#include <boost/asio/basic_socket_acceptor.hpp>
+#include <boost/asio/generic/seq_packet_protocol.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/write.hpp>
 #include <set>
+#include <vector>
 
 #include "base/unique_fd.h"
 #include "base/unix_socket.h"
@@ -21,8 +23,28 @@
 namespace crosvm::control {
 namespace {
 
-using boost::asio::local::stream_protocol;
+using boost::asio::generic::seq_packet_protocol;
 using boost::system::error_code;
+using Acceptor = boost::asio::basic_socket_acceptor<seq_packet_protocol>;
+
+// The most descriptors one packet may bring (crosvm's Tube sends up to 32);
+// none is used: they are closed at once. More than this are closed by the
+// kernel (MSG_CTRUNC).
+constexpr size_t kMaxPassedFds = 32;
+
+// Closes every descriptor a packet carried: no request we serve takes one,
+// and a client must not be able to fill our fd table.
+void close_passed_fds(msghdr& message) {
+  for (cmsghdr* header = CMSG_FIRSTHDR(&message); header != nullptr; header = CMSG_NXTHDR(&message, header)) {
+    if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) continue;
+    const size_t count = (header->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < count; ++i) {
+      int fd = -1;
+      std::memcpy(&fd, CMSG_DATA(header) + i * sizeof(int), sizeof(int));
+      if (fd >= 0) ::close(fd);
+    }
+  }
+}
 
 }  // namespace
 
@@ -54,7 +76,7 @@ struct ControlServer::State : std::enable_shared_from_this<ControlServer::State>
   void remove(const std::shared_ptr<Connection>& connection) { connections.erase(connection); }
 
   boost::asio::io_context& context;
-  stream_protocol::acceptor acceptor;
+  Acceptor acceptor;
   boost::asio::steady_timer retry;  // after a failed accept
   ControlTarget& target;
   Logger logger;
@@ -66,10 +88,10 @@ struct ControlServer::State : std::enable_shared_from_this<ControlServer::State>
   std::set<std::shared_ptr<Connection>> connections;
 };
 
-// One client. Requests are served one at a time, in order: the next line is
-// read only after the previous response has been written.
+// One client. Requests are served one at a time, in order: the next packet
+// is read only after the previous response has been sent.
 struct Connection : std::enable_shared_from_this<Connection> {
-  Connection(stream_protocol::socket socket, std::weak_ptr<ControlServer::State> server)
+  Connection(seq_packet_protocol::socket socket, std::weak_ptr<ControlServer::State> server)
       : socket(std::move(socket)), idle(this->socket.get_executor()), server(std::move(server)) {}
 
   void start() {
@@ -81,90 +103,91 @@ struct Connection : std::enable_shared_from_this<Connection> {
     if (closed) return;
     closed = true;
     error_code ignored;
-    socket.shutdown(stream_protocol::socket::shutdown_both, ignored);
+    socket.shutdown(seq_packet_protocol::socket::shutdown_both, ignored);
     socket.close(ignored);
     idle.cancel();
     if (auto owner = server.lock()) owner->remove(shared_from_this());
   }
 
-  // Serves the next whole line, or reads more. Blank lines between requests
-  // are skipped (in a loop: a client may send thousands in one write).
   void next() {
     if (closed) return;
-    std::string line;
-    do {
-      const size_t newline = pending.find('\n');
-      if (newline == std::string::npos) {
-        if (pending.size() > kMaxMessageBytes) {
-          reply(Response::failure(make_error(ErrorCode::kProtocol,
-                                             "a message longer than {} bytes; closing the connection",
-                                             kMaxMessageBytes)),
-                [self = shared_from_this()] { self->close(); });
-          return;
-        }
-        read_more();
-        return;
-      }
-      line = pending.substr(0, newline);
-      pending.erase(0, newline + 1);
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-    } while (line.find_first_not_of(" \t") == std::string::npos);
+    socket.async_wait(seq_packet_protocol::socket::wait_read, [self = shared_from_this()](const error_code& error) {
+      if (error || self->closed) return self->close();
+      self->receive();
+    });
+  }
+
+  // Reads one packet: a request, or an error answered in kind. A packet
+  // over the limit is answered and the connection goes on (its boundary
+  // is kept, so nothing after it is misread).
+  void receive() {
+    iovec part{buffer.data(), buffer.size()};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxPassedFds)];
+    msghdr message{};
+    message.msg_iov = &part;
+    message.msg_iovlen = 1;
+    message.msg_control = control;
+    message.msg_controllen = sizeof(control);
+    const ssize_t length =
+        ::recvmsg(socket.native_handle(), &message, MSG_DONTWAIT | MSG_TRUNC | MSG_CMSG_CLOEXEC);
+    if (length < 0) {
+      if (errno == EAGAIN || errno == EINTR) return next();
+      return close();
+    }
+    close_passed_fds(message);
+    if (length == 0) return close();  // the client left (crosvm never sends an empty packet)
     idle.cancel();
     ++idle_generation;  // no idle deadline while the request is served
-    serve(line);
+    if (static_cast<size_t>(length) > buffer.size()) {
+      reply(Response::failure(make_error(ErrorCode::kProtocol, "the message is {} bytes; the limit is {}",
+                                         length, kMaxMessageBytes),
+                              Dialect::kCrosvm),
+            {});
+      return;
+    }
+    serve(std::string_view(buffer.data(), static_cast<size_t>(length)));
   }
 
-  void read_more() {
-    socket.async_read_some(boost::asio::buffer(buffer),
-                           [self = shared_from_this()](const error_code& error, size_t length) {
-                             if (self->timed_out) return;  // the timeout's reply closes
-                             if (error || self->closed) {
-                               self->close();  // the client left (or we are shutting down)
-                               return;
-                             }
-                             self->pending.append(self->buffer.data(), length);
-                             self->next();
-                           });
-  }
-
-  void serve(const std::string& line) {
+  void serve(std::string_view packet) {
     auto owner = server.lock();
     if (!owner) return close();
-    auto parsed = parse_request(line);
+    Dialect dialect = Dialect::kCrosvm;
+    auto parsed = parse_request(packet, &dialect);
     if (!parsed) {
       owner->logger.debug("control socket: bad request: {}", parsed.error().message);
-      reply(Response::failure(parsed.error()), {});
+      reply(Response::failure(parsed.error(), dialect), {});
       return;
     }
     const Request request = *parsed;
     ControlTarget& target = owner->target;
+    auto answer = [&](const Result<void>& result) {
+      return result ? Response::success(request) : Response::failure(result.error(), request);
+    };
     switch (request.kind) {
       case RequestKind::kStop:
         owner->logger.info("control socket: stop requested");
         // Stop once the answer is out: the socket goes away with the VM.
-        reply(Response::success(request.id), [&target] { target.stop(); });
+        reply(Response::success(request), [&target] { target.stop(); });
         return;
       case RequestKind::kSuspend: {
         owner->logger.info("control socket: suspend requested");
         std::weak_ptr<Connection> weak = shared_from_this();
         boost::asio::io_context& context = owner->context;
-        target.suspend([weak, &context, id = request.id](Result<void> result) {
-          boost::asio::post(context, [weak, id, result = std::move(result)] {
+        target.suspend([weak, &context, request](Result<void> result) {
+          boost::asio::post(context, [weak, request, result = std::move(result)] {
             if (auto self = weak.lock()) {
-              self->reply(result ? Response::success(id) : Response::failure(result.error(), id), {});
+              self->reply(result ? Response::success(request) : Response::failure(result.error(), request), {});
             }
           });
         });
         return;
       }
-      case RequestKind::kResume: {
+      case RequestKind::kResume:
         owner->logger.info("control socket: resume requested");
-        auto result = target.resume();
-        reply(result ? Response::success(request.id) : Response::failure(result.error(), request.id), {});
+        reply(answer(target.resume()), {});
         return;
-      }
       case RequestKind::kStatus: {
-        Response response = Response::success(request.id);
+        Response response = Response::success(request);
         response.status = target.status();
         reply(response, {});
         return;
@@ -173,72 +196,76 @@ struct Connection : std::enable_shared_from_this<Connection> {
         owner->logger.info("control socket: resize disk {} to {} bytes", request.disk, request.size);
         auto result = target.resize_disk(request.disk, request.size);
         if (!result) owner->logger.warn("control socket: {}", result.error().message);
-        reply(result ? Response::success(request.id) : Response::failure(result.error(), request.id), {});
+        reply(answer(result), {});
+        return;
+      }
+      case RequestKind::kPowerButton:
+        owner->logger.info("control socket: power button pressed");
+        reply(answer(target.press_power_button()), {});
+        return;
+      case RequestKind::kUnsupported: {
+        // As crosvm answers a request for a device it does not have.
+        owner->logger.info("control socket: {} is not supported", request.variant);
+        Response response = Response::failure(
+            make_error(ErrorCode::kProtocol, "{} is not supported by this VM", request.variant), request);
+        response.error_number = EOPNOTSUPP;
+        reply(response, {});
         return;
       }
     }
   }
 
-  // Writes `response`; then runs `after` if given, else serves the next line.
-  // One write at a time, under the same deadline as an idle client: one
-  // that sends and never reads is dropped, not served forever.
+  // Sends `response` as one packet; then runs `after` if given, else reads
+  // the next request. One send at a time, under the same deadline as an idle
+  // client: one that sends and never reads is dropped, not served forever.
   void reply(const Response& response, std::function<void()> after) {
     if (closed) return;
-    if (writing) {  // never two writes on one socket (Asio forbids it)
+    if (writing) {  // never two sends on one socket (Asio forbids it)
       if (after) after();
       return close();
     }
     writing = true;
     outgoing = serialize(response);
-    outgoing.push_back('\n');
     arm_idle_timer();
-    boost::asio::async_write(
-        socket, boost::asio::buffer(outgoing),
-        [self = shared_from_this(), after = std::move(after)](const error_code& error, size_t) {
-          self->writing = false;
-          // Runs even when the client has gone: a stop it asked for still happens.
-          if (after) after();
-          if (error || self->closed) return self->close();
-          self->arm_idle_timer();
-          self->next();
-        });
+    socket.async_send(boost::asio::buffer(outgoing), 0,
+                      [self = shared_from_this(), after = std::move(after)](const error_code& error, size_t) {
+                        self->writing = false;
+                        // Runs even when the client has gone: a stop it asked for still happens.
+                        if (after) after();
+                        if (error || self->closed) return self->close();
+                        self->arm_idle_timer();
+                        self->next();
+                      });
   }
 
+  // A client that sends nothing for the idle timeout, or does not take its
+  // answer in that time, is dropped without a word: a packet it did not ask
+  // for would be read as the answer to its next request.
   void arm_idle_timer() {
     const uint64_t generation = ++idle_generation;
     auto owner = server.lock();
     if (!owner || closed) return;
-    const auto timeout = owner->limits.idle_timeout;
-    idle.expires_after(timeout);
-    idle.async_wait([self = shared_from_this(), generation, timeout](const error_code& error) {
+    idle.expires_after(owner->limits.idle_timeout);
+    idle.async_wait([self = shared_from_this(), generation](const error_code& error) {
       if (error || self->closed || generation != self->idle_generation) return;
-      if (self->writing) {
-        self->close();  // the client has not read its answer in all that time
-        return;
-      }
-      self->timed_out = true;  // a read still pending is ignored from here
-      self->reply(Response::failure(make_error(ErrorCode::kTimeout,
-                                               "no complete request for {} ms; closing the connection",
-                                               timeout.count())),
-                  [self] { self->close(); });
+      if (auto owner = self->server.lock()) owner->logger.debug("control socket: an idle client is dropped");
+      self->close();
     });
   }
 
-  stream_protocol::socket socket;
+  seq_packet_protocol::socket socket;
   boost::asio::steady_timer idle;
   std::weak_ptr<ControlServer::State> server;
-  std::array<char, 4096> buffer{};
-  std::string pending;
+  std::vector<char> buffer = std::vector<char>(kMaxMessageBytes);
   std::string outgoing;
   uint64_t idle_generation = 0;
   bool writing = false;
   bool closed = false;
-  bool timed_out = false;
 };
 
 void ControlServer::State::accept_next() {
   if (stopped) return;
-  acceptor.async_accept([self = shared_from_this()](const error_code& error, stream_protocol::socket socket) {
+  acceptor.async_accept([self = shared_from_this()](const error_code& error, seq_packet_protocol::socket socket) {
     if (self->stopped) return;
     if (error) {
       if (error == boost::asio::error::operation_aborted) return;
@@ -258,7 +285,8 @@ void ControlServer::State::accept_next() {
       auto rejected = std::make_shared<Connection>(std::move(socket), std::weak_ptr<State>{});
       rejected->reply(Response::failure(make_error(ErrorCode::kState,
                                                    "too many clients ({} at once); try again later",
-                                                   self->limits.max_clients)),
+                                                   self->limits.max_clients),
+                                        Dialect::kCrosvm),
                       [rejected] { rejected->close(); });
     } else {
       auto connection = std::make_shared<Connection>(std::move(socket), self);
@@ -292,7 +320,8 @@ Result<std::unique_ptr<ControlServer>> ControlServer::bind(boost::asio::io_conte
     }
   }
 
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  // SOCK_SEQPACKET, one message per packet, as crosvm's control socket.
+  UniqueFd fd(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!fd) return make_errno_error(ErrorCode::kIo, errno, "control socket");
   if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof(address)) != 0) {
     return make_errno_error(ErrorCode::kIo, errno, "cannot bind the control socket {}", path);
@@ -315,7 +344,7 @@ Result<std::unique_ptr<ControlServer>> ControlServer::bind(boost::asio::io_conte
   state->socket_inode = info.st_ino;
   state->socket_device = info.st_dev;
   error_code error;
-  state->acceptor.assign(stream_protocol(), fd.get(), error);
+  state->acceptor.assign(seq_packet_protocol(AF_UNIX, 0), fd.get(), error);
   if (error) {
     ::unlink(path.c_str());
     return make_error(ErrorCode::kIo, "control socket {}: {}", path, error.message());

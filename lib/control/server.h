@@ -1,6 +1,6 @@
-// The control socket (crosvm's -s/--socket): a Unix stream socket, mode
-// 0600, on which clients send one JSON request per line and get one JSON
-// response per line (protocol.h). It runs on the VM's event loop, serves
+// The control socket (crosvm's -s/--socket): a Unix SOCK_SEQPACKET socket,
+// mode 0600, on which clients send one JSON request per packet and get one
+// JSON response per packet, in crosvm's dialect or ours (protocol.h). It runs on the VM's event loop, serves
 // several clients at once, and answers bad input with an error (or drops
 // the client) without disturbing the VM or the other clients.
 #pragma once
@@ -33,12 +33,14 @@ class ControlTarget {
   virtual Result<void> resume() = 0;
   virtual Status status() const = 0;
   virtual Result<void> resize_disk(uint32_t index, uint64_t new_size) = 0;
+  // Presses the ACPI power button (the guest decides what to do with it).
+  virtual Result<void> press_power_button() = 0;
 };
 
 struct ServerLimits {
   size_t max_clients = 16;
-  // A client that sends no complete request for this long is told so and
-  // dropped: it may not hold a connection (or half a message) forever.
+  // A client that sends no request (or takes no answer) for this long is
+  // dropped: it may not hold one of the connections forever.
   std::chrono::milliseconds idle_timeout{std::chrono::seconds(60)};
 };
 

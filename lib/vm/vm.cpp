@@ -185,6 +185,23 @@ Result<void> Vm::resume() {
   return {};
 }
 
+Result<void> Vm::press_power_button() {
+  {
+    std::lock_guard lock(mutex_);
+    if (state_ == VmState::kStopping || state_ == VmState::kStopped) {
+      return make_error(ErrorCode::kState, "the VM is stopping: nobody is there to press the power button for");
+    }
+  }
+  if (power_management_->press_power_button()) {
+    logger_.info("power button pressed");
+  } else {
+    // The press is kept (the guest sees it if it enables the button later).
+    logger_.warn("power button pressed, but the guest does not listen to it (yet): "
+                 "no ACPI button driver (Linux: CONFIG_ACPI_BUTTON, the 'button' module)?");
+  }
+  return {};
+}
+
 Result<void> Vm::resize_disk(uint32_t index, uint64_t new_size) {
   if (index < jailed_disks_.size()) {
     // The device process resizes the image (the VMM checks nothing it

@@ -32,6 +32,7 @@
 #include "devices/bus.h"
 #include "devices/io_events.h"
 #include "devices/irq.h"
+#include "devices/legacy/power_management.h"
 #include "devices/legacy/serial.h"
 #include "devices/pci/pci_root.h"
 #include "devices/power_events.h"
@@ -78,6 +79,10 @@ class Vm final : public PowerEvents {
   Result<void> resume();
   // Grows disk `index` (0 is vda) to `new_size` bytes; the guest is told.
   Result<void> resize_disk(uint32_t index, uint64_t new_size);
+  // Presses the ACPI power button (crosvm's powerbtn, QEMU's
+  // system_powerdown): a guest that listens shuts down in order. kState
+  // once the VM is stopping.
+  Result<void> press_power_button();
   // What the control socket's "status" reports.
   control::Status status() const;
   // The control socket's path ("" without one).
@@ -188,6 +193,7 @@ class Vm final : public PowerEvents {
   };
   KvmIoEvents io_events_{vm_fd_};
   std::unique_ptr<IrqRouting> irq_routing_;
+  std::shared_ptr<PowerManagement> power_management_;  // also on the port bus
 
   // The jailed devices' processes: destroyed (killed and reaped) after
   // their frontends (held by the PCI root and the buses), which close the sockets first.
@@ -234,6 +240,7 @@ class Vm final : public PowerEvents {
     Result<void> resize_disk(uint32_t index, uint64_t new_size) override {
       return vm_.resize_disk(index, new_size);
     }
+    Result<void> press_power_button() override { return vm_.press_power_button(); }
 
    private:
     Vm& vm_;

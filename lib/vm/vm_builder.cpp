@@ -215,14 +215,20 @@ Result<std::shared_ptr<EventFdIrqLine>> Vm::create_irq_line(uint32_t gsi) {
 }
 
 Result<void> Vm::attach_legacy_devices() {
+  // First: the SCI (and then PCI's INTx) are level lines of this routing.
+  irq_routing_ = std::make_unique<IrqRouting>(vm_fd_, static_cast<uint32_t>(
+                                                          kvm_.check_extension(KVM_CAP_IRQ_ROUTING)));
+  CROSVM_TRY(irq_routing_->initialize());
   for (const SerialConfig& serial : config_.serials) {
     if (serial.hardware == SerialHardware::kUart) CROSVM_TRY(attach_serial(serial));
   }
   CROSVM_TRY(pio_bus_.insert(std::make_shared<I8042>(*this), I8042::kBasePort, I8042::kLength));
   CROSVM_TRY(pio_bus_.insert(std::make_shared<Cmos>(layout_.low_ram_end, layout_.high_ram_end),
                              Cmos::kBasePort, Cmos::kLength));
-  CROSVM_TRY(pio_bus_.insert(std::make_shared<PowerManagement>(*this), PowerManagement::kBasePort,
-                             PowerManagement::kLength));
+  const acpi::MachineDescription machine;  // for the SCI's number
+  power_management_ =
+      std::make_shared<PowerManagement>(*this, CROSVM_TRY(irq_routing_->level_line(machine.sci_irq)));
+  CROSVM_TRY(pio_bus_.insert(power_management_, PowerManagement::kBasePort, PowerManagement::kLength));
   CROSVM_TRY(pio_bus_.insert(std::make_shared<PvPanic>(*this), PvPanic::kPort, 1));
   return {};
 }
@@ -290,9 +296,6 @@ Result<void> Vm::attach_serial(const SerialConfig& config) {
 // the order the guest should find them: disks (root first), rng, consoles,
 // then the devices other processes serve (vhost-user).
 Result<void> Vm::attach_pci_devices() {
-  irq_routing_ = std::make_unique<IrqRouting>(vm_fd_, static_cast<uint32_t>(
-                                                          kvm_.check_extension(KVM_CAP_IRQ_ROUTING)));
-  CROSVM_TRY(irq_routing_->initialize());
   pci_root_ = std::make_shared<pci::PciRoot>(mmio_bus_, logger_);
   static_assert(ResetControl::kPort == pci::kConfigAddressPort + 1);
   CROSVM_TRY(pio_bus_.insert(pci_root_->io_access(std::make_shared<ResetControl>(*this)),

@@ -17,7 +17,9 @@ import modules  # noqa: E402
 
 # Drivers for the devices the VMM offers; missing ones are skipped (built in).
 GUEST_MODULES = ["virtio_pci", "virtio_blk", "virtio_console", "virtio-rng", "virtio_net",
-                 "vmw_vsock_virtio_transport", "virtio_balloon", "ext4", "pvpanic-mmio", "virtiofs"]
+                 "vmw_vsock_virtio_transport", "virtio_balloon", "ext4", "pvpanic-mmio", "virtiofs",
+                 # the ACPI power button as an input device, for busybox's acpid
+                 "button", "evdev"]
 
 
 def guest_tools(output: str) -> dict:

@@ -12,7 +12,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (auto request = parse_request(line)) {
     auto again = parse_request(serialize(*request));
     FUZZ_CHECK(again.ok());
-    FUZZ_CHECK(again->kind == request->kind && again->id == request->id && again->disk == request->disk &&
+    FUZZ_CHECK(again->kind == request->kind && again->dialect == request->dialect && again->id == request->id && again->disk == request->disk &&
                again->size == request->size);
   }
   if (auto response = parse_response(line)) {

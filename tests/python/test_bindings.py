@@ -271,8 +271,22 @@ def test_the_control_socket_from_python(guest_program, tmp_path):
         assert vm.state == crosvm.State.PAUSED
         with pytest.raises(crosvm.InvalidArgumentError, match="no disk 0"):
             crosvm.control_request(vm.control_socket, {"request": "disk_resize", "disk": 0, "size": 512})
+        # crosvm's dialect: its VmRequest names, its answers.
+        assert crosvm.control_request(vm.control_socket, "ResumeVcpus") == "Ok"
+        assert vm.state == crosvm.State.RUNNING
+        with pytest.raises(crosvm.InvalidArgumentError, match="no disk 0"):
+            crosvm.control_request(vm.control_socket,
+                                   {"DiskCommand": {"disk_index": 0, "command": {"Resize": {"new_size": 512}}}})
+        with pytest.raises(crosvm.ProtocolError, match="os error 95"):
+            crosvm.control_request(vm.control_socket, "Sleepbtn")
+        # This guest has no ACPI: the press is taken and goes unheard.
+        vm.power_button()
+        assert crosvm.control_request(vm.control_socket, "Powerbtn") == "Ok"
+        assert "the guest does not listen to it" in vm.log
         crosvm.control_request(vm.control_socket, "stop")
         assert vm.wait(timeout=HANG_GUARD) == crosvm.ExitReason.STOPPED
+        with pytest.raises(crosvm.StateError, match="stopping"):
+            vm.power_button()
     assert not (tmp_path / f"crosvm-{os.getpid()}.sock").exists()
 
 

@@ -151,6 +151,8 @@ TEST_CASE("the RSDP, XSDT and FADT point at each other", "[acpi]") {
   CHECK(le32(fadt.bytes, 36) == 0);  // FIRMWARE_CTRL: X_FIRMWARE_CTRL is set
   CHECK(le32(fadt.bytes, 40) == 0);  // DSDT: X_DSDT is set
   CHECK(le32(fadt.bytes, 56) == 0x600);  // PM1a event block
+  CHECK((le32(fadt.bytes, 112) & (1 << 4)) == 0);  // a fixed power button (crosvm's powerbtn)
+  CHECK((le32(fadt.bytes, 112) & (1 << 5)) != 0);  // no sleep button
   CHECK(le32(fadt.bytes, 64) == 0x604);  // PM1a control block
   CHECK(le64(fadt.bytes, 120) == 0xcf9);  // reset register
   CHECK(fadt.bytes[128] == 6);

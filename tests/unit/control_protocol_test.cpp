@@ -100,9 +100,10 @@ TEST_CASE("malformed requests are refused with a reason", "[control]") {
   CHECK(protocol_error_of("") == "the message is not valid JSON");
   CHECK(protocol_error_of("{\"request\":\"stop\"") == "the message is not valid JSON");
   CHECK(protocol_error_of("stop") == "the message is not valid JSON");
-  CHECK(protocol_error_of("[\"stop\"]") == "the message is not a JSON object");
-  CHECK(protocol_error_of("\"stop\"") == "the message is not a JSON object");
-  CHECK(protocol_error_of("{}") == "\"request\" must be a string");
+  // Not an object with "request": read as one of crosvm's requests.
+  CHECK(protocol_error_of("[\"stop\"]").find("the message is not a request") == 0);
+  CHECK(protocol_error_of("\"stop\"") == "unknown request \"stop\"");
+  CHECK(protocol_error_of("{}").find("the message is not a request") == 0);
   CHECK(protocol_error_of("{\"request\":7}") == "\"request\" must be a string");
   CHECK(protocol_error_of("{\"request\":\"reboot\"}").find("unknown request \"reboot\"") == 0);
   CHECK(protocol_error_of("{\"request\":\"stop\",\"force\":true}") == "unknown field \"force\"");
@@ -131,7 +132,7 @@ TEST_CASE("a message over the size limit is refused before parsing", "[control]"
 
 TEST_CASE("deeply nested JSON is an error, not a crash", "[control]") {
   const std::string deep = std::string(10000, '[') + std::string(10000, ']');
-  CHECK(protocol_error_of(deep) == "the message is not a JSON object");
+  CHECK(protocol_error_of(deep).find("the message is not a request") == 0);
 }
 
 TEST_CASE("malformed responses are refused", "[control]") {
@@ -141,4 +142,84 @@ TEST_CASE("malformed responses are refused", "[control]") {
   CHECK_FALSE(parse_response("{\"ok\":true,\"status\":{\"state\":1}}").ok());
   CHECK_FALSE(parse_response("{\"ok\":true,\"status\":{\"state\":\"x\",\"vcpus\":1,\"memory_mib\":1,"
                              "\"disks\":[{\"index\":0}]}}").ok());
+}
+
+TEST_CASE("crosvm's requests are read as serde writes its VmRequest", "[control]") {
+  const std::pair<const char*, RequestKind> units[] = {
+      {R"("Exit")", RequestKind::kStop},           {R"("Powerbtn")", RequestKind::kPowerButton},
+      {R"("SuspendVcpus")", RequestKind::kSuspend}, {R"("ResumeVcpus")", RequestKind::kResume},
+      {R"("SuspendVm")", RequestKind::kSuspend},    {R"("ResumeVm")", RequestKind::kResume},
+      {R"("Sleepbtn")", RequestKind::kUnsupported}, {R"({"BalloonCommand":"Stats"})", RequestKind::kUnsupported},
+  };
+  for (const auto& [text, kind] : units) {
+    CAPTURE(text);
+    Dialect dialect = Dialect::kLibcrosvm;
+    auto request = parse_request(text, &dialect);
+    REQUIRE(request.ok());
+    CHECK(request->kind == kind);
+    CHECK(request->dialect == Dialect::kCrosvm);
+    CHECK(dialect == Dialect::kCrosvm);
+  }
+  auto resize = parse_request(R"({"DiskCommand":{"disk_index":2,"command":{"Resize":{"new_size":10737418240}}}})");
+  REQUIRE(resize.ok());
+  CHECK(resize->kind == RequestKind::kDiskResize);
+  CHECK(resize->disk == 2);
+  CHECK(resize->size == 10737418240ull);
+  // What our own clients send is byte for byte what crosvm's send.
+  CHECK(serialize(crosvm_request(RequestKind::kStop)) == R"("Exit")");
+  CHECK(serialize(crosvm_request(RequestKind::kPowerButton)) == R"("Powerbtn")");
+  CHECK(serialize(crosvm_disk_resize(2, 10737418240ull)) ==
+        R"({"DiskCommand":{"command":{"Resize":{"new_size":10737418240}},"disk_index":2}})");
+  CHECK(parse_request(serialize(crosvm_disk_resize(2, 512)))->size == 512);
+}
+
+TEST_CASE("malformed requests of crosvm's kind are refused with a reason", "[control]") {
+  Dialect dialect = Dialect::kLibcrosvm;
+  CHECK_FALSE(parse_request(R"("Exit2")", &dialect).ok());
+  CHECK(dialect == Dialect::kCrosvm);
+  CHECK(protocol_error_of(R"({"Exit":null})") == "Exit takes no data");
+  CHECK(protocol_error_of(R"("DiskCommand")").find("DiskCommand needs") == 0);
+  CHECK(protocol_error_of(R"({"DiskCommand":{"disk_index":0}})") == "\"command\" is missing");
+  CHECK(protocol_error_of(R"({"DiskCommand":{"disk_index":-1,"command":{"Resize":{"new_size":1}}}})") ==
+        "\"disk_index\" must be a non-negative integer");
+  CHECK(protocol_error_of(R"({"DiskCommand":{"disk_index":0,"command":{"Resize":{"new_size":1,"x":2}}}})") ==
+        "unknown field \"x\"");
+  CHECK(protocol_error_of(R"({"DiskCommand":{"disk_index":0,"command":"Resize"}})").find("must be {") !=
+        std::string::npos);
+  CHECK(protocol_error_of(R"({"Exit":1,"Powerbtn":2})").find("the message is not a request") == 0);
+  CHECK(protocol_error_of("7").find("the message is not a request") == 0);
+  // A name over 64 bytes is cut in the message.
+  CHECK(protocol_error_of("\"" + std::string(1000, 'A') + "\"").size() < 100);
+}
+
+TEST_CASE("crosvm's responses are written and read as serde writes its VmResponse", "[control]") {
+  Request crosvm = crosvm_request(RequestKind::kSuspend);
+  CHECK(serialize(Response::success(crosvm)) == R"("Ok")");
+  Response unsupported = Response::failure(make_error(ErrorCode::kProtocol, "no"), crosvm);
+  unsupported.error_number = 95;
+  CHECK(serialize(unsupported) == R"({"Err":95})");
+  CHECK(serialize(Response::failure(make_error(ErrorCode::kState, "not running"), crosvm)) ==
+        R"({"ErrString":"not running"})");
+
+  auto ok = parse_response(R"("Ok")");
+  REQUIRE(ok.ok());
+  CHECK(ok->ok);
+  auto err = parse_response(R"({"Err":95})");
+  REQUIRE(err.ok());
+  CHECK_FALSE(err->ok);
+  CHECK(err->error == "CROSVM_ERROR_PROTOCOL");
+  CHECK(err->message == "Operation not supported (os error 95)");
+  CHECK(parse_response(R"({"Err":19})")->error == "CROSVM_ERROR_INVALID_ARGUMENT");
+  auto text = parse_response(R"({"ErrString":"Adjust overriden"})");
+  REQUIRE(text.ok());
+  CHECK(text->message == "Adjust overriden");
+  // A success with data (crosvm's, from a crosvm VMM) is a success.
+  auto stats = parse_response(R"({"BalloonStats":{"stats":{"swap_in":null},"balloon_actual":0}})");
+  REQUIRE(stats.ok());
+  CHECK(stats->ok);
+  CHECK(stats->variant == "BalloonStats");
+  CHECK_FALSE(parse_response(R"({"Err":"x"})").ok());
+  CHECK_FALSE(parse_response(R"({"Err":-1})").ok());
+  CHECK_FALSE(parse_response(R"("Fine")").ok());
+  CHECK_FALSE(parse_response(R"({"Ok":1})").ok());
 }

@@ -3,6 +3,7 @@
 // other clients are served; the socket file is made and removed safely.
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -13,7 +14,9 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <random>
 #include <future>
 #include <thread>
 #include <vector>
@@ -45,16 +48,26 @@ class FakeVm final : public ControlTarget {
     resumes++;
     return {};
   }
-  Status status() const override { return Status{"running", 2, 128, {{0, "/a.img", 4096, false}}, {"rng"}}; }
+  Status status() const override {
+    Status status{"running", 2, 128, {{0, "/a.img", 4096, false}}, {"rng"}};
+    for (size_t i = 0; i < extra_devices; ++i) status.devices.push_back(std::string(100, 'd'));
+    return status;
+  }
   Result<void> resize_disk(uint32_t index, uint64_t size) override {
     if (index != 0) return make_error(ErrorCode::kInvalidArgument, "there is no disk {}", index);
     resized_to = size;
     return {};
   }
+  Result<void> press_power_button() override {
+    presses++;
+    return {};
+  }
+  int changes() const { return stops + suspends + resumes + presses + (resized_to != 0 ? 1 : 0); }
 
-  std::atomic<int> stops{0}, suspends{0}, resumes{0};
+  std::atomic<int> stops{0}, suspends{0}, resumes{0}, presses{0};
   std::atomic<uint64_t> resized_to{0};
   bool refuse = false;
+  size_t extra_devices = 0;  // a status that takes room
 };
 
 // An io_context on a thread of the library's own kind (its stack size
@@ -113,10 +126,11 @@ struct Fixture {
   std::unique_ptr<ControlServer> server;
 };
 
-// A raw client, for what a well-behaved one would never send.
+// A raw client, for what a well-behaved one would never send: one packet
+// per send, as crosvm's Tube.
 class RawClient {
  public:
-  explicit RawClient(const std::string& path) : fd_(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+  explicit RawClient(const std::string& path) : fd_(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0)) {
     sockaddr_un address{};
     address.sun_family = AF_UNIX;
     path.copy(address.sun_path, sizeof(address.sun_path) - 1);
@@ -124,53 +138,54 @@ class RawClient {
     timeval limit{10, 0};  // a hang guard
     ::setsockopt(fd_.get(), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof(limit));
   }
-  void send(const std::string& bytes) {
+  // Sends one packet, with `fds` attached when given.
+  void send(const std::string& packet, const std::vector<int>& fds = {}) {
+    iovec part{const_cast<char*>(packet.data()), packet.size()};
+    msghdr message{};
+    message.msg_iov = &part;
+    message.msg_iovlen = 1;
+    std::vector<char> control(CMSG_SPACE(sizeof(int) * fds.size()));
+    if (!fds.empty()) {
+      message.msg_control = control.data();
+      message.msg_controllen = control.size();
+      cmsghdr* header = CMSG_FIRSTHDR(&message);
+      header->cmsg_level = SOL_SOCKET;
+      header->cmsg_type = SCM_RIGHTS;
+      header->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+      std::memcpy(CMSG_DATA(header), fds.data(), sizeof(int) * fds.size());
+    }
+    ::sendmsg(fd_.get(), &message, MSG_NOSIGNAL);  // the server may drop us: what is read next tells
+  }
+  // Sends `packet` again and again without blocking until the socket takes
+  // no more; returns how many went.
+  size_t send_until_full(const std::string& packet) {
     size_t sent = 0;
-    while (sent < bytes.size()) {
-      const ssize_t n = ::send(fd_.get(), bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
-      if (n <= 0) return;  // the server may drop us mid-way: what is read next tells
-      sent += static_cast<size_t>(n);
-    }
+    while (::send(fd_.get(), packet.data(), packet.size(), MSG_NOSIGNAL | MSG_DONTWAIT) > 0) ++sent;
+    return sent;
   }
-  // Sends `line` again and again, in large writes, without blocking until
-  // the socket takes no more; returns how many whole lines went.
-  size_t send_until_full(const std::string& line) {
-    std::string block;
-    for (int i = 0; i < 1024; ++i) block += line;
-    size_t total = 0;
-    for (;;) {
-      const size_t offset = total % block.size();
-      const ssize_t n = ::send(fd_.get(), block.data() + offset, block.size() - offset, MSG_NOSIGNAL | MSG_DONTWAIT);
-      if (n <= 0) return total / line.size();
-      total += static_cast<size_t>(n);
-    }
-  }
-  // One line, or "" at end of file.
-  std::string read_line() {
-    for (;;) {
-      const size_t newline = received_.find('\n');
-      if (newline != std::string::npos) {
-        std::string line = received_.substr(0, newline);
-        received_.erase(0, newline + 1);
-        return line;
-      }
-      char buffer[4096];
-      const ssize_t n = ::recv(fd_.get(), buffer, sizeof(buffer), 0);
-      if (n <= 0) return "";
-      received_.append(buffer, static_cast<size_t>(n));
-    }
+  // One packet, or "" at end of file.
+  std::string read_packet() {
+    std::string packet(1 << 20, '\0');
+    const ssize_t n = ::recv(fd_.get(), packet.data(), packet.size(), 0);
+    packet.resize(n > 0 ? static_cast<size_t>(n) : 0);
+    return packet;
   }
   Response read_response() {
-    auto response = parse_response(read_line());
+    auto response = parse_response(read_packet());
     REQUIRE(response.ok());
     return *response;
   }
-  bool closed_by_server() { return read_line().empty(); }
+  bool closed_by_server() { return read_packet().empty(); }
 
  private:
   UniqueFd fd_;
-  std::string received_;
 };
+
+size_t open_fds() {
+  size_t count = 0;
+  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) ++count;
+  return count;
+}
 
 }  // namespace
 
@@ -205,107 +220,170 @@ TEST_CASE("a request the VM refuses gets its error code and reason", "[control]"
   CHECK(suspend.error == "CROSVM_ERROR_STATE");
 }
 
-TEST_CASE("a malformed request gets an error and the connection stays usable", "[control]") {
+TEST_CASE("crosvm's requests, as its own clients send them, get crosvm's answers", "[control]") {
+  // The packets crosvm's `crosvm` command and its crosvm_control library
+  // send: serde_json of its VmRequest, one per SOCK_SEQPACKET packet. The
+  // answers are serde_json of its VmResponse.
   Fixture fixture;
   RawClient client(fixture.server->path());
-  client.send("this is not json\n{\"request\":\"launch\"}\n\n{\"request\":\"status\"}\n");
-  Response first = client.read_response();
-  CHECK_FALSE(first.ok);
-  CHECK(first.error == "CROSVM_ERROR_PROTOCOL");
-  CHECK(first.message == "the message is not valid JSON");
-  Response second = client.read_response();
-  CHECK(second.message.find("unknown request \"launch\"") == 0);
-  CHECK(client.read_response().ok);  // the blank line was skipped
+  auto exchange = [&](const std::string& request) {
+    client.send(request);
+    return client.read_packet();
+  };
+  CHECK(exchange(R"("Powerbtn")") == R"("Ok")");
+  CHECK(fixture.vm.presses == 1);
+  CHECK(exchange(R"("SuspendVcpus")") == R"("Ok")");
+  CHECK(exchange(R"("ResumeVcpus")") == R"("Ok")");
+  CHECK(exchange(R"("SuspendVm")") == R"("Ok")");
+  CHECK(exchange(R"("ResumeVm")") == R"("Ok")");
+  CHECK(fixture.vm.suspends == 2);
+  CHECK(fixture.vm.resumes == 2);
+  CHECK(exchange(R"({"DiskCommand":{"disk_index":0,"command":{"Resize":{"new_size":1048576}}}})") == R"("Ok")");
+  CHECK(fixture.vm.resized_to == 1048576);
+  CHECK(exchange(R"({"DiskCommand":{"disk_index":5,"command":{"Resize":{"new_size":1048576}}}})") ==
+        R"({"ErrString":"there is no disk 5"})");
+  fixture.vm.refuse = true;
+  CHECK(exchange(R"("SuspendVcpus")") == R"({"ErrString":"cannot suspend a VM that is not running"})");
+  // What this VM has no device for: crosvm's own answer, ENOTSUP.
+  for (const char* request : {R"("Sleepbtn")", R"("MakeRT")", R"("VcpuPidTid")", R"({"BalloonCommand":"Stats"})",
+                              R"({"BalloonCommand":{"Adjust":{"num_bytes":1073741824,"wait_for_success":false}}})",
+                              R"({"UsbCommand":{"ListDevice":{"ports":[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15]}}})",
+                              R"({"Gpe":{"gpe":3,"clear_evt":null}})", R"({"Swap":"Enable"})"}) {
+    CAPTURE(request);
+    CHECK(exchange(request) == R"({"Err":95})");
+  }
+  // Ours, on the same connection, in our dialect.
+  client.send(R"({"request":"status","id":3})");
+  CHECK(client.read_response().id == 3);
+  CHECK(exchange(R"("Exit")") == R"("Ok")");
+  CHECK(eventually([&] { return fixture.vm.stops == 1; }));
 }
 
-TEST_CASE("1000 malformed requests in a row leave the server serving", "[control]") {
+TEST_CASE("a malformed request gets an error in its dialect and the connection stays usable", "[control]") {
   Fixture fixture;
   RawClient client(fixture.server->path());
-  std::string garbage;
-  for (int i = 0; i < 1000; ++i) garbage += (i % 2 ? "{\"request\":\"stop\",\"x\":1}\n" : "\x01\x02}{\n");
-  client.send(garbage);
-  for (int i = 0; i < 1000; ++i) REQUIRE_FALSE(client.read_response().ok);
-  CHECK(fixture.vm.stops == 0);
-  CHECK(fixture.send(R"({"request":"status"})").ok);
+  client.send("this is not json");
+  CHECK(client.read_packet() == R"({"ErrString":"the message is not valid JSON"})");
+  client.send(R"("Reboot")");
+  CHECK(client.read_packet() == R"({"ErrString":"unknown request \"Reboot\""})");
+  client.send(R"({"DiskCommand":{"disk_index":0,"command":{"Shrink":{}}}})");
+  CHECK(client.read_packet().find("ErrString") != std::string::npos);
+  client.send(R"({"request":"launch"})");
+  Response ours = client.read_response();
+  CHECK_FALSE(ours.ok);
+  CHECK(ours.error == "CROSVM_ERROR_PROTOCOL");
+  CHECK(ours.message.find("unknown request \"launch\"") == 0);
+  client.send(R"({"request":"status"})");
+  CHECK(client.read_response().ok);
+  CHECK(fixture.vm.changes() == 0);
+}
+
+TEST_CASE("1000 random packets each get an error and leave the VM as it was", "[control]") {
+  Fixture fixture;
+  RawClient client(fixture.server->path());
+  std::mt19937 random(20261204);
+  const std::vector<std::string> valid = {
+      R"("Exit")", R"("Powerbtn")", R"("SuspendVcpus")", R"({"request":"stop","id":1})",
+      R"({"DiskCommand":{"disk_index":0,"command":{"Resize":{"new_size":4096}}}})"};
+  for (int i = 0; i < 1000; ++i) {
+    std::string packet;
+    if (i % 2 == 0) {  // random bytes, 1 to 512 of them
+      packet.resize(1 + random() % 512);
+      for (char& byte : packet) byte = static_cast<char>(random());
+    } else {  // a valid request cut short: never valid JSON
+      const std::string& whole = valid[random() % valid.size()];
+      packet = whole.substr(0, 1 + random() % (whole.size() - 1));
+    }
+    client.send(packet);
+    const std::string answer = client.read_packet();
+    CAPTURE(i, packet);
+    REQUIRE_FALSE(answer.empty());  // answered, not dropped
+    auto response = parse_response(answer);
+    REQUIRE(response.ok());
+    REQUIRE_FALSE(response->ok);
+  }
+  CHECK(fixture.vm.changes() == 0);
+  client.send(R"({"request":"status"})");
+  CHECK(client.read_response().ok);
+}
+
+TEST_CASE("descriptors a packet brings are closed, not kept", "[control]") {
+  Fixture fixture;
+  RawClient client(fixture.server->path());
+  client.send(R"("Powerbtn")");  // accepted and served: its socket is counted
+  REQUIRE(client.read_packet() == R"("Ok")");
+  const size_t before = open_fds();
+  UniqueFd null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  const std::vector<int> fds(32, null.get());
+  for (int i = 0; i < 64; ++i) {  // 2048 descriptors in all
+    client.send(R"({"UsbCommand":{"AttachDevice":{"file":0}}})", fds);
+    REQUIRE(client.read_packet() == R"({"Err":95})");
+  }
+  client.send(R"("Powerbtn")", fds);
+  CHECK(client.read_packet() == R"("Ok")");
+  CHECK(open_fds() == before + 1);  // /dev/null, ours
 }
 
 TEST_CASE("a stop from a client that hangs up at once still stops the VM", "[control]") {
   Fixture fixture;
   {
     RawClient client(fixture.server->path());
-    client.send("{\"request\":\"stop\"}\n");
+    client.send(R"("Exit")");
   }  // gone before the answer
   CHECK(eventually([&] { return fixture.vm.stops == 1; }));
   CHECK(fixture.send(R"({"request":"status"})").ok);
 }
 
-TEST_CASE("an oversized message is refused and its sender dropped", "[control]") {
+TEST_CASE("an oversized packet is refused and the connection goes on", "[control]") {
   Fixture fixture;
   RawClient client(fixture.server->path());
-  client.send(std::string(kMaxMessageBytes + 4096, 'x'));
-  Response response = client.read_response();
-  CHECK(response.error == "CROSVM_ERROR_PROTOCOL");
-  CHECK(response.message.find("longer than") != std::string::npos);
-  CHECK(client.closed_by_server());
-  CHECK(fixture.send(R"({"request":"status"})").ok);
+  client.send("\"" + std::string(kMaxMessageBytes + 4096, 'x') + "\"");
+  const std::string refused = client.read_packet();
+  CHECK(refused.find("ErrString") != std::string::npos);
+  CHECK(refused.find("the limit is 65536") != std::string::npos);
+  client.send(R"({"request":"status"})");
+  CHECK(client.read_response().ok);
 }
 
-TEST_CASE("half a message, or silence, is dropped after the idle limit", "[control]") {
+TEST_CASE("a silent client is dropped after the idle limit, without a word", "[control]") {
   Fixture fixture(ServerLimits{.max_clients = 16, .idle_timeout = 1s});
   RawClient silent(fixture.server->path());
-  RawClient half(fixture.server->path());
-  half.send("{\"request\":\"sta");
   // Meanwhile another client is served.
   CHECK(fixture.send(R"({"request":"status"})").ok);
-  for (RawClient* client : {&silent, &half}) {
-    Response response = client->read_response();
-    CHECK(response.error == "CROSVM_ERROR_TIMEOUT");
-    CHECK(client->closed_by_server());
-  }
-}
-
-TEST_CASE("blank lines by the thousand are skipped, then the request is served", "[control]") {
-  // Each read takes 4096 of them at once: skipping them must not nest calls
-  // on the event loop's 1 MiB stack.
-  Fixture fixture;
-  RawClient client(fixture.server->path());
-  client.send(std::string(1 << 20, '\n') + "{\"request\":\"status\",\"id\":7}\n");
-  Response response = client.read_response();
-  CHECK(response.ok);
-  CHECK(response.id == 7);
+  // Nothing it did not ask for: a packet would be read as its next answer.
+  CHECK(silent.closed_by_server());
 }
 
 TEST_CASE("a client that sends and never reads its answers is dropped at the deadline", "[control]") {
   Fixture fixture(ServerLimits{.max_clients = 1, .idle_timeout = 1s});
+  fixture.vm.extra_devices = 40;  // answers of 4 KiB to requests of 20 bytes
   RawClient greedy(fixture.server->path());
-  const size_t requests = greedy.send_until_full("{\"request\":\"status\"}\n");
+  const size_t requests = greedy.send_until_full(R"({"request":"status"})");
   REQUIRE(requests > 0);
-  // Its answers fill the socket and the server's write waits: at the
+  // Its answers fill the socket and the server's send waits: at the
   // deadline the connection is closed, and its slot goes to the next client.
   // Until then a newcomer is refused ("too many clients"), and may find the
-  // connection closed before its request is even written.
+  // connection closed before its request is even sent.
   CHECK(eventually([&] {
     auto answer = send_request_line(fixture.server->path(), R"({"request":"status"})", crosvm::testing::kHangGuard);
     auto response = answer ? parse_response(*answer) : Result<Response>(answer.error());
     return response.ok() && response->ok;
   }));
   size_t answered = 0;
-  while (!greedy.read_line().empty()) ++answered;
+  while (!greedy.read_packet().empty()) ++answered;
   CHECK(answered < requests);
 }
 
 TEST_CASE("several clients are served at once, up to the limit", "[control]") {
   Fixture fixture(ServerLimits{.max_clients = 3, .idle_timeout = 60s});
   RawClient a(fixture.server->path()), b(fixture.server->path()), c(fixture.server->path());
-  for (RawClient* client : {&c, &a, &b}) client->send("{\"request\":\"status\"}\n");
+  for (RawClient* client : {&c, &a, &b}) client->send(R"({"request":"status"})");
   for (RawClient* client : {&a, &b, &c}) CHECK(client->read_response().ok);
   RawClient extra(fixture.server->path());
-  Response refused = extra.read_response();
-  CHECK_FALSE(refused.ok);
-  CHECK(refused.message.find("too many clients") == 0);
+  CHECK(extra.read_packet() == R"({"ErrString":"too many clients (3 at once); try again later"})");
   CHECK(extra.closed_by_server());
-  a.send("{\"request\":\"resume\"}\n");
-  CHECK(a.read_response().ok);
+  a.send(R"("ResumeVcpus")");
+  CHECK(a.read_packet() == R"("Ok")");
 }
 
 TEST_CASE("the socket is private to its owner and goes away on shutdown", "[control]") {
@@ -417,10 +495,24 @@ TEST_CASE("the client reports a missing socket", "[control]") {
   CHECK(missing.error().message.find("cannot connect") == 0);
 }
 
+TEST_CASE("the client names a socket of the wrong kind", "[control]") {
+  TempDir directory("control-stream");
+  const std::string path = directory.file("stream.sock");
+  UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::strncpy(address.sun_path, path.c_str(), sizeof(address.sun_path) - 1);
+  REQUIRE(::bind(listener.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0);
+  REQUIRE(::listen(listener.get(), 1) == 0);
+  auto answer = send_request(path, Request{}, 1s);
+  REQUIRE_FALSE(answer.ok());
+  CHECK(answer.error().message.find("is not a control socket of crosvm's kind") != std::string::npos);
+}
+
 TEST_CASE("the client reports an answer that is not a response", "[control]") {
   TempDir directory("control-garbage");
   const std::string path = directory.file("garbage.sock");
-  UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  UniqueFd listener(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
   std::strncpy(address.sun_path, path.c_str(), sizeof(address.sun_path) - 1);
@@ -430,7 +522,7 @@ TEST_CASE("the client reports an answer that is not a response", "[control]") {
     UniqueFd client(::accept(listener.get(), nullptr, nullptr));
     char request[256];
     (void)::recv(client.get(), request, sizeof(request), 0);
-    const char answer[] = "this is not json\n";
+    const char answer[] = "this is not json";
     (void)::send(client.get(), answer, sizeof(answer) - 1, MSG_NOSIGNAL);
   });
   auto answer = send_request(path, Request{}, crosvm::testing::kHangGuard);

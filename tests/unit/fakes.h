@@ -42,8 +42,12 @@ class RecordingPowerEvents final : public PowerEvents {
 
 class RecordingLevelIrq final : public LevelIrqLine {
  public:
-  void set_level(bool asserted) override { level = asserted; }
+  void set_level(bool asserted) override {
+    level = asserted;
+    levels.push_back(asserted);
+  }
   bool level = false;
+  std::vector<bool> levels;  // every call, in order
 };
 
 // MSI lines are real eventfds (so a test can see one fire) on made-up GSIs.

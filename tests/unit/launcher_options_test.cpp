@@ -145,15 +145,27 @@ TEST_CASE("control commands become one JSON request each", "[launcher]") {
   REQUIRE(stop.has_value());
   REQUIRE(std::holds_alternative<ControlCommand>(*stop));
   CHECK(std::get<ControlCommand>(*stop).socket == "/run/vm.sock");
-  CHECK(std::get<ControlCommand>(*stop).request_json == R"({"request":"stop"})");
+  CHECK(std::get<ControlCommand>(*stop).request_json == R"("Exit")");  // crosvm's own request
   CHECK_FALSE(std::get<ControlCommand>(*stop).print_response);
   auto status = parse_control_command("status", {"s"});
   CHECK(std::get<ControlCommand>(*status).print_response);
+  CHECK(std::get<ControlCommand>(*status).request_json == R"({"request":"status"})");  // ours: crosvm has none
   auto resize = parse_control_command("disk", {"resize", "1", "2G", "s"});
   CHECK(std::get<ControlCommand>(*resize).request_json ==
-        R"({"request":"disk_resize","disk":1,"size":2147483648})");
+        R"({"DiskCommand":{"disk_index":1,"command":{"Resize":{"new_size":2147483648}}}})");
+  CHECK(std::get<ControlCommand>(*parse_control_command("powerbtn", {"s"})).request_json == R"("Powerbtn")");
+  CHECK(std::get<ControlCommand>(*parse_control_command("suspend", {"s"})).request_json == R"("SuspendVcpus")");
+  CHECK(std::get<ControlCommand>(*parse_control_command("suspend", {"--full", "s"})).request_json ==
+        R"("SuspendVm")");
+  CHECK(std::get<ControlCommand>(*parse_control_command("resume", {"s", "--full"})).request_json ==
+        R"("ResumeVm")");
+  CHECK(std::get<ControlCommand>(*parse_control_command("balloon", {"1G", "s"})).request_json ==
+        R"({"BalloonCommand":{"Adjust":{"num_bytes":1073741824,"wait_for_success":false}}})");
   CHECK_FALSE(parse_control_command("run", {}).has_value());
-  CHECK(std::get<std::string>(*parse_control_command("resume", {})) == "usage: crosvm-launch resume SOCKET");
+  CHECK(std::get<std::string>(*parse_control_command("resume", {})) ==
+        "usage: crosvm-launch resume [--full] SOCKET");
+  CHECK(std::get<std::string>(*parse_control_command("powerbtn", {"a", "b"})) ==
+        "usage: crosvm-launch powerbtn SOCKET");
 }
 
 TEST_CASE("sizes take binary suffixes and refuse overflow", "[launcher]") {

@@ -20,6 +20,12 @@ void out8(BusDevice& device, uint64_t offset, uint8_t value) {
   device.write(offset, std::span(&value, 1));
 }
 
+uint16_t in16(BusDevice& device, uint64_t offset) {
+  uint8_t data[2] = {};
+  device.read(offset, data);
+  return static_cast<uint16_t>(data[0] | (data[1] << 8));
+}
+
 void out16(BusDevice& device, uint64_t offset, uint16_t value) {
   uint8_t bytes[2] = {static_cast<uint8_t>(value), static_cast<uint8_t>(value >> 8)};
   device.write(offset, bytes);
@@ -151,7 +157,7 @@ TEST_CASE("CMOS records the memory sizes firmware would", "[cmos]") {
 
 TEST_CASE("writing S5 with SLP_EN to PM1a control powers off", "[pm]") {
   RecordingPowerEvents power;
-  PowerManagement pm(power);
+  PowerManagement pm(power, nullptr);
   out16(pm, 4, PowerManagement::kSleepTypeS5 << PowerManagement::kSleepTypeShift);
   CHECK(power.events.empty());  // no SLP_EN yet
   out16(pm, 4, (PowerManagement::kSleepTypeS5 << PowerManagement::kSleepTypeShift) | PowerManagement::kSleepEnable);
@@ -161,7 +167,7 @@ TEST_CASE("writing S5 with SLP_EN to PM1a control powers off", "[pm]") {
 
 TEST_CASE("other sleep states do not power off", "[pm]") {
   RecordingPowerEvents power;
-  PowerManagement pm(power);
+  PowerManagement pm(power, nullptr);
   out16(pm, 4, (3 << PowerManagement::kSleepTypeShift) | PowerManagement::kSleepEnable);
   CHECK(power.events.empty());
   CHECK((in8(pm, 4) & 0x01) == 0x01);  // SCI_EN: ACPI mode
@@ -169,12 +175,45 @@ TEST_CASE("other sleep states do not power off", "[pm]") {
 
 TEST_CASE("PM1 enable is read-write and status is write-one-to-clear", "[pm]") {
   RecordingPowerEvents power;
-  PowerManagement pm(power);
+  PowerManagement pm(power, nullptr);
   out16(pm, 2, 0x0120);
   CHECK(in8(pm, 2) == 0x20);
   CHECK(in8(pm, 3) == 0x01);
   out16(pm, 0, 0xffff);
   CHECK(in8(pm, 0) == 0);
+}
+
+TEST_CASE("the power button raises the SCI while the guest has it enabled and unacknowledged", "[pm]") {
+  RecordingPowerEvents power;
+  auto sci = std::make_shared<crosvm::testing::RecordingLevelIrq>();
+  PowerManagement pm(power, sci);
+  // A guest that has not enabled the button (no driver) hears nothing, but
+  // the press is kept, as a real PM1 status bit is.
+  CHECK_FALSE(pm.press_power_button());
+  CHECK((in16(pm, 0) & PowerManagement::kPowerButton) != 0);
+  CHECK(sci->levels.empty());
+  // Enabling it with the status set raises the line.
+  out16(pm, 2, PowerManagement::kPowerButton);
+  REQUIRE(sci->levels.size() == 1);
+  CHECK(sci->levels.back());
+  // Writing 1 to the status bit acknowledges it: the line drops.
+  out16(pm, 0, PowerManagement::kPowerButton);
+  CHECK((in16(pm, 0) & PowerManagement::kPowerButton) == 0);
+  REQUIRE(sci->levels.size() == 2);
+  CHECK_FALSE(sci->levels.back());
+  // A press with the button enabled raises it at once; a second press
+  // before the guest acknowledges changes nothing.
+  CHECK(pm.press_power_button());
+  CHECK(pm.press_power_button());
+  REQUIRE(sci->levels.size() == 3);
+  CHECK(sci->levels.back());
+  // Disabling it drops the line; no power event ever comes from the button.
+  out16(pm, 2, 0);
+  CHECK_FALSE(sci->levels.back());
+  CHECK(power.events.empty());
+  // Events the machine does not have, enabled, raise nothing.
+  out16(pm, 2, 0xfeff);
+  CHECK(sci->levels.size() == 4);
 }
 
 TEST_CASE("the reset control register resets on the reset-CPU bit", "[pm]") {

@@ -281,6 +281,12 @@ class Vm:
         """Lets the vCPUs held by pause() run again."""
         self._native.resume()
 
+    def power_button(self) -> None:
+        """Presses the ACPI power button and returns at once: a guest that
+        listens (an ACPI button driver and acpid, or systemd-logind) shuts
+        down in order, and wait() then returns ExitReason.POWEROFF."""
+        self._native.power_button()
+
     def stop(self) -> ExitReason:
         """Stops the VM in order and returns why it stopped (STOPPED unless
         the guest had already ended it)."""
@@ -321,11 +327,16 @@ class Vm:
         return self._native.log().contents(0).decode(errors="replace")
 
 
-def control_request(socket: PathLike, request: Union[str, dict], timeout: float = 30.0) -> dict:
+def control_request(socket: PathLike, request: Union[str, dict], timeout: float = 30.0) -> Union[dict, str]:
     """Sends one request to a VM's control socket (another process's too)
-    and returns the answer as a dict: control_request(path, "suspend") or
-    control_request(path, {"request": "disk_resize", "disk": 0, "size": n}).
-    A refusal raises the matching crosvm.Error subclass."""
-    if isinstance(request, str):
-        request = {"request": request}
+    and returns the answer, in the request's dialect (docs/control-socket.md).
+    crosvm's requests, named as its VmRequest: control_request(path,
+    "Powerbtn") -> "Ok", control_request(path, {"DiskCommand": {"disk_index":
+    0, "command": {"Resize": {"new_size": n}}}}) -> "Ok". Ours:
+    control_request(path, "status") -> {"ok": True, "status": {...}}, or
+    {"request": "disk_resize", "disk": 0, "size": n}. A refusal raises the
+    matching crosvm.Error subclass (crosvm's {"Err": 95}, a request the VM
+    does not serve: crosvm.ProtocolError)."""
+    if isinstance(request, str) and not request[:1].isupper():
+        request = {"request": request}  # ours: "status", "suspend", ...
     return json.loads(_crosvm.control_request(os.fspath(socket), json.dumps(request), timeout))

@@ -244,6 +244,7 @@ class Vm {
     blocking([](crosvm_vm* vm) { return crosvm_vm_pause(vm); });
   }
   void resume() { check(crosvm_vm_resume(live())); }
+  void power_button() { check(crosvm_vm_power_button(live())); }
   int state() const { return vm_ != nullptr ? crosvm_vm_get_state(vm_) : CROSVM_STATE_STOPPED; }
   int exit_reason() const { return vm_ != nullptr ? crosvm_vm_exit_reason(vm_) : CROSVM_EXIT_NONE; }
   std::string exit_message() const { return vm_ != nullptr ? crosvm_vm_exit_message(vm_) : ""; }
@@ -419,6 +420,7 @@ PYBIND11_MODULE(_crosvm, m) {
       .def("request_stop", &Vm::request_stop)
       .def("pause", &Vm::pause)
       .def("resume", &Vm::resume)
+      .def("power_button", &Vm::power_button)
       .def("state", &Vm::state)
       .def("exit_reason", &Vm::exit_reason)
       .def("exit_message", &Vm::exit_message)

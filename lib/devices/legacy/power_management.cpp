@@ -11,6 +11,8 @@ constexpr uint64_t kEnableOffset = 2;
 constexpr uint64_t kControlOffset = 4;
 constexpr uint16_t kControlSciEnabled = 1;  // ACPI mode is always on: no SMI handshake
 constexpr uint16_t kControlWritable = 0x1c06;  // SLP_TYP, GBL_RLS, BM_RLD
+// The events this machine has: the power button. Other bits read as 0.
+constexpr uint16_t kEvents = PowerManagement::kPowerButton;
 
 // The registers are 16 bits wide; accept byte and word accesses to them.
 bool fits_register(uint64_t offset, size_t size) {
@@ -39,8 +41,14 @@ void PowerManagement::write(uint64_t offset, std::span<const uint8_t> data) {
   {
     std::lock_guard lock(mutex_);
     switch (offset & ~1ull) {
-      case kStatusOffset: status_ &= static_cast<uint16_t>(~(value & mask)); break;  // write 1 to clear
-      case kEnableOffset: enable_ = static_cast<uint16_t>((enable_ & ~mask) | (value & mask)); break;
+      case kStatusOffset:  // write 1 to clear
+        status_ &= static_cast<uint16_t>(~(value & mask));
+        update_sci_locked();
+        break;
+      case kEnableOffset:
+        enable_ = static_cast<uint16_t>((enable_ & ~mask) | (value & mask));
+        update_sci_locked();
+        break;
       case kControlOffset: {
         const uint16_t written = static_cast<uint16_t>((control_ & ~mask) | (value & mask));
         control_ = written & kControlWritable;
@@ -52,6 +60,20 @@ void PowerManagement::write(uint64_t offset, std::span<const uint8_t> data) {
     }
   }
   if (power_off) power_.request_power_off("ACPI S5");
+}
+
+bool PowerManagement::press_power_button() {
+  std::lock_guard lock(mutex_);
+  status_ |= kPowerButton;
+  update_sci_locked();
+  return (enable_ & kPowerButton) != 0;
+}
+
+void PowerManagement::update_sci_locked() {
+  const bool asserted = (status_ & enable_ & kEvents) != 0;
+  if (asserted == sci_asserted_) return;
+  sci_asserted_ = asserted;
+  if (sci_) sci_->set_level(asserted);
 }
 
 void ResetControl::read(uint64_t /*offset*/, std::span<uint8_t> data) {

@@ -1,13 +1,19 @@
 // ACPI fixed-hardware power management: the PM1a event block (status and
 // enable) and control block at port 0x600, as the FADT describes them. A
-// write of SLP_EN with the S5 sleep type powers the machine off. Also the
-// PC reset control register (port 0xcf9), the FADT's reset register.
+// write of SLP_EN with the S5 sleep type powers the machine off. The fixed
+// power button: a press sets PWRBTN_STS, and the SCI is asserted while a
+// status bit the guest has enabled is set (it clears it by writing 1).
+// Also the PC reset control register (port 0xcf9), the FADT's reset
+// register.
 #pragma once
 
 #include <cstdint>
 #include <mutex>
 
+#include <memory>
+
 #include "devices/bus.h"
+#include "devices/irq.h"
 #include "devices/power_events.h"
 
 namespace crosvm {
@@ -23,15 +29,26 @@ class PowerManagement final : public BusDevice {
   static constexpr uint16_t kSleepTypeS5 = 5;   // \_S5 in the DSDT says the same
   static constexpr uint16_t kSleepEnable = 1 << 13;
   static constexpr unsigned kSleepTypeShift = 10;
+  static constexpr uint16_t kPowerButton = 1 << 8;  // PWRBTN_STS / PWRBTN_EN
 
-  explicit PowerManagement(PowerEvents& power) : power_(power) {}
+  // `sci`: the level-triggered line of the FADT's SCI_INT.
+  PowerManagement(PowerEvents& power, std::shared_ptr<LevelIrqLine> sci)
+      : power_(power), sci_(std::move(sci)) {}
 
   std::string_view name() const override { return "acpi-pm"; }
   void read(uint64_t offset, std::span<uint8_t> data) override;
   void write(uint64_t offset, std::span<const uint8_t> data) override;
 
+  // A press of the power button. Returns whether the guest listens to it
+  // (has set PWRBTN_EN): a guest without an ACPI button driver does not.
+  bool press_power_button();
+
  private:
+  void update_sci_locked();
+
   PowerEvents& power_;
+  std::shared_ptr<LevelIrqLine> sci_;
+  bool sci_asserted_ = false;
   std::mutex mutex_;
   uint16_t status_ = 0;
   uint16_t enable_ = 0;

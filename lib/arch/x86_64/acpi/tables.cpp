@@ -190,8 +190,8 @@ Bytes build_mcfg(const MachineDescription& machine) {
 }
 
 Bytes build_fadt(const MachineDescription& machine, uint64_t dsdt_address, uint64_t facs_address) {
-  constexpr uint32_t kWbinvd = 1 << 0, kProcC1 = 1 << 2, kPowerButtonNotFixed = 1 << 4,
-                     kSleepButtonNotFixed = 1 << 5, kResetRegisterSupported = 1 << 10;
+  constexpr uint32_t kWbinvd = 1 << 0, kProcC1 = 1 << 2, kSleepButtonNotFixed = 1 << 5,
+                     kResetRegisterSupported = 1 << 10;
   constexpr uint16_t kLegacyDevices = 1 << 0, kHas8042 = 1 << 1, kNoVga = 1 << 2;
   Bytes fadt = table("FACP", 6, 276);
   // FIRMWARE_CTRL (36) and DSDT (40) stay 0: the spec wants them 0 when the
@@ -207,8 +207,8 @@ Bytes build_fadt(const MachineDescription& machine, uint64_t dsdt_address, uint6
   put<uint16_t>(fadt, 98, 1001);  // C3 latency > 1000: no C3
   fadt[108] = 0x32;               // CMOS index of the century
   put<uint16_t>(fadt, 109, kLegacyDevices | kHas8042 | kNoVga);
-  put<uint32_t>(fadt, 112, kWbinvd | kProcC1 | kPowerButtonNotFixed | kSleepButtonNotFixed |
-                               kResetRegisterSupported);
+  // A fixed power button (crosvm's powerbtn); no sleep button.
+  put<uint32_t>(fadt, 112, kWbinvd | kProcC1 | kSleepButtonNotFixed | kResetRegisterSupported);
   put_io_address(fadt, 116, machine.reset_port, 8);
   fadt[128] = machine.reset_value;
   fadt[131] = 4;  // minor version: ACPI 6.4
