@@ -3,6 +3,7 @@
 #include <crosvm/crosvm.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <termios.h>
 #include <unistd.h>
@@ -25,9 +26,16 @@ constexpr int kExitError = 1;
 constexpr int kExitReset = 32;
 constexpr int kExitCrash = 33;
 constexpr int kExitPanic = 34;
+constexpr int kExitInvalidArgs = 35;  // crosvm's: the command line could not be used
 
 const char* const kUsage =
     "usage: crosvm-launch COMMAND [ARGS]\n"
+    "\n"
+    "global options (before COMMAND, as crosvm's):\n"
+    "  --log-level LEVEL        off, error, warn, info (default), debug or trace\n"
+    "  --extended-status        run exits 32 (reset), 33 (crash) or 34 (panic)\n"
+    "                           instead of 0, as crosvm's\n"
+    "  --no-syslog              accepted (crosvm-launch logs to stderr only)\n"
     "\n"
     "commands:\n"
     "  run [OPTIONS] [KERNEL]   boot a VM (see crosvm-launch run --help)\n"
@@ -36,10 +44,16 @@ const char* const kUsage =
     "%s"
     "  version                  print the version\n";
 
-int error(const std::string& message) {
+int error(const std::string& message, int code = kExitError) {
   std::fprintf(stderr, "crosvm-launch: error: %s\n", message.c_str());
-  return kExitError;
+  return code;
 }
+
+// A command line that cannot be used: crosvm's exit status for it.
+int usage_error(const std::string& message) { return error(message, kExitInvalidArgs); }
+
+// --log-level off: the library's log goes nowhere (our own errors still print).
+void discard_log(int /*level*/, const char* /*message*/, void* /*userdata*/) {}
 
 int library_error(const char* what) {
   return error(std::string(what) + ": " + crosvm_error_message());
@@ -69,7 +83,9 @@ class RawTerminal {
   bool active_ = false;
 };
 
-int exit_code(crosvm_exit_reason reason) {
+// crosvm's exit status: 0 for every way a VM ends unless --extended-status.
+int exit_code(crosvm_exit_reason reason, bool extended_status) {
+  if (!extended_status && reason != CROSVM_EXIT_ERROR && reason != CROSVM_EXIT_NONE) return kExitOk;
   switch (reason) {
     case CROSVM_EXIT_POWEROFF:
     case CROSVM_EXIT_STOPPED: return kExitOk;
@@ -90,9 +106,11 @@ struct VmHandle {
   ~VmHandle() { crosvm_vm_destroy(vm); }
 };
 
-int configure(crosvm_config* config, const launcher::RunOptions& options) {
-  if (crosvm_config_set_log(config, options.log_level, nullptr, nullptr) != 0 ||
-      crosvm_config_set_memory_mib(config, options.memory_mib) != 0 ||
+// Returns 0, or the exit status for the error (said already by the caller).
+int configure(crosvm_config* config, const launcher::RunOptions& options, int log_level) {
+  const int logged = log_level < 0 ? crosvm_config_set_log(config, CROSVM_LOG_ERROR, discard_log, nullptr)
+                                   : crosvm_config_set_log(config, log_level, nullptr, nullptr);
+  if (logged != 0 || crosvm_config_set_memory_mib(config, options.memory_mib) != 0 ||
       crosvm_config_set_vcpu_count(config, options.cpus) != 0) {
     return -1;
   }
@@ -108,7 +126,11 @@ int configure(crosvm_config* config, const launcher::RunOptions& options) {
     if (crosvm_config_append_params(config, params.c_str()) != 0) return -1;
   }
   for (const launcher::DeviceArg& device : options.devices) {
-    if (crosvm_config_add_device(config, device.kind.c_str(), device.options.c_str()) != 0) return -1;
+    // A list the library cannot read is a bad command line, as in crosvm
+    // (which parses these lists with the rest of its arguments).
+    if (crosvm_config_add_device(config, device.kind.c_str(), device.options.c_str()) != 0) {
+      return kExitInvalidArgs;
+    }
   }
   if (crosvm_config_set_rng(config, options.rng ? 1 : 0) != 0) return -1;
   if (crosvm_config_set_hugepages(config, options.hugepages ? 1 : 0) != 0) return -1;
@@ -124,6 +146,12 @@ int configure(crosvm_config* config, const launcher::RunOptions& options) {
     return -1;
   }
   return 0;
+}
+
+// crosvm's --name: the process's name as ps and top show it (at most 15
+// bytes, as the kernel keeps it).
+void set_process_name(const std::string& name) {
+  if (!name.empty()) ::prctl(PR_SET_NAME, name.substr(0, 15).c_str(), 0, 0, 0);
 }
 
 // SIGINT, SIGTERM and SIGHUP stop the VM in order. They are blocked before
@@ -186,10 +214,10 @@ int run_until_stopped(crosvm_exit_reason* reason, crosvm_vm* vm, const bool& sto
   return crosvm_vm_wait(reason, vm, -1);
 }
 
-int run(const std::vector<std::string>& args) {
+int run(const std::vector<std::string>& args, const launcher::GlobalOptions& globals) {
   auto parsed = launcher::parse_run_options(
       args, [](const std::string& kind) { return crosvm_device_kind_help(kind.c_str()) != nullptr; });
-  if (auto* message = std::get_if<std::string>(&parsed)) return error(*message);
+  if (auto* message = std::get_if<std::string>(&parsed)) return usage_error(*message);
   const launcher::RunOptions& options = std::get<launcher::RunOptions>(parsed);
   if (options.help) {
     std::fputs(launcher::kRunUsage, stdout);
@@ -213,7 +241,10 @@ int run(const std::vector<std::string>& args) {
 
   ConfigHandle config;
   if (crosvm_config_create(&config.config) != 0) return library_error("configuration");
-  if (configure(config.config, options) != 0) return error(crosvm_error_message());
+  const int log_level = options.log_level.value_or(globals.log_level.value_or(CROSVM_LOG_INFO));
+  if (const int configured = configure(config.config, options, log_level); configured != 0) {
+    return error(crosvm_error_message(), configured == kExitInvalidArgs ? kExitInvalidArgs : kExitError);
+  }
   bool stopped = false;
   if (crosvm_config_set_callback_mode(config.config, CROSVM_CALLBACKS_ON_DISPATCH) != 0 ||
       crosvm_config_set_exit_callback(config.config, note_stopped, &stopped) != 0) {
@@ -221,6 +252,7 @@ int run(const std::vector<std::string>& args) {
   }
   VmHandle vm;
   if (crosvm_vm_create(&vm.vm, config.config) != 0) return error(crosvm_error_message());
+  set_process_name(options.name);
 
   std::optional<RawTerminal> terminal;
   if (crosvm_config_reads_stdin(config.config) == 1) terminal.emplace();
@@ -234,7 +266,7 @@ int run(const std::vector<std::string>& args) {
   if (ran == kGaveUp) std::_Exit(kExitError);
   if (ran == -2) return kExitError;  // said already
   if (ran != 0) return error(crosvm_error_message());
-  return exit_code(reason);
+  return exit_code(reason, globals.extended_status);
 }
 
 // One request to a running VM's control socket.
@@ -251,7 +283,7 @@ int control(const launcher::ControlCommand& command) {
 // crosvm's `crosvm device`: serves until the frontend disconnects.
 int device(const std::vector<std::string>& args) {
   auto parsed = launcher::parse_device_command(args);
-  if (auto* message = std::get_if<std::string>(&parsed)) return error(*message);
+  if (auto* message = std::get_if<std::string>(&parsed)) return usage_error(*message);
   const auto& command = std::get<launcher::DeviceCommand>(parsed);
   if (command.help) {
     std::fputs(launcher::kDeviceUsage, stdout);
@@ -274,9 +306,13 @@ int main(int argc, char** argv) {
   // EPIPE instead of killing the process.
   std::signal(SIGPIPE, SIG_IGN);
   std::vector<std::string> args(argv + 1, argv + argc);
+  auto global = launcher::parse_global_options(args);
+  if (auto* message = std::get_if<std::string>(&global)) return usage_error(*message);
+  const launcher::GlobalOptions& globals = std::get<launcher::GlobalOptions>(global);
+  args.erase(args.begin(), args.begin() + static_cast<ptrdiff_t>(globals.consumed));
   if (args.empty()) {
     print_usage(stderr);
-    return kExitError;
+    return kExitInvalidArgs;
   }
   const std::string command = args.front();
   args.erase(args.begin());
@@ -288,11 +324,11 @@ int main(int argc, char** argv) {
     std::printf("crosvm-launch %s (libcrosvm ABI %u)\n", crosvm_version(), crosvm_abi_version());
     return kExitOk;
   }
-  if (command == "run") return run(args);
+  if (command == "run") return run(args, globals);
   if (command == "device") return device(args);
   if (command == "create_qcow2") {
     auto parsed = launcher::parse_create_qcow2(args);
-    if (auto* message = std::get_if<std::string>(&parsed)) return error(*message);
+    if (auto* message = std::get_if<std::string>(&parsed)) return usage_error(*message);
     const auto& create = std::get<launcher::CreateQcow2Command>(parsed);
     if (crosvm_create_qcow2(create.path.c_str(), create.size,
                             create.backing_file.empty() ? nullptr : create.backing_file.c_str()) != 0) {
@@ -301,8 +337,8 @@ int main(int argc, char** argv) {
     return kExitOk;
   }
   if (auto parsed = launcher::parse_control_command(command, args)) {
-    if (auto* message = std::get_if<std::string>(&*parsed)) return error(*message);
+    if (auto* message = std::get_if<std::string>(&*parsed)) return usage_error(*message);
     return control(std::get<launcher::ControlCommand>(*parsed));
   }
-  return error("unknown command '" + command + "' (see crosvm-launch --help)");
+  return usage_error("unknown command '" + command + "' (see crosvm-launch --help)");
 }

@@ -17,14 +17,6 @@ std::optional<T> parse_number(const std::string& text) {
   return value;
 }
 
-std::optional<int> parse_log_level(const std::string& text) {
-  static const std::map<std::string, int> kLevels = {
-      {"error", 0}, {"warn", 1}, {"warning", 1}, {"info", 2}, {"debug", 3}, {"trace", 3}};
-  auto found = kLevels.find(text);
-  if (found == kLevels.end()) return std::nullopt;
-  return found->second;
-}
-
 // --mem accepts "N" and crosvm's newer "size=N".
 std::optional<uint64_t> parse_memory(const std::string& text) {
   if (text.rfind("size=", 0) == 0) return parse_number<uint64_t>(text.substr(5));
@@ -37,16 +29,21 @@ std::optional<uint32_t> parse_cpus(const std::string& text) {
   return parse_number<uint32_t>(text);
 }
 
-// -d PATH and friends as a block list; the path is quoted, so commas in
-// it are kept.
-std::variant<DeviceArg, std::string> disk_shorthand(const std::string& flag, const std::string& path,
+// -d PATH[,key=value...] and friends as a block list, as crosvm reads them:
+// the path, then the disk's keys, with ro= and root= set by the flag.
+std::variant<DeviceArg, std::string> disk_shorthand(const std::string& flag, const std::string& list,
                                                     bool read_only, bool root) {
-  if (path.empty()) return flag + " needs a path";
-  if (path.find('"') != std::string::npos) {
-    return flag + ": a path with '\"' in it cannot be given here (use --block path=...)";
+  if (list.empty() || list.front() == ',') return flag + " needs a path";
+  for (size_t start = 0; start < list.size();) {
+    const size_t comma = std::min(list.find(',', start), list.size());
+    const std::string key = list.substr(start, std::min(list.find('=', start), comma) - start);
+    if (start > 0 && (key == "ro" || key == "root")) {
+      return flag + " sets " + key + "= itself (ro=" + (read_only ? "true" : "false") + ", root=" +
+             (root ? "true" : "false") + "); use --block for another combination";
+    }
+    start = comma + 1;
   }
-  return DeviceArg{"block", "path=\"" + path + "\",ro=" + (read_only ? "true" : "false") +
-                                ",root=" + (root ? "true" : "false")};
+  return DeviceArg{"block", list + ",ro=" + (read_only ? "true" : "false") + ",root=" + (root ? "true" : "false")};
 }
 
 // --jail's keys, crosvm's where it has them.
@@ -77,7 +74,157 @@ std::optional<std::string> parse_jail(const std::string& text, RunOptions& optio
   return std::nullopt;
 }
 
+// The rows of docs/launcher.md's table of crosvm's run options.
+constexpr CrosvmOptionSupport kYes = CrosvmOptionSupport::kSupported;
+constexpr CrosvmOptionSupport kHarmless = CrosvmOptionSupport::kHarmless;
+constexpr CrosvmOptionSupport kNo = CrosvmOptionSupport::kUnsupported;
+constexpr CrosvmRunOption kCrosvmRunOptions[] = {
+    // Kernel, boot and firmware
+    {"--initrd", "-i", kYes}, {"--params", "-p", kYes}, {"--bios", "", kNo}, {"--pflash", "", kNo},
+    {"--android-fstab", "", kNo}, {"--acpi-table", "", kNo}, {"--device-tree-overlay", "", kNo},
+    {"--dump-device-tree-blob", "", kNo}, {"--fdt-position", "", kNo}, {"--fw-cfg", "", kNo},
+    {"--enable-fw-cfg", "", kNo}, {"--restore", "", kNo}, {"--suspended", "", kNo},
+    {"--protected-vm", "", kNo}, {"--protected-vm-with-firmware", "", kNo},
+    {"--protected-vm-without-firmware", "", kNo}, {"--unprotected-vm-with-firmware", "", kNo},
+    // CPUs and memory
+    {"--cpus", "-c", kYes}, {"--mem", "-m", kYes}, {"--cpu-affinity", "", kNo}, {"--cpu-capacity", "", kNo},
+    {"--cpu-cluster", "", kNo}, {"--rt-cpus", "", kNo}, {"--delay-rt", "", kNo},
+    {"--host-cpu-topology", "", kNo}, {"--no-smt", "", kNo}, {"--core-scheduling", "", kNo},
+    {"--per-vm-core-scheduling", "", kNo}, {"--vcpu-cgroup-path", "", kNo}, {"--boost-uclamp", "", kNo},
+    {"--enable-hwp", "", kNo}, {"--force-calibrated-tsc-leaf", "", kNo}, {"--bus-lock-ratelimit", "", kNo},
+    {"--s2idle", "", kNo}, {"--pci-start", "", kNo}, {"--no-i8042", "", kNo}, {"--no-rtc", "", kNo},
+    {"--oem-strings", "", kNo}, {"--smbios", "", kNo}, {"--split-irqchip", "", kNo}, {"--irqchip", "", kNo},
+    {"--nested", "", kNo}, {"--hugepages", "", kYes}, {"--lock-guest-memory", "", kNo},
+    {"--file-backed-mapping", "", kNo}, {"--swap", "", kNo}, {"--mmio-address-range", "", kNo},
+    {"--pci", "", kNo},
+    // Hypervisor and sandbox
+    {"--hypervisor", "", kNo}, {"--kvm-device", "", kNo}, {"--disable-sandbox", "", kYes},
+    {"--pivot-root", "", kNo}, {"--seccomp-policy-dir", "", kNo}, {"--seccomp-log-failures", "", kYes},
+    {"--async-executor", "", kNo}, {"--name", "", kYes}, {"--gdb", "", kNo},
+    // Disks
+    {"--block", "-b", kYes}, {"--disk", "-d", kYes}, {"--rwdisk", "", kYes}, {"--root", "-r", kYes},
+    {"--rwroot", "", kYes}, {"--scsi-block", "", kNo}, {"--pmem", "", kNo}, {"--pmem-device", "", kNo},
+    {"--rw-pmem-device", "", kNo},
+    // Consoles, network, vsock and other devices
+    {"--serial", "", kYes}, {"--vhost-user", "", kYes}, {"--vhost-user-connect-timeout-ms", "", kNo},
+    {"--net", "", kYes}, {"--tap-name", "", kNo}, {"--tap-fd", "", kNo}, {"--host-ip", "", kNo},
+    {"--netmask", "", kNo}, {"--mac", "", kNo}, {"--net-vq-pairs", "", kNo}, {"--vhost-net", "", kNo},
+    {"--vhost-net-device", "", kNo}, {"--vsock", "", kYes}, {"--cid", "", kNo},
+    {"--shared-dir", "", kNo}, {"--no-balloon", "", kHarmless}, {"--no-usb", "", kHarmless},
+    {"--no-rng", "", kYes}, {"--balloon-bias-mib", "", kNo}, {"--balloon-control", "", kNo},
+    {"--balloon-page-reporting", "", kNo}, {"--init-mem", "", kNo}, {"--gpu", "", kNo},
+    {"--gpu-display", "", kNo}, {"--input", "", kNo}, {"--evdev", "", kNo}, {"--virtio-snd", "", kNo},
+    {"--sound", "", kNo}, {"--battery", "", kNo}, {"--vfio", "", kNo}, {"--wayland-sock", "", kNo},
+    {"--x-display", "", kNo}, {"--pstore", "", kNo}, {"--disable-virtio-intx", "", kNo},
+    {"--vtpm-proxy", "", kNo}, {"--pvclock", "", kNo},
+    // Control
+    {"--socket", "-s", kYes}, {"--syslog-tag", "", kNo},
+};
+
+const CrosvmRunOption* find_crosvm_option(const std::string& arg) {
+  for (const CrosvmRunOption& option : kCrosvmRunOptions) {
+    if (arg == option.name || (option.alias[0] != '\0' && arg == option.alias)) return &option;
+  }
+  return nullptr;
+}
+
+// A device list's keys as given ("console" alone meaning console=true).
+// Only for the launcher's own rule below: the library reads the lists.
+std::map<std::string, std::string> list_keys(const std::string& list) {
+  std::map<std::string, std::string> keys;
+  size_t start = 0;
+  while (start < list.size()) {
+    size_t end = start;
+    bool quoted = false;
+    while (end < list.size() && (quoted || list[end] != ',')) quoted ^= list[end++] == '"';
+    const std::string item = list.substr(start, end - start);
+    const size_t equals = item.find('=');
+    if (equals == std::string::npos) {
+      keys.emplace(item, "true");
+    } else {
+      keys.emplace(item.substr(0, equals), item.substr(equals + 1));
+    }
+    start = end + 1;
+  }
+  return keys;
+}
+
+// crosvm's default console: when no port is the console (nor a vhost-user
+// console) and COM1 is not given, COM1 on stdout is the console and reads
+// stdin (unless another port does).
+void add_default_console(std::vector<DeviceArg>& devices) {
+  bool console = false, com1 = false, stdin_taken = false;
+  for (const DeviceArg& device : devices) {
+    const auto keys = list_keys(device.options);
+    auto value = [&](const char* key, const char* fallback) {
+      auto found = keys.find(key);
+      return found == keys.end() ? std::string(fallback) : found->second;
+    };
+    if (device.kind == "serial") {
+      console |= value("console", "false") == "true";
+      stdin_taken |= value("stdin", "false") == "true";
+      com1 |= value("hardware", "serial") == "serial" && value("num", "1") == "1";
+    } else if (device.kind == "vhost-user") {
+      console |= value("type", "") == "console";
+    }
+  }
+  if (console || com1) return;
+  devices.push_back(DeviceArg{"serial", std::string("type=stdout,num=1,console=true") + (stdin_taken ? "" : ",stdin=true")});
+}
+
 }  // namespace
+
+std::span<const CrosvmRunOption> crosvm_run_options() { return kCrosvmRunOptions; }
+
+std::optional<int> parse_log_level(const std::string& text) {
+  static const std::map<std::string, int> kLevels = {{"off", -1},   {"error", 0}, {"warn", 1}, {"warning", 1},
+                                                     {"info", 2},   {"debug", 3}, {"trace", 3}};
+  auto found = kLevels.find(text);
+  if (found == kLevels.end()) return std::nullopt;
+  return found->second;
+}
+
+namespace {
+
+std::optional<std::string> log_level_error(const std::string& text) {
+  if (text.find_first_of(",=") != std::string::npos) {
+    return "--log-level '" + text + "': per-module filters are not supported; give one level (off, error, warn, "
+           "info, debug, trace)";
+  }
+  return "--log-level needs off, error, warn, info, debug or trace, not '" + text + "'";
+}
+
+}  // namespace
+
+std::variant<GlobalOptions, std::string> parse_global_options(const std::vector<std::string>& args) {
+  GlobalOptions options;
+  size_t i = 0;
+  for (; i < args.size(); ++i) {
+    std::string arg = args[i];
+    std::optional<std::string> value;
+    if (const size_t equals = arg.find('='); arg.starts_with("--") && equals != std::string::npos) {
+      value = arg.substr(equals + 1);
+      arg = arg.substr(0, equals);
+    }
+    if (arg == "--log-level") {
+      if (!value && i + 1 < args.size()) value = args[++i];
+      if (!value) return std::string("--log-level needs a level");
+      auto level = parse_log_level(*value);
+      if (!level) return *log_level_error(*value);
+      options.log_level = level;
+    } else if (arg == "--extended-status") {
+      options.extended_status = true;
+    } else if (arg == "--no-syslog") {
+      // Ours never logs to syslog: nothing to turn off.
+    } else if (arg == "--syslog-tag") {
+      return std::string("--syslog-tag is not supported: crosvm-launch logs to stderr only");
+    } else {
+      break;
+    }
+  }
+  options.consumed = i;
+  return options;
+}
 
 const char* const kRunUsage =
     "usage: crosvm-launch run [OPTIONS] [KERNEL]\n"
@@ -90,16 +237,21 @@ const char* const kRunUsage =
     "  -c, --cpus N           number of vCPUs (default 1); also num-cores=N\n"
     "  -p, --params STR       kernel command-line parameters (repeatable)\n"
     "  -i, --initrd PATH      initial ramdisk\n"
-    "  -r, --root PATH        read-only root disk (root=/dev/vda ro)\n"
-    "      --rwroot PATH      writable root disk (root=/dev/vda rw)\n"
-    "  -d, --disk PATH        read-only disk (repeatable)\n"
-    "      --rwdisk PATH      writable disk (repeatable)\n"
+    "  -r, --root PATH[,KEYS] read-only root disk (root=/dev/vda ro)\n"
+    "      --rwroot PATH[,KEYS]\n"
+    "                         writable root disk (root=/dev/vda rw)\n"
+    "  -d, --disk PATH[,KEYS] read-only disk (repeatable); KEYS as --block's\n"
+    "      --rwdisk PATH[,KEYS]\n"
+    "                         writable disk (repeatable)\n"
+    "  -b                     --block\n"
     "      --no-rng           no virtio-rng device (there is one by default)\n"
     "      --no-hugepages     guest RAM in small pages only (default: transparent\n"
     "                         huge pages; --hugepages is accepted, as crosvm's)\n"
     "      --disable-sandbox  run the virtio devices in the VMM process (by default\n"
     "                         each runs in a jailed process of its own: namespaces,\n"
     "                         no capabilities, seccomp; --sandbox is accepted)\n"
+    "      --seccomp-log-failures\n"
+    "                         as --jail seccomp-log-failures\n"
     "      --jail LIST        seccomp-log-failures: a syscall outside a device's\n"
     "                         policy fails and is logged instead of killing it;\n"
     "                         seccomp-deny=NAME: NAME taken out of every policy\n"
@@ -107,14 +259,20 @@ const char* const kRunUsage =
     "      --demo             boot the built-in demo guest\n"
     "  -s, --socket PATH      control socket for stop/suspend/resume/status/disk\n"
     "                         (a directory: crosvm-PID.sock in it)\n"
-    "      --log-level LEVEL  error, warn, info (default) or debug\n"
+    "      --log-level LEVEL  off, error, warn, info (default), debug or trace (also\n"
+    "                         before run, as crosvm's)\n"
+    "      --name NAME        the process's name (15 bytes)\n"
     "  -h, --help             this text\n";
 
 const char* const kRunUsageEnd =
     "\n"
-    "exit status: 0 the guest powered off or was stopped, 32 it reset,\n"
-    "33 it crashed (or a jailed device process died), 34 its kernel panicked,\n"
-    "1 bad arguments or set-up errors.\n";
+    "crosvm's run options this launcher does not have are refused by name (the\n"
+    "table is in docs/launcher.md); --no-balloon and --no-usb are accepted.\n"
+    "\n"
+    "exit status, as crosvm's: 0 the VM ended (however it ended, unless\n"
+    "--extended-status before run: then 32 it reset, 33 it crashed or a jailed\n"
+    "device process died, 34 its kernel panicked), 35 a command line that cannot\n"
+    "be used, 1 a set-up error.\n";
 
 const char* const kControlUsage =
     "  stop SOCKET              stop the VM (crosvm-launch run exits 0)\n"
@@ -312,8 +470,8 @@ std::variant<RunOptions, std::string> parse_run_options(const std::vector<std::s
         inline_value = arg.substr(equals + 1);
         arg = arg.substr(0, equals);
       }
-    } else if (arg.size() > 2) {  // -m512
-      inline_value = arg.substr(2);
+    } else if (arg.size() > 2) {  // -m512, and crosvm's -m=512
+      inline_value = arg.substr(arg[2] == '=' ? 3 : 2);
       arg = arg.substr(0, 2);
     }
     auto value = [&]() -> std::optional<std::string> {
@@ -379,13 +537,27 @@ std::variant<RunOptions, std::string> parse_run_options(const std::vector<std::s
       options.socket = *text;
     } else if (arg == "--log-level") {
       auto text = value();
-      auto level = text ? parse_log_level(*text) : std::nullopt;
-      if (!level) return "--log-level needs error, warn, info or debug";
+      if (!text) return std::string("--log-level needs a level");
+      auto level = parse_log_level(*text);
+      if (!level) return *log_level_error(*text);
       options.log_level = *level;
-    } else if (arg.rfind("--", 0) == 0 && is_device_kind(arg.substr(2))) {
+    } else if (arg == "--seccomp-log-failures") {
+      error = flag(options.seccomp_log_failures);
+    } else if (arg == "--name") {
+      auto text = value();
+      if (!text || text->empty()) return std::string("--name needs a name");
+      options.name = *text;
+    } else if (arg == "-b" || (arg.rfind("--", 0) == 0 && is_device_kind(arg.substr(2)))) {
+      const std::string kind = arg == "-b" ? "block" : arg.substr(2);
       auto text = value();
       if (!text) return arg + " needs a parameter list (see crosvm-launch run --help)";
-      options.devices.push_back(DeviceArg{arg.substr(2), *text});
+      options.devices.push_back(DeviceArg{kind, *text});
+    } else if (const CrosvmRunOption* crosvm = find_crosvm_option(arg)) {
+      if (crosvm->support != CrosvmOptionSupport::kHarmless) {
+        return "crosvm's " + arg + " is not supported by crosvm-launch (see docs/launcher.md)";
+      }
+      // --no-usb, --no-balloon: what they turn off is not here.
+      if (inline_value) return arg + " takes no value";
     } else {
       return "unknown option '" + arg + "' (see crosvm-launch run --help)";
     }
@@ -395,9 +567,7 @@ std::variant<RunOptions, std::string> parse_run_options(const std::vector<std::s
   if (!positional.empty()) options.kernel = positional[0];
   if (options.kernel.empty()) options.demo = true;
   if (options.demo && !options.kernel.empty()) return "--demo and a kernel cannot be combined";
-  const bool has_serial = std::any_of(options.devices.begin(), options.devices.end(),
-                                      [](const DeviceArg& device) { return device.kind == "serial"; });
-  if (!has_serial) options.devices.push_back(DeviceArg{"serial", "type=stdout,num=1,console=true,stdin=true"});
+  add_default_console(options.devices);
   return options;
 }
 

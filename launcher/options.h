@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <span>
 #include <string>
 #include <variant>
 #include <vector>
@@ -20,6 +21,33 @@ struct DeviceArg {
   std::string options;  // "path=disk.img,ro=true"
   bool operator==(const DeviceArg&) const = default;
 };
+
+// crosvm's global options, before the command: `crosvm-launch --log-level
+// debug --extended-status run ...`.
+struct GlobalOptions {
+  std::optional<int> log_level;  // -1: off
+  bool extended_status = false;  // run exits 32-34 for reset, crash, panic (else 0, as crosvm)
+  size_t consumed = 0;           // how many arguments were global options
+};
+std::variant<GlobalOptions, std::string> parse_global_options(const std::vector<std::string>& args);
+
+// crosvm's --log-level: off, error, warn, info, debug, trace; -1 is off.
+std::optional<int> parse_log_level(const std::string& text);
+
+// How crosvm-launch meets each of crosvm's `run` options.
+enum class CrosvmOptionSupport {
+  kSupported,    // does what crosvm's does
+  kHarmless,     // accepted and without effect, since what it turns off is not here (--no-usb)
+  kUnsupported,  // refused with one line saying so
+};
+struct CrosvmRunOption {
+  const char* name;   // "--block"
+  const char* alias;  // "-b", or ""
+  CrosvmOptionSupport support;
+};
+// Every option of crosvm's `run` (crosvm as of 2026), as docs/launcher.md's
+// table lists them; a test keeps the two the same.
+std::span<const CrosvmRunOption> crosvm_run_options();
 
 struct RunOptions {
   uint64_t memory_mib = 256;
@@ -41,7 +69,8 @@ struct RunOptions {
   // of the sandbox: NAME taken out of every device's policy).
   bool seccomp_log_failures = false;
   std::vector<std::string> seccomp_denied;
-  int log_level = 2;  // info
+  std::optional<int> log_level;  // -1: off; unset: the global --log-level, else info
+  std::string name;  // --name: the process's name (15 bytes, as crosvm)
   std::string socket;  // -s/--socket: the control socket (a path or a directory)
   bool help = false;
 };

@@ -28,6 +28,21 @@ Result<std::vector<KeyValue>> split_key_values(std::string_view text) {
   size_t at = 0;
   while (at < text.size()) {
     KeyValue item;
+    if (text[at] == '"') {  // a quoted value without a key
+      const size_t close = text.find('"', at + 1);
+      if (close == std::string_view::npos) return invalid_argument("a quote is not closed");
+      item.key = std::string(text.substr(at + 1, close - at - 1));
+      item.value = "true";
+      item.bare = true;
+      item.quoted = true;
+      at = close + 1;
+      if (at < text.size() && text[at] != ',') {
+        return invalid_argument(fmt::format("'\"{}\"': text after the closing quote", item.key));
+      }
+      if (at < text.size()) ++at;
+      items.push_back(std::move(item));
+      continue;
+    }
     const size_t key_end = text.find_first_of("=,", at);
     item.key = std::string(text.substr(at, key_end == std::string_view::npos ? text.npos : key_end - at));
     at = key_end == std::string_view::npos ? text.size() : key_end;
@@ -68,9 +83,13 @@ Result<DeviceOptions> DeviceOptions::parse(std::string_view kind, std::span<cons
   if (!items) return invalid_argument(fmt::format("{}: {}", kind, items.error().message));
   for (size_t i = 0; i < items->size(); ++i) {
     KeyValue& item = (*items)[i];
-    if (i == 0 && item.bare && find_key(keys, item.key) == nullptr && !positional.empty()) {
+    if (i == 0 && item.bare && (item.quoted || find_key(keys, item.key) == nullptr) && !positional.empty()) {
       item.value = std::exchange(item.key, std::string(positional));
       item.bare = false;
+      item.quoted = false;
+    }
+    if (item.quoted) {
+      return invalid_argument(fmt::format("{}: \"{}\": a quoted value needs a key (key=\"...\")", kind, item.key));
     }
     const DeviceKey* key = find_key(keys, item.key);
     if (key == nullptr) {

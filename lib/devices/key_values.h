@@ -18,10 +18,12 @@ struct KeyValue {
   std::string key;
   std::string value;  // "true" for a bare key ("ro")
   bool bare = false;  // written without '='
+  bool quoted = false;  // a bare value in double quotes ("\"a,1.img\",ro"): only the first, positional item
 };
 
 // "path=a.img,ro,id=\"x,y\"" into its items, in order. A value in double
-// quotes may hold commas (no escapes inside). Refused: an empty key
+// quotes may hold commas (no escapes inside), and so may a first,
+// positional one ("\"a,1.img\",ro"). Refused: an empty key
 // ("=x"), a quote that is not closed, text after a closing quote.
 Result<std::vector<KeyValue>> split_key_values(std::string_view text);
 

@@ -148,7 +148,9 @@ def boot(request, launcher, kernel, initramfs):
             # gets --disable-sandbox for its in-the-VMM half.
             mode = request.getfixturevalue("sandbox_mode") if "sandbox_mode" in request.fixturenames else None
             flags = ["--disable-sandbox"] if mode == "in-the-vmm" else []
-            command = [launcher, "run", "-i", initramfs, "-p", params, *flags, *args, image]
+            # --extended-status: the tests tell a reset (32), a crash (33)
+            # and a panic (34) from a power-off (0), as crosvm's users do.
+            command = [launcher, "--extended-status", "run", "-i", initramfs, "-p", params, *flags, *args, image]
         if prepare:
             prepare()
         session = LauncherSession(command)

@@ -22,8 +22,10 @@ def run(launcher, *args, stdin=subprocess.DEVNULL):
                           timeout=TIMEOUT)
 
 
-def assert_one_line_error(result, *fragments):
-    assert result.returncode == 1, result
+def assert_one_line_error(result, *fragments, code=1):
+    """code: 1 for a set-up error, 35 for a command line that cannot be
+    used (crosvm's exit statuses)."""
+    assert result.returncode == code, result
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("crosvm-launch: error: "), lines[0]
@@ -83,17 +85,40 @@ def test_demo_flag_takes_memory_option(launcher):
 
 
 @needs_kvm
-def test_reset_exits_32(launcher, guest_program):
-    result = run(launcher, "run", guest_program("i8042_reset"))
+def test_reset_exits_32_with_extended_status_and_0_without(launcher, guest_program):
+    # crosvm's exit statuses: how the VM ended only with --extended-status.
+    result = run(launcher, "--extended-status", "run", guest_program("i8042_reset"))
     assert result.returncode == 32, result.stderr
+    result = run(launcher, "run", guest_program("i8042_reset"))
+    assert result.returncode == 0, result.stderr
 
 
 @needs_kvm
 def test_triple_fault_exits_33_and_logs_registers(launcher, guest_program):
-    result = run(launcher, "run", guest_program("triple_fault"))
+    result = run(launcher, "--extended-status", "run", guest_program("triple_fault"))
     assert result.returncode == 33, result.stderr
     assert "triple fault" in result.stderr
     assert "rip=" in result.stderr
+    # Without it, 0 as crosvm's; the log still says why.
+    result = run(launcher, "--log-level", "error", "run", guest_program("triple_fault"))
+    assert result.returncode == 0, result.stderr
+    assert "triple fault" in result.stderr
+
+
+@needs_kvm
+def test_log_level_off_and_name(launcher, guest_program):
+    result = run(launcher, "--log-level", "off", "run", "--name", "vm-under-test", guest_program("triple_fault"))
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    process = subprocess.Popen([launcher, "run", "--name", "a-very-long-vm-name", guest_program("ticker")],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while pathlib.Path(f"/proc/{process.pid}/comm").read_text().strip() != "a-very-long-vm-":  # 15 bytes
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(TIMEOUT) == 0
 
 
 @needs_kvm
@@ -223,26 +248,27 @@ def test_more_vcpus_than_kvm_allows(launcher):
 
 
 def test_bad_option(launcher):
-    assert_one_line_error(run(launcher, "run", "--frobnicate"), "--frobnicate")
+    assert_one_line_error(run(launcher, "run", "--frobnicate"), "--frobnicate", code=35)
 
 
 def test_bad_number(launcher):
-    assert_one_line_error(run(launcher, "run", "-m", "12x"), "'12x'")
+    assert_one_line_error(run(launcher, "run", "-m", "12x"), "'12x'", code=35)
 
 
 def test_bad_device_lists_get_the_librarys_one_line(launcher):
     # --block and --serial go through the library's parser (the one
     # crosvm_config_add_device and Python use), which names kind and key.
     assert_one_line_error(run(launcher, "run", "--demo", "--block", "path=x.img,size=3"),
-                          "block: unknown key 'size' (known: path, ro, root, id, allow-backing, sparse, lock, block-size, num-queues, direct)")
-    assert_one_line_error(run(launcher, "run", "--demo", "--serial", "num=7"), "serial: num must be 1 to 4")
+                          "block: unknown key 'size' (known: path, ro, root, id, allow-backing, sparse, lock, block-size, num-queues, direct)",
+                          code=35)
+    assert_one_line_error(run(launcher, "run", "--demo", "--serial", "num=7"), "serial: num must be 1 to 4", code=35)
     assert_one_line_error(run(launcher, "run", "--demo", "--serial", "type=sink", "--rwdisk", "a.img",
                               "--rwroot", "b.img", "--root", "c.img"), "only one disk can be the root")
 
 
 def test_a_nic_needs_one_source(launcher):
     assert_one_line_error(run(launcher, "run", "--demo", "--net", "mac=52:54:00:00:00:01"),
-                          "net: needs exactly one of tap-name=, tap-fd=, host-ip= and passt")
+                          "net: needs exactly one of tap-name=, tap-fd=, host-ip= and passt", code=35)
 
 
 @needs_kvm
@@ -262,10 +288,10 @@ def test_passt_that_is_not_installed_is_one_line(launcher):
 
 def test_a_vsock_needs_a_cid_that_is_not_reserved(launcher):
     assert_one_line_error(run(launcher, "run", "--demo", "--vsock", "device=/dev/vhost-vsock"),
-                          "vsock: needs cid=N")
+                          "vsock: needs cid=N", code=35)
     for cid in ("0", "1", "2", "4294967295"):
         assert_one_line_error(run(launcher, "run", "--demo", "--vsock", f"cid={cid}"),
-                              f"vsock: CID {cid} is reserved")
+                              f"vsock: CID {cid} is reserved", code=35)
 
 
 @needs_kvm
@@ -277,7 +303,7 @@ def test_a_missing_vhost_vsock_is_one_line_jailed_or_not(launcher, tmp_path):
 
 
 def test_unknown_command(launcher):
-    assert_one_line_error(run(launcher, "explode"), "explode")
+    assert_one_line_error(run(launcher, "explode"), "explode", code=35)
 
 
 def test_no_dev_kvm(launcher):
@@ -305,7 +331,7 @@ def test_help(launcher):
     assert "--mem" in result.stdout
     # Each device kind of the library's, with its keys, and the exit codes after them.
     for line in ("  --block LIST\n", "  --serial LIST\n", "\n      hardware ", "  --vhost-user LIST\n",
-                 "\n      max-queue-size the largest", "  --rng LIST\n", "exit status:"):
+                 "\n      max-queue-size the largest", "  --rng LIST\n", "exit status, as crosvm's:"):
         assert line in result.stdout
 
 
@@ -317,7 +343,7 @@ def test_device_serves_only_what_it_knows_with_one_line_each(launcher, tmp_path)
             (["device", "block", "--socket", str(tmp_path / "s"), f"path={tmp_path / 'missing.img'}"], "missing.img"),
             (["device", "block", "--socket", str(tmp_path / "s"), "path=x,size=3"], "block: unknown key 'size'"),
             (["device", "rng"], "one of --socket PATH or --fd N")):
-        assert_one_line_error(run(launcher, *args), message)
+        assert_one_line_error(run(launcher, *args), message, code=35 if args == ["device", "rng"] else 1)
         assert not (tmp_path / "s").exists()
 
 
@@ -338,8 +364,8 @@ def test_create_qcow2_makes_an_image_qemu_img_checks_clean(launcher, tmp_path):
     assert "virtual size: 1 MiB" in info and "backing file: base.raw" in info, info
 
     assert_one_line_error(run(launcher, "create_qcow2", str(image), "1G"), "create_qcow2", "File exists")
-    assert_one_line_error(run(launcher, "create_qcow2", str(tmp_path / "a.qcow2")), "give a SIZE or --backing-file")
+    assert_one_line_error(run(launcher, "create_qcow2", str(tmp_path / "a.qcow2")), "give a SIZE or --backing-file", code=35)
     assert_one_line_error(run(launcher, "create_qcow2", str(tmp_path / "b.qcow2"), "1G", "--backing-file",
-                              "base.raw"), "SIZE and --backing-file together")
-    assert_one_line_error(run(launcher, "create_qcow2", str(tmp_path / "c.qcow2"), "lots"), "SIZE must be")
+                              "base.raw"), "SIZE and --backing-file together", code=35)
+    assert_one_line_error(run(launcher, "create_qcow2", str(tmp_path / "c.qcow2"), "lots"), "SIZE must be", code=35)
     assert not (tmp_path / "a.qcow2").exists() and not (tmp_path / "c.qcow2").exists()

@@ -58,6 +58,9 @@ TEST_CASE("block: crosvm's keys, writable unless ro, a bare first item is the pa
   CHECK(config.disks[0].root);
   CHECK(added("block", "path=\"a,b.img\"").disks[0].path == "a,b.img");
   CHECK(added("block", "path=/x/y=z.img").disks[0].path == "/x/y=z.img");
+  // A quoted first item is the path, even one named like a key.
+  CHECK(added("block", "\"a,b.img\",ro").disks[0].path == "a,b.img");
+  CHECK(added("block", "\"ro\"").disks[0].path == "ro");
 
   // Defaults as crosvm's: sparse, locked, 512-byte blocks, no backing file.
   const crosvm::DiskConfig plain = added("block", "e.img").disks[0];
@@ -86,6 +89,9 @@ TEST_CASE("block: bad lists name the kind and the key, and add nothing", "[devic
   CHECK(refused("block", "path=x,path=y").find("path is given twice") != std::string::npos);
   CHECK(refused("block", "a.img,b.img").find("unknown key 'b.img'") != std::string::npos);
   CHECK(refused("block", "path=\"x").find("not closed") != std::string::npos);
+  CHECK(refused("block", "\"x").find("not closed") != std::string::npos);
+  CHECK(refused("block", "\"a\"b").find("text after the closing quote") != std::string::npos);
+  CHECK(refused("block", "a.img,\"b\"").find("a quoted value needs a key") != std::string::npos);
   // Only true/false keys may stand bare (found by the device_options fuzzer:
   // "path" alone was a disk named "true").
   CHECK(refused("block", "path").find("block: path needs a value (path=...)") != std::string::npos);

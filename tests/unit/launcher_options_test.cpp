@@ -1,5 +1,8 @@
 #include <catch2/catch.hpp>
 
+#include <fstream>
+#include <map>
+
 #include "options.h"
 #include "vm/device_options.h"
 
@@ -8,6 +11,11 @@ using launcher::RunOptions;
 using launcher::ControlCommand;
 using launcher::parse_control_command;
 using launcher::parse_size;
+using launcher::CrosvmOptionSupport;
+using launcher::CrosvmRunOption;
+using launcher::GlobalOptions;
+using launcher::crosvm_run_options;
+using launcher::parse_global_options;
 
 namespace {
 
@@ -80,27 +88,101 @@ TEST_CASE("bad arguments get one line naming the problem", "[launcher]") {
   CHECK(parse_error({"-i"}).find("path") != std::string::npos);
 }
 
-TEST_CASE("crosvm's disk shorthands are block lists: -r/--rwroot/-d/--rwdisk", "[launcher]") {
-  const RunOptions options = parse_ok({"-d", "a,1.img", "--rwdisk", "b.img", "-r", "root.img", "--block",
-                                       "path=c.img,ro=false", "--rwroot=r.img", "k"});
+TEST_CASE("crosvm's disk shorthands are block lists: -r/--rwroot/-d/--rwdisk PATH[,KEYS]", "[launcher]") {
+  // As crosvm reads them: the path, then the disk's keys, with ro= and
+  // root= set by the flag (before, "img,sparse=false" was taken as a name).
+  const RunOptions options = parse_ok({"-d", "a.img,sparse=false", "--rwdisk", "b.img", "-r", "root.img", "-b",
+                                       "path=c.img,ro=false", "--rwroot=r.img,id=R", "k"});
   CHECK(options.devices == std::vector<DeviceArg>{
-                               {"block", "path=\"a,1.img\",ro=true,root=false"},
-                               {"block", "path=\"b.img\",ro=false,root=false"},
-                               {"block", "path=\"root.img\",ro=true,root=true"},
+                               {"block", "a.img,sparse=false,ro=true,root=false"},
+                               {"block", "b.img,ro=false,root=false"},
+                               {"block", "root.img,ro=true,root=true"},
                                {"block", "path=c.img,ro=false"},
-                               {"block", "path=\"r.img\",ro=false,root=true"},
+                               {"block", "r.img,id=R,ro=false,root=true"},
                                {"serial", "type=stdout,num=1,console=true,stdin=true"}});
-  // The library reads the quoted path whole.
   crosvm::VmConfig config;
   REQUIRE(crosvm::add_device(config, "block", options.devices[0].options).ok());
-  CHECK(config.disks.at(0).path == "a,1.img");
+  CHECK(config.disks.at(0).path == "a.img");
   CHECK(config.disks.at(0).read_only);
+  CHECK_FALSE(config.disks.at(0).sparse);
+  // A path with a comma in it, quoted as the library's lists quote.
+  const RunOptions quoted = parse_ok({"--rwdisk", "\"a,1.img\",lock=false", "k"});
+  REQUIRE(crosvm::add_device(config, "block", quoted.devices[0].options).ok());
+  CHECK(config.disks.at(1).path == "a,1.img");
+  CHECK_FALSE(config.disks.at(1).read_only);
 }
 
 TEST_CASE("bad disk shorthands name the problem", "[launcher]") {
   CHECK(parse_error({"--rwdisk"}).find("--rwdisk needs a path") != std::string::npos);
   CHECK(parse_error({"-d", ""}).find("-d needs a path") != std::string::npos);
-  CHECK(parse_error({"-d", "a\"b"}).find("--block path=") != std::string::npos);
+  CHECK(parse_error({"-d", ",ro=true"}).find("-d needs a path") != std::string::npos);
+  CHECK(parse_error({"--rwdisk", "a.img,ro=true"}) ==
+        "--rwdisk sets ro= itself (ro=false, root=false); use --block for another combination");
+  CHECK(parse_error({"-r", "a.img,root=false"}).find("-r sets root= itself") == 0);
+}
+
+TEST_CASE("crosvm's run options: ours work, the harmless are taken, the rest refused by name", "[launcher]") {
+  CHECK(parse_ok({"-b", "a.img", "k"}).devices.front() == DeviceArg{"block", "a.img"});
+  CHECK(parse_ok({"-p=console=ttyS0", "k"}).params == std::vector<std::string>{"console=ttyS0"});
+  CHECK(parse_ok({"--name", "vm1", "k"}).name == "vm1");
+  CHECK(parse_ok({"--seccomp-log-failures", "k"}).seccomp_log_failures);
+  CHECK(parse_ok({"--log-level", "off", "k"}).log_level == -1);
+  CHECK(parse_ok({"--no-usb", "--no-balloon", "k"}).kernel == "k");
+  CHECK(parse_error({"--no-usb=1", "k"}) == "--no-usb takes no value");
+  CHECK(parse_error({"--gpu", "backend=2d", "k"}) ==
+        "crosvm's --gpu is not supported by crosvm-launch (see docs/launcher.md)");
+  CHECK(parse_error({"--no-i8042", "k"}).find("not supported") != std::string::npos);
+  CHECK(parse_error({"--log-level", "debug,disk=off"}).find("per-module filters are not supported") !=
+        std::string::npos);
+  // Every option the table says is ours is taken (with a value where it
+  // needs one), and every other is refused by name, not as unknown.
+  for (const CrosvmRunOption& option : crosvm_run_options()) {
+    CAPTURE(option.name);
+    for (const char* spelling : {option.name, option.alias}) {
+      if (spelling[0] == '\0') continue;
+      const std::string name = spelling;
+      auto flag_alone = parse_run_options({name, "k"});
+      if (option.support == CrosvmOptionSupport::kUnsupported) {
+        REQUIRE(std::holds_alternative<std::string>(flag_alone));
+        CHECK(std::get<std::string>(flag_alone).find("is not supported by crosvm-launch") != std::string::npos);
+      } else {
+        const std::string message = std::holds_alternative<std::string>(flag_alone) ? std::get<std::string>(flag_alone) : "";
+        CAPTURE(message);
+        CHECK(message.find("not supported") == std::string::npos);
+        CHECK(message.find("unknown option") == std::string::npos);
+      }
+    }
+  }
+}
+
+TEST_CASE("crosvm's global options come before the command", "[launcher]") {
+  auto globals = parse_global_options({"--log-level", "debug", "--extended-status", "--no-syslog", "run", "k"});
+  REQUIRE(std::holds_alternative<GlobalOptions>(globals));
+  CHECK(std::get<GlobalOptions>(globals).log_level == 3);
+  CHECK(std::get<GlobalOptions>(globals).extended_status);
+  CHECK(std::get<GlobalOptions>(globals).consumed == 4);
+  CHECK(std::get<GlobalOptions>(parse_global_options({"--log-level=off", "stop", "s"})).log_level == -1);
+  CHECK(std::get<GlobalOptions>(parse_global_options({"run"})).consumed == 0);
+  CHECK(std::get<std::string>(parse_global_options({"--log-level", "loud"})) ==
+        "--log-level needs off, error, warn, info, debug or trace, not 'loud'");
+  CHECK(std::get<std::string>(parse_global_options({"--syslog-tag", "vm"})).find("not supported") !=
+        std::string::npos);
+}
+
+TEST_CASE("crosvm's default console: COM1 on stdout unless a port is the console or COM1 is given", "[launcher]") {
+  const DeviceArg com1{"serial", "type=stdout,num=1,console=true,stdin=true"};
+  CHECK(parse_ok({"k"}).devices == std::vector<DeviceArg>{com1});
+  // A virtio console that is not the console: COM1 is added.
+  CHECK(parse_ok({"--serial", "hardware=virtio-console,num=1", "k"}).devices.back() == com1);
+  // One that reads stdin keeps it.
+  CHECK(parse_ok({"--serial", "hardware=virtio-console,stdin=true", "k"}).devices.back() ==
+        DeviceArg{"serial", "type=stdout,num=1,console=true"});
+  // A console, or COM1 itself, given: nothing added.
+  CHECK(parse_ok({"--serial", "hardware=virtio-console,console", "k"}).devices.size() == 1);
+  CHECK(parse_ok({"--serial", "type=file,path=\"a,b\"", "k"}).devices.size() == 1);
+  CHECK(parse_ok({"--serial", "num=2,console=true", "k"}).devices.size() == 1);
+  CHECK(parse_ok({"--vhost-user", "type=console,socket=s", "k"}).devices.size() == 1);
+  CHECK(parse_ok({"--serial", "num=2", "k"}).devices.size() == 2);
 }
 
 TEST_CASE("huge pages are on by default; --no-hugepages turns them off", "[launcher]") {
@@ -217,4 +299,43 @@ TEST_CASE("device KIND --socket PATH [OPTIONS]: crosvm's device command", "[laun
   CHECK(error({"rng", "--fd", "x"}).find("--fd needs") != std::string::npos);
   CHECK(error({"block", "--socket", "/s", "a", "b"}).find("one list") != std::string::npos);
   CHECK(error({"block", "--colour"}).find("unknown option '--colour'") != std::string::npos);
+}
+
+TEST_CASE("docs/launcher.md's table of crosvm's run options is the launcher's", "[launcher]") {
+  std::ifstream doc(CROSVM_SOURCE_ROOT "/docs/launcher.md");
+  REQUIRE(doc.good());
+  // Rows: | `--name`[, `-a`] | yes... / accepted... / not supported... |
+  std::map<std::string, std::pair<std::string, CrosvmOptionSupport>> documented;
+  std::string line;
+  bool in_table = false;
+  while (std::getline(doc, line)) {
+    if (line == "| crosvm's option | crosvm-launch |") in_table = true;
+    if (!in_table || !line.starts_with("| `-")) continue;
+    const size_t cell_end = line.find(" | ", 2);
+    REQUIRE(cell_end != std::string::npos);
+    const std::string names = line.substr(2, cell_end - 2);
+    const std::string what = line.substr(cell_end + 3);
+    std::vector<std::string> spellings;
+    for (size_t at = names.find('`'); at != std::string::npos; at = names.find('`', names.find('`', at + 1) + 1)) {
+      spellings.push_back(names.substr(at + 1, names.find('`', at + 1) - at - 1));
+    }
+    CAPTURE(line);
+    REQUIRE(!spellings.empty());
+    const CrosvmOptionSupport support = what.starts_with("yes")        ? CrosvmOptionSupport::kSupported
+                                        : what.starts_with("accepted") ? CrosvmOptionSupport::kHarmless
+                                                                       : CrosvmOptionSupport::kUnsupported;
+    if (support == CrosvmOptionSupport::kUnsupported) CHECK(what.starts_with("not supported"));
+    CHECK(documented.emplace(spellings[0], std::pair{spellings.size() > 1 ? spellings[1] : "", support}).second);
+  }
+  size_t compared = 0;
+  for (const CrosvmRunOption& option : crosvm_run_options()) {
+    CAPTURE(option.name);
+    auto found = documented.find(option.name);
+    REQUIRE(found != documented.end());
+    CHECK(found->second.first == option.alias);
+    CHECK(found->second.second == option.support);
+    ++compared;
+  }
+  CHECK(compared == documented.size());  // and no row the launcher lacks
+  CHECK(compared > 100);
 }
