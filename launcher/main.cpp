@@ -1,6 +1,7 @@
 // crosvm-launch: a thin command over libcrosvm's C ABI with crosvm's
 // interface. It includes only the public header.
 #include <crosvm/crosvm.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sys/prctl.h>
@@ -15,6 +16,7 @@
 #include <cstring>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "options.h"
@@ -63,25 +65,137 @@ int library_error(const char* what) {
 // go to the guest); output processing stays so log lines keep their shape.
 class RawTerminal {
  public:
-  RawTerminal() {
-    if (::isatty(STDIN_FILENO) == 0 || ::tcgetattr(STDIN_FILENO, &saved_) != 0) return;
+  explicit RawTerminal(int fd) : fd_(fd) {
+    if (::isatty(fd_) == 0 || ::tcgetattr(fd_, &saved_) != 0) return;
     termios raw = saved_;
     raw.c_iflag &= static_cast<tcflag_t>(~(IGNBRK | BRKINT | PARMRK | ISTRIP | INLCR | IGNCR | ICRNL | IXON));
     raw.c_lflag &= static_cast<tcflag_t>(~(ECHO | ECHONL | ICANON | ISIG | IEXTEN));
     raw.c_cc[VMIN] = 1;
     raw.c_cc[VTIME] = 0;
-    active_ = ::tcsetattr(STDIN_FILENO, TCSANOW, &raw) == 0;
+    active_ = ::tcsetattr(fd_, TCSANOW, &raw) == 0;
   }
   ~RawTerminal() {
-    if (active_) ::tcsetattr(STDIN_FILENO, TCSANOW, &saved_);
+    if (active_) ::tcsetattr(fd_, TCSANOW, &saved_);
   }
   RawTerminal(const RawTerminal&) = delete;
   RawTerminal& operator=(const RawTerminal&) = delete;
 
  private:
+  int fd_;
   termios saved_{};
   bool active_ = false;
 };
+
+const char* const kEscapeHelp =
+    "Ctrl-A x  stop the VM and exit\r\n"
+    "Ctrl-A c  the VM's state\r\n"
+    "Ctrl-A a  send Ctrl-A to the guest (Ctrl-A Ctrl-A too)\r\n"
+    "Ctrl-A h  this help\r\n";
+
+// QEMU's console escapes on a terminal: with the terminal raw, Ctrl-C and
+// every other key go to the guest, and Ctrl-A x still leaves. The launcher
+// reads the terminal itself and passes on all but its own keys through a
+// pipe that takes stdin's place, so the library reads the guest's input as
+// before; a full pipe holds the terminal's input back, as the guest's port
+// would.
+class ConsoleEscapes {
+ public:
+  enum class Action { kNone, kQuit, kStatus };
+
+  // On a terminal only; otherwise stdin stays the library's as it is.
+  static std::optional<ConsoleEscapes> interpose() {
+    if (::isatty(STDIN_FILENO) == 0) return std::nullopt;
+    const int terminal = ::fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 3);
+    int pipe_fds[2];
+    if (terminal < 0 || ::pipe2(pipe_fds, O_CLOEXEC) != 0) {
+      if (terminal >= 0) ::close(terminal);
+      return std::nullopt;
+    }
+    ::dup2(pipe_fds[0], STDIN_FILENO);  // the guest's input from here on
+    ::close(pipe_fds[0]);
+    ::fcntl(pipe_fds[1], F_SETFL, O_NONBLOCK);
+    return ConsoleEscapes(terminal, pipe_fds[1]);
+  }
+  ConsoleEscapes(ConsoleEscapes&& other) noexcept
+      : terminal_(std::exchange(other.terminal_, -1)), guest_(std::exchange(other.guest_, -1)),
+        pending_(std::move(other.pending_)), escape_(other.escape_) {}
+  ~ConsoleEscapes() {
+    if (terminal_ >= 0) ::close(terminal_);
+    if (guest_ >= 0) ::close(guest_);
+  }
+
+  int terminal() const { return terminal_; }
+  // What to poll: the terminal while nothing waits for the guest, else the pipe.
+  pollfd poll_entry() const {
+    if (guest_ < 0) return {-1, 0, 0};
+    return pending_.empty() ? pollfd{terminal_, POLLIN, 0} : pollfd{guest_, POLLOUT, 0};
+  }
+
+  // Reads the terminal (or sends what waits) after poll said so.
+  Action ready(short revents) {
+    if (revents == 0 || guest_ < 0) return Action::kNone;
+    if (!pending_.empty()) return flush();
+    char bytes[4096];
+    const ssize_t got = ::read(terminal_, bytes, sizeof(bytes));
+    if (got == 0 || (got < 0 && errno != EINTR && errno != EAGAIN)) {
+      ::close(std::exchange(guest_, -1));  // end of input: the guest's too
+      return Action::kNone;
+    }
+    Action action = Action::kNone;
+    for (ssize_t i = 0; i < got; ++i) {
+      const char byte = bytes[i];
+      if (escape_) {
+        escape_ = false;
+        switch (byte) {
+          case 'x': case 'X': action = Action::kQuit; break;
+          case 'c': case 'C': action = action == Action::kQuit ? action : Action::kStatus; break;
+          case 'a': case 'A': case kEscape: pending_.push_back(kEscape); break;
+          case 'h': case 'H': case '?': std::fputs(kEscapeHelp, stderr); break;
+          default: break;  // an unknown escape is dropped, as QEMU does
+        }
+      } else if (byte == kEscape) {
+        escape_ = true;
+      } else {
+        pending_.push_back(byte);
+      }
+    }
+    const Action flushed = flush();
+    return action != Action::kNone ? action : flushed;
+  }
+
+ private:
+  static constexpr char kEscape = 0x01;  // Ctrl-A
+  ConsoleEscapes(int terminal, int guest) : terminal_(terminal), guest_(guest) {}
+
+  Action flush() {
+    while (!pending_.empty()) {
+      const ssize_t sent = ::write(guest_, pending_.data(), pending_.size());
+      if (sent < 0) {
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN) pending_.clear();  // the guest's side is gone
+        break;
+      }
+      pending_.erase(0, static_cast<size_t>(sent));
+    }
+    return Action::kNone;
+  }
+
+  int terminal_ = -1;
+  int guest_ = -1;  // the pipe's write end; the read end is stdin
+  std::string pending_;
+  bool escape_ = false;
+};
+
+const char* state_name(crosvm_vm_state state) {
+  switch (state) {
+    case CROSVM_STATE_CREATED: return "created";
+    case CROSVM_STATE_RUNNING: return "running";
+    case CROSVM_STATE_PAUSED: return "paused";
+    case CROSVM_STATE_STOPPING: return "stopping";
+    case CROSVM_STATE_STOPPED: return "stopped";
+  }
+  return "unknown";
+}
 
 // crosvm's exit status: 0 for every way a VM ends unless --extended-status.
 int exit_code(crosvm_exit_reason reason, bool extended_status) {
@@ -175,7 +289,8 @@ constexpr int kGaveUp = -3;
 
 // Runs a created VM until it stops; a stop signal asks it to stop in order,
 // a second one gives up waiting.
-int run_until_stopped(crosvm_exit_reason* reason, crosvm_vm* vm, const bool& stopped) {
+int run_until_stopped(crosvm_exit_reason* reason, crosvm_vm* vm, const bool& stopped,
+                      ConsoleEscapes* escapes) {
   const sigset_t set = stop_signals();
   const int signals = ::signalfd(-1, &set, SFD_CLOEXEC);
   if (signals < 0) {
@@ -188,25 +303,47 @@ int run_until_stopped(crosvm_exit_reason* reason, crosvm_vm* vm, const bool& sto
     return -1;
   }
   bool stop_asked = false;
+  // A stop the user asked for (a signal, Ctrl-A x); a second one gives up waiting.
+  auto ask_stop = [&](const char* why) {
+    if (stop_asked && !stopped) {
+      // The user asked twice: a stop that does not end (a device or an
+      // output that never returns) must not leave only SIGKILL.
+      std::fprintf(stderr, "crosvm-launch: %s again: exiting without waiting for the VM\n", why);
+      return true;
+    }
+    std::fprintf(stderr, "crosvm-launch: %s: stopping the VM\n", why);
+    stop_asked = crosvm_vm_request_stop(vm) == 0;
+    return false;
+  };
   while (!stopped) {
-    pollfd fds[2] = {{events, POLLIN, 0}, {signals, POLLIN, 0}};
-    if (::poll(fds, 2, -1) < 0) {
+    pollfd fds[3] = {{events, POLLIN, 0}, {signals, POLLIN, 0}, {-1, 0, 0}};
+    if (escapes != nullptr) fds[2] = escapes->poll_entry();
+    if (::poll(fds, 3, -1) < 0) {
       if (errno == EINTR) continue;
       break;
     }
     if ((fds[0].revents & POLLIN) != 0 && crosvm_vm_dispatch(nullptr, vm) != 0) break;
     signalfd_siginfo info{};
     if ((fds[1].revents & POLLIN) != 0 && ::read(signals, &info, sizeof(info)) == sizeof(info)) {
-      const char* name = ::strsignal(static_cast<int>(info.ssi_signo));
-      if (stop_asked && !stopped) {
-        // The user asked twice: a stop that does not end (a device or an
-        // output that never returns) must not leave only SIGKILL.
-        std::fprintf(stderr, "crosvm-launch: %s again: exiting without waiting for the VM\n", name);
+      if (ask_stop(::strsignal(static_cast<int>(info.ssi_signo)))) {
         ::close(signals);
         return kGaveUp;
       }
-      std::fprintf(stderr, "crosvm-launch: %s: stopping the VM\n", name);
-      stop_asked = crosvm_vm_request_stop(vm) == 0;
+    }
+    if (escapes != nullptr) {
+      switch (escapes->ready(fds[2].revents)) {
+        case ConsoleEscapes::Action::kQuit:
+          if (ask_stop("Ctrl-A x")) {
+            ::close(signals);
+            return kGaveUp;
+          }
+          break;
+        case ConsoleEscapes::Action::kStatus:
+          std::fprintf(stderr, "\r\ncrosvm-launch: the VM is %s (Ctrl-A h: help)\r\n",
+                       state_name(crosvm_vm_get_state(vm)));
+          break;
+        case ConsoleEscapes::Action::kNone: break;
+      }
     }
   }
   ::close(signals);
@@ -250,15 +387,19 @@ int run(const std::vector<std::string>& args, const launcher::GlobalOptions& glo
       crosvm_config_set_exit_callback(config.config, note_stopped, &stopped) != 0) {
     return error(crosvm_error_message());
   }
+  // Before the VM takes stdin: on a terminal, the guest's input comes
+  // through the escapes.
+  std::optional<ConsoleEscapes> escapes =
+      crosvm_config_reads_stdin(config.config) == 1 ? ConsoleEscapes::interpose() : std::nullopt;
   VmHandle vm;
   if (crosvm_vm_create(&vm.vm, config.config) != 0) return error(crosvm_error_message());
   set_process_name(options.name);
 
   std::optional<RawTerminal> terminal;
-  if (crosvm_config_reads_stdin(config.config) == 1) terminal.emplace();
+  if (escapes) terminal.emplace(escapes->terminal());
 
   crosvm_exit_reason reason = CROSVM_EXIT_NONE;
-  const int ran = run_until_stopped(&reason, vm.vm, stopped);
+  const int ran = run_until_stopped(&reason, vm.vm, stopped, escapes ? &*escapes : nullptr);
   terminal.reset();
   // Without the VM's destructor, which would wait for the stop again; the
   // kernel reclaims the rest, and a control socket left behind is stale

@@ -266,6 +266,10 @@ const char* const kRunUsage =
 
 const char* const kRunUsageEnd =
     "\n"
+    "On a terminal, every key (Ctrl-C too) goes to the guest's console, except\n"
+    "QEMU's escapes: Ctrl-A x stops the VM and exits, Ctrl-A c prints the VM's\n"
+    "state, Ctrl-A a (or Ctrl-A Ctrl-A) sends Ctrl-A, Ctrl-A h lists them.\n"
+    "\n"
     "crosvm's run options this launcher does not have are refused by name (the\n"
     "table is in docs/launcher.md); --no-balloon and --no-usb are accepted.\n"
     "\n"

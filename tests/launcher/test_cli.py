@@ -1,6 +1,8 @@
 """crosvm-launch as a user at a shell meets it: its exit codes, its one-line
 errors for bad input, its serial options and signals."""
 import fcntl
+import pty
+import select
 import os
 import pathlib
 import shutil
@@ -369,3 +371,67 @@ def test_create_qcow2_makes_an_image_qemu_img_checks_clean(launcher, tmp_path):
                               "base.raw"), "SIZE and --backing-file together", code=35)
     assert_one_line_error(run(launcher, "create_qcow2", str(tmp_path / "c.qcow2"), "lots"), "SIZE must be", code=35)
     assert not (tmp_path / "a.qcow2").exists() and not (tmp_path / "c.qcow2").exists()
+
+
+class Terminal:
+    """crosvm-launch run on a pseudo-terminal, as a user at a shell runs it."""
+
+    def __init__(self, launcher, program):
+        self.controller, follower = pty.openpty()
+        self.process = subprocess.Popen([launcher, "run", program], stdin=follower, stdout=follower,
+                                        stderr=follower, start_new_session=True)
+        os.close(follower)
+        self.output = b""
+
+    def type(self, keys):
+        os.write(self.controller, keys)
+
+    def expect(self, text):
+        deadline = time.monotonic() + TIMEOUT
+        while text not in self.output:
+            if not self.read_more():
+                assert self.process.poll() is None, self.output  # it ended without saying it
+            assert time.monotonic() < deadline, self.output
+
+    def read_more(self):
+        """Whether anything more came (the terminal reads EIO once the launcher is gone)."""
+        if select.select([self.controller], [], [], 0.1)[0]:
+            try:
+                self.output += os.read(self.controller, 4096)
+                return True
+            except OSError:
+                pass
+        return False
+
+    def finish(self):
+        code = self.process.wait(TIMEOUT)
+        os.close(self.controller)
+        return code
+
+
+@needs_kvm
+def test_console_escapes_on_a_terminal(launcher, guest_program):
+    """QEMU's Ctrl-A escapes: Ctrl-C reaches the guest, Ctrl-A a sends a
+    Ctrl-A, Ctrl-A c reports the state, Ctrl-A x leaves."""
+    echo = Terminal(launcher, guest_program("serial_echo"))
+    echo.expect(b"ready")
+    echo.type(b"\x01c")
+    echo.expect(b"crosvm-launch: the VM is running (Ctrl-A h: help)")
+    echo.type(b"\x01h")
+    echo.expect(b"Ctrl-A x  stop the VM and exit")
+    echo.type(b"a\x03b\x01ac\x01\x01d\x01zz\n")  # Ctrl-A z: an unknown escape, dropped
+    echo.expect(b"echo: a\x03b\x01c\x01dz")
+    assert echo.finish() == 0  # the guest powered off after its echo
+
+    ticker = Terminal(launcher, guest_program("ticker"))
+    ticker.expect(b"tick")
+    ticker.type(b"\x03")  # the guest's, not a signal to us
+    ticks = ticker.output.count(b"tick")
+    deadline = time.monotonic() + TIMEOUT
+    while ticker.output.count(b"tick") < ticks + 2:  # it goes on
+        assert time.monotonic() < deadline and ticker.process.poll() is None, ticker.output
+        ticker.read_more()
+    assert ticker.process.poll() is None
+    ticker.type(b"\x01x")
+    ticker.expect(b"crosvm-launch: Ctrl-A x: stopping the VM")
+    assert ticker.finish() == 0
