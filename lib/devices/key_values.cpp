@@ -32,6 +32,7 @@ Result<std::vector<KeyValue>> split_key_values(std::string_view text) {
       const size_t close = text.find('"', at + 1);
       if (close == std::string_view::npos) return invalid_argument("a quote is not closed");
       item.key = std::string(text.substr(at + 1, close - at - 1));
+      if (item.key.empty()) return invalid_argument("an empty quoted value (\"\")");
       item.value = "true";
       item.bare = true;
       item.quoted = true;

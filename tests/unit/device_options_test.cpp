@@ -90,6 +90,8 @@ TEST_CASE("block: bad lists name the kind and the key, and add nothing", "[devic
   CHECK(refused("block", "a.img,b.img").find("unknown key 'b.img'") != std::string::npos);
   CHECK(refused("block", "path=\"x").find("not closed") != std::string::npos);
   CHECK(refused("block", "\"x").find("not closed") != std::string::npos);
+  // Found by the device_options fuzzer: an empty quoted item was an item without a key.
+  CHECK(refused("block", "\"\",").find("an empty quoted value") != std::string::npos);
   CHECK(refused("block", "\"a\"b").find("text after the closing quote") != std::string::npos);
   CHECK(refused("block", "a.img,\"b\"").find("a quoted value needs a key") != std::string::npos);
   // Only true/false keys may stand bare (found by the device_options fuzzer:
