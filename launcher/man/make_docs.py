@@ -33,7 +33,7 @@ def crosvm_options_table(markdown):
             inside = True
         elif inside and line.startswith("| `-"):
             names, what = line[2:-2].split(" | ", 1)
-            rows.append((names.replace("`", ""), what.replace("`", "")))
+            rows.append((names.replace("`", ""), what.replace("`", "").replace("\\|", "|")))
         elif inside and rows and not line.startswith("|"):
             break
     return rows

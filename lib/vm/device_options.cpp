@@ -71,6 +71,7 @@ constexpr std::array kSerialKeys = {
     DeviceKey{"console", "true: the kernel's console (console=ttySN or hvcN)", true},
     DeviceKey{"earlycon", "true: earlycon=uart8250,io,PORT (UARTs only)", true},
     DeviceKey{"stdin", "true: the process's stdin is this port's input", true},
+    DeviceKey{"input", "a file or FIFO whose bytes are this port's input (not with stdin)"},
 };
 
 Result<void> add_serial(VmConfig& config, const DeviceOptions& options) {
@@ -102,6 +103,9 @@ Result<void> add_serial(VmConfig& config, const DeviceOptions& options) {
   serial.console = CROSVM_TRY(options.flag("console", false));
   serial.earlycon = CROSVM_TRY(options.flag("earlycon", false));
   serial.read_stdin = CROSVM_TRY(options.flag("stdin", false));
+  serial.input_path = options.text("input").value_or("");
+  if (options.text("input") && serial.input_path.empty()) return options.invalid("input= needs a path");
+  if (serial.read_stdin && !serial.input_path.empty()) return options.invalid("stdin and input= cannot be combined");
   if (serial.output == SerialOutput::kFile && serial.path.empty()) return options.invalid("type=file needs path=");
   if (serial.output != SerialOutput::kFile && !serial.path.empty()) return options.invalid("path= is for type=file");
   if (serial.hardware == SerialHardware::kVirtioConsole && serial.earlycon) {

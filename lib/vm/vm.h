@@ -138,6 +138,7 @@ class Vm final : public PowerEvents {
   Result<std::shared_ptr<HostInput>> attach_console(const SerialConfig& serial);
   Result<uint64_t> allocate_bar(uint64_t size);
   Result<std::shared_ptr<EventFdIrqLine>> create_irq_line(uint32_t gsi);
+  Result<void> attach_input(const SerialConfig& config, std::shared_ptr<HostInput> device);
   Result<void> load_guest(const ImageSource& kernel, const ImageSource* initrd);
   acpi::MachineDescription describe_machine() const;
 

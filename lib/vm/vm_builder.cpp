@@ -2,6 +2,7 @@
 // open /dev/kvm -> create the VM -> guest memory -> irqchip -> vCPUs ->
 // devices on the buses -> kernel and initrd -> boot information and registers.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -206,6 +207,26 @@ Result<void> Vm::attach_control_socket() {
   return {};
 }
 
+// A port's input: the process's stdin, or crosvm's input=PATH. A FIFO is
+// opened read-write, so that opening it does not wait for a writer and the
+// input does not end when a writer closes it.
+Result<void> Vm::attach_input(const SerialConfig& config, std::shared_ptr<HostInput> device) {
+  if (config.read_stdin) {
+    serial_inputs_.push_back(CROSVM_TRY(SerialInput::create(loop_, STDIN_FILENO, std::move(device))));
+    return {};
+  }
+  if (config.input_path.empty()) return {};
+  struct stat info {};
+  const bool fifo = ::stat(config.input_path.c_str(), &info) == 0 && S_ISFIFO(info.st_mode);
+  UniqueFd fd(::open(config.input_path.c_str(), (fifo ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NONBLOCK));
+  if (!fd) {
+    return make_errno_error(ErrorCode::kIo, errno, "serial {}: cannot open its input {}", config.number,
+                            config.input_path);
+  }
+  serial_inputs_.push_back(CROSVM_TRY(SerialInput::create(loop_, fd.get(), std::move(device))));
+  return {};
+}
+
 Result<std::shared_ptr<EventFdIrqLine>> Vm::create_irq_line(uint32_t gsi) {
   EventFd event = CROSVM_TRY(EventFd::create());
   CROSVM_TRY(vm_fd_.register_irqfd(event.fd(), gsi));
@@ -285,9 +306,7 @@ Result<void> Vm::attach_serial(const SerialConfig& config) {
   static constexpr std::string_view kNames[] = {"serial 1", "serial 2", "serial 3", "serial 4"};
   auto serial = std::make_shared<Serial>(kNames[index], std::move(irq), std::move(sink));
   CROSVM_TRY(pio_bus_.insert(serial, Serial::kPorts[index], Serial::kRegisterCount));
-  if (config.read_stdin) {
-    serial_inputs_.push_back(CROSVM_TRY(SerialInput::create(loop_, STDIN_FILENO, serial)));
-  }
+  CROSVM_TRY(attach_input(config, serial));
   serials_[index] = std::move(serial);
   return {};
 }
@@ -399,9 +418,7 @@ Result<void> Vm::attach_pci_devices() {
       CROSVM_TRY(attach_virtio(console));
       input = std::move(console);
     }
-    if (serial.read_stdin) {
-      serial_inputs_.push_back(CROSVM_TRY(SerialInput::create(loop_, STDIN_FILENO, input)));
-    }
+    CROSVM_TRY(attach_input(serial, input));
     console_inputs_[serial.number - 1] = std::move(input);
   }
   for (size_t i = 0; i < config_.vhost_user.size(); ++i) {

@@ -29,6 +29,7 @@ struct SerialConfig {
   bool console = false;     // console=ttySn (hvcN) on the command line
   bool earlycon = false;    // earlycon=uart8250,io,PORT (UARTs only)
   bool read_stdin = false;  // the process's stdin feeds this port
+  std::string input_path;   // crosvm's input=: this file's (or FIFO's) bytes feed the port
 };
 
 struct DiskConfig {

@@ -435,3 +435,30 @@ def test_console_escapes_on_a_terminal(launcher, guest_program):
     ticker.type(b"\x01x")
     ticker.expect(b"crosvm-launch: Ctrl-A x: stopping the VM")
     assert ticker.finish() == 0
+
+
+@needs_kvm
+def test_serial_input_from_a_file_and_a_fifo(launcher, guest_program, tmp_path):
+    """crosvm's --serial input=PATH: the port reads a file, or a FIFO whose
+    writer comes later (opening it does not wait, and the VM's stdin is not read)."""
+    keys = tmp_path / "keys"
+    keys.write_text("from a file\n")
+    result = run(launcher, "run", "--serial", f"type=stdout,console,input={keys}", guest_program("serial_echo"),
+                 stdin=subprocess.PIPE)
+    assert result.returncode == 0, result.stderr
+    assert "echo: from a file" in result.stdout
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    process = subprocess.Popen([launcher, "run", "--serial", f"type=stdout,console,input={fifo}",
+                                guest_program("serial_echo")], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    assert process.stdout.readline() == "ready\n"
+    with open(fifo, "w") as writer:
+        writer.write("through a fifo\n")
+    out, err = process.communicate(timeout=TIMEOUT)
+    assert process.returncode == 0, err
+    assert "echo: through a fifo" in out
+
+    assert_one_line_error(run(launcher, "run", "--serial", f"input={tmp_path / 'missing'}", guest_program("hello")),
+                          "serial 1: cannot open its input", "missing")

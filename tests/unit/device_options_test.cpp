@@ -122,6 +122,8 @@ TEST_CASE("serial: crosvm's keys and defaults; a port given again replaces it", 
   CHECK(config.serials[0].output == crosvm::SerialOutput::kSink);
   CHECK(config.serials[1].hardware == crosvm::SerialHardware::kVirtioConsole);
   CHECK(config.serials[1].read_stdin);
+  // crosvm's input=: a file's bytes as the port's input.
+  CHECK(added("serial", "type=sink,input=/tmp/keys").serials.at(0).input_path == "/tmp/keys");
 }
 
 TEST_CASE("serial: bad lists name the problem", "[device-options]") {
@@ -129,6 +131,8 @@ TEST_CASE("serial: bad lists name the problem", "[device-options]") {
   CHECK(refused("serial", "num=").find("1 to 4") != std::string::npos);
   CHECK(refused("serial", "type=file").find("type=file needs path=") != std::string::npos);
   CHECK(refused("serial", "path=/x").find("path= is for type=file") != std::string::npos);
+  CHECK(refused("serial", "stdin,input=/x").find("stdin and input= cannot be combined") != std::string::npos);
+  CHECK(refused("serial", "input=").find("input= needs a path") != std::string::npos);
   CHECK(refused("serial", "type=syslog").find("stdout, file or sink") != std::string::npos);
   CHECK(refused("serial", "colour=red").find("unknown key 'colour'") != std::string::npos);
   CHECK(refused("serial", "type").find("serial: type needs a value") != std::string::npos);
