@@ -181,6 +181,17 @@ class RawClient {
   UniqueFd fd_;
 };
 
+// A socket of `type` listening at `path`, as another process's would.
+UniqueFd listen_at(const std::string& path, int type, int backlog, sockaddr_un& address) {
+  UniqueFd listener(::socket(AF_UNIX, type | SOCK_CLOEXEC, 0));
+  address = sockaddr_un{};
+  address.sun_family = AF_UNIX;
+  std::strncpy(address.sun_path, path.c_str(), sizeof(address.sun_path) - 1);
+  REQUIRE(::bind(listener.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0);
+  REQUIRE(::listen(listener.get(), backlog) == 0);
+  return listener;
+}
+
 size_t open_fds() {
   size_t count = 0;
   for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) ++count;
@@ -427,12 +438,8 @@ TEST_CASE("a live socket whose backlog is full is refused without waiting on it"
   const std::string path = directory.file("busy.sock");
   // A process that listens with a backlog of 0 and never accepts: one
   // pending connection fills it, and a blocking connect() would hang.
-  UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  std::strncpy(address.sun_path, path.c_str(), sizeof(address.sun_path) - 1);
-  REQUIRE(::bind(listener.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0);
-  REQUIRE(::listen(listener.get(), 0) == 0);
+  UniqueFd listener = listen_at(path, SOCK_STREAM, 0, address);
   std::vector<UniqueFd> pending;
   for (int i = 0; i < 4; ++i) {
     UniqueFd client(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
@@ -498,12 +505,8 @@ TEST_CASE("the client reports a missing socket", "[control]") {
 TEST_CASE("the client names a socket of the wrong kind", "[control]") {
   TempDir directory("control-stream");
   const std::string path = directory.file("stream.sock");
-  UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  std::strncpy(address.sun_path, path.c_str(), sizeof(address.sun_path) - 1);
-  REQUIRE(::bind(listener.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0);
-  REQUIRE(::listen(listener.get(), 1) == 0);
+  UniqueFd listener = listen_at(path, SOCK_STREAM, 1, address);
   auto answer = send_request(path, Request{}, 1s);
   REQUIRE_FALSE(answer.ok());
   CHECK(answer.error().message.find("is not a control socket of crosvm's kind") != std::string::npos);
@@ -512,12 +515,8 @@ TEST_CASE("the client names a socket of the wrong kind", "[control]") {
 TEST_CASE("the client reports an answer that is not a response", "[control]") {
   TempDir directory("control-garbage");
   const std::string path = directory.file("garbage.sock");
-  UniqueFd listener(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
   sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  std::strncpy(address.sun_path, path.c_str(), sizeof(address.sun_path) - 1);
-  REQUIRE(::bind(listener.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0);
-  REQUIRE(::listen(listener.get(), 1) == 0);
+  UniqueFd listener = listen_at(path, SOCK_SEQPACKET, 1, address);
   std::thread server([&] {
     UniqueFd client(::accept(listener.get(), nullptr, nullptr));
     char request[256];
