@@ -33,21 +33,38 @@ class CrosvmClient:
         self.socket.close()
 
 
+def control(launcher, *args):
+    """crosvm-launch's control commands (test_net, test_sandbox and test_virtio use them)."""
+    return subprocess.run([launcher, *args], capture_output=True, text=True, timeout=HANG_GUARD)
+
+
 def ticks(guest):
     return guest.output.count("tick-")
 
 
-def grow_disk_under_the_guest(client, guest, disk):
-    """Disk 0 (4 MiB) grows to 16 MiB; the guest's driver hears of it
-    through a config change."""
-    assert guest.run("cat /sys/block/vda/size").strip() == "8192"
-    resize = {"DiskCommand": {"disk_index": 0, "command": {"Resize": {"new_size": 16 << 20}}}}
-    assert client.request(json.dumps(resize)) == "Ok"
+def wait_for_the_guest_to_see_16_mib(guest, disk):
     deadline = time.monotonic() + HANG_GUARD
     while guest.run("cat /sys/block/vda/size").strip() != "32768":
         assert time.monotonic() < deadline, "the guest never saw the new size"
         time.sleep(0.5)
     assert disk.stat().st_size == 16 << 20
+
+
+def grow_disk_under_the_guest(launcher, guest, sock, disk):
+    """Disk 0 (4 MiB) grows to 16 MiB with `crosvm-launch disk resize`;
+    the guest's driver hears of it through a config change."""
+    assert guest.run("cat /sys/block/vda/size").strip() == "8192"
+    resized = control(launcher, "disk", "resize", "0", "16M", sock)
+    assert resized.returncode == 0, resized.stderr
+    wait_for_the_guest_to_see_16_mib(guest, disk)
+
+
+def grow_disk_with_a_crosvm_packet(client, guest, disk):
+    """The same with crosvm's own DiskCommand, as its crosvm_control sends it."""
+    assert guest.run("cat /sys/block/vda/size").strip() == "8192"
+    resize = {"DiskCommand": {"disk_index": 0, "command": {"Resize": {"new_size": 16 << 20}}}}
+    assert client.request(json.dumps(resize)) == "Ok"
+    wait_for_the_guest_to_see_16_mib(guest, disk)
 
 
 def random_packets(count):
@@ -89,7 +106,7 @@ def test_crosvm_packets_drive_a_linux_guest_to_a_clean_power_off(boot, tmp_path)
         status = client.request('{"request":"status"}')  # ours: crosvm has no status
         assert status["status"]["state"] == "running"
 
-        grow_disk_under_the_guest(client, guest, disk)
+        grow_disk_with_a_crosvm_packet(client, guest, disk)
 
         guest.send("(i=0; while true; do echo tick-$i; i=$((i+1)); sleep 1; done) &\n")
         guest.expect(r"tick-2\b")

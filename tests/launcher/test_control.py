@@ -155,6 +155,44 @@ def test_crosvm_commands_for_devices_we_lack_say_so(launcher, running_vm):
     assert vm.finish() == 0
 
 
+CROSVM_SCRIPT = """#!/bin/sh
+# Written for crosvm, as its book shows it: run in one shell, control from another.
+set -e
+crosvm run --cpus 1 --mem 256 -b "$DISK",ro -s "$SOCK" --serial type=file,path="$CONSOLE",console "$KERNEL" &
+vm=$!
+until [ -S "$SOCK" ]; do sleep 0.1; done
+until grep -q tick "$CONSOLE" 2>/dev/null; do sleep 0.1; done
+crosvm suspend "$SOCK"
+crosvm resume "$SOCK"
+crosvm disk resize 0 1048576 "$SOCK" && exit 9  # a read-only disk must refuse
+crosvm stop "$SOCK"
+wait $vm
+echo "the VM exited $?"
+"""
+
+
+@needs_kvm
+def test_a_script_written_for_crosvm_runs_unchanged(launcher, guest_program, tmp_path):
+    """The issue's measure: `crosvm` replaced by crosvm-launch (here, a
+    `crosvm` on PATH that is crosvm-launch), nothing else changed."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "crosvm").symlink_to(launcher)
+    script = tmp_path / "vm.sh"
+    script.write_text(CROSVM_SCRIPT)
+    disk = tmp_path / "disk.img"
+    disk.write_bytes(b"\0" * 65536)
+    environment = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "DISK": str(disk),
+                   "SOCK": str(tmp_path / "vm.sock"), "CONSOLE": str(tmp_path / "console.txt"),
+                   "KERNEL": guest_program("ticker")}
+    result = subprocess.run(["sh", str(script)], capture_output=True, text=True, env=environment,
+                            stdin=subprocess.DEVNULL, timeout=HANG_GUARD)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip().endswith("the VM exited 0"), result.stdout
+    assert "read-only" in result.stderr  # the refused resize said why
+    assert not (tmp_path / "vm.sock").exists()
+
+
 @needs_kvm
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_stops_the_vm_and_removes_the_socket(running_vm, signum):

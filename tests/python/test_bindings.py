@@ -52,11 +52,25 @@ def test_errors_are_named_for_their_codes(tmp_path):
      "net: needs exactly one of tap-name=, tap-fd=, host-ip= and passt"),
     ({"devices": [("block", "path=a,size=3")]}, crosvm.InvalidArgumentError, "block: unknown key 'size'"),
     ({"devices": ["block"]}, crosvm.InvalidArgumentError, r"\(kind, options\) pair"),
+    ({"disks": [crosvm.Disk("a.img", num_queues=17)]}, crosvm.InvalidArgumentError,
+     "block: num-queues must be 1 to 16, not '17'"),
+    ({"disks": [crosvm.Disk("a.img", block_size=1000)]}, crosvm.InvalidArgumentError, "block-size must be"),
+    ({"disks": [crosvm.Disk("a.img", num_queues="2")]}, crosvm.InvalidArgumentError, "num_queues must be an integer"),
 ])
 def test_configuration_is_validated(options, error, words):
     config = crosvm.VmConfig(**options)
     with pytest.raises(error, match=words):
         config._build()
+
+
+def test_a_disk_takes_crosvms_block_keys(tmp_path):
+    image = tmp_path / "a,b.img"  # a comma in the path survives the block list
+    image.write_bytes(b"\0" * 65536)
+    disk = crosvm.Disk(image, read_only=False, id="serial-1", sparse=False, lock=False, direct=True,
+                       block_size=4096, num_queues=2, allow_backing=True)
+    assert disk._keys() == "sparse=false,lock=false,direct=true,allow-backing=true,block-size=4096,num-queues=2"
+    crosvm.VmConfig(disks=[disk])._build()  # the library took the list
+    assert crosvm.Disk(image)._keys() == ""  # the defaults go through add_disk, as before
 
 
 def test_control_request_reports_bad_requests_and_missing_sockets(tmp_path):

@@ -116,6 +116,27 @@ class Disk:
     read_only: bool = True
     root: bool = False        # root=/dev/vda on the command line
     id: Optional[str] = None  # the serial the guest reads (<= 20 bytes)
+    # crosvm's other --block keys (docs/launcher.md), with its defaults.
+    sparse: bool = True          # discard offered, write-zeroes may free space
+    lock: bool = True            # an OFD lock against other VMMs
+    direct: bool = False         # O_DIRECT for aligned requests
+    block_size: int = 512        # the logical block size the guest sees
+    num_queues: int = 1          # request queues (1 to 16)
+    allow_backing: bool = False  # follow a qcow2 image's backing file
+
+    def _keys(self) -> str:
+        """The keys beyond add_disk's, as a block list ("" when all are the defaults)."""
+        keys = []
+        for name, default in (("sparse", True), ("lock", True), ("direct", False), ("allow_backing", False)):
+            if getattr(self, name) != default:
+                keys.append(f"{name.replace('_', '-')}={'true' if getattr(self, name) else 'false'}")
+        for name, default in (("block_size", 512), ("num_queues", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InvalidArgumentError(f"Disk.{name} must be an integer, not {value!r}")
+            if value != default:
+                keys.append(f"{name.replace('_', '-')}={value}")
+        return ",".join(keys)
 
 
 _CONSOLES = ("serial", "virtio")
@@ -200,7 +221,19 @@ class VmConfig:
         for disk in self.disks:
             if not isinstance(disk, Disk):
                 disk = Disk(disk)  # read-only, as crosvm-launch's -d
-            native.add_disk(os.fspath(disk.path), disk.read_only, disk.root, disk.id)
+            keys = disk._keys()
+            if not keys:
+                native.add_disk(os.fspath(disk.path), disk.read_only, disk.root, disk.id)
+                continue
+            # The library's block list, the one parser every front end shares.
+            path = os.fspath(disk.path)
+            if '"' in path or (disk.id is not None and '"' in disk.id):
+                raise InvalidArgumentError(f"a Disk with {keys} cannot have a '\"' in its path or id")
+            items = [f'path="{path}"', f"ro={'true' if disk.read_only else 'false'}",
+                     f"root={'true' if disk.root else 'false'}", keys]
+            if disk.id is not None:
+                items.append(f'id="{disk.id}"')
+            native.add_device("block", ",".join(items))
         for device in self.devices:
             if not (isinstance(device, tuple) and len(device) == 2 and all(isinstance(x, str) for x in device)):
                 raise InvalidArgumentError(f"a device is a (kind, options) pair of strings, not {device!r}")
