@@ -35,12 +35,14 @@ constexpr std::array<std::pair<std::string_view, RequestKind>, 6> kCrosvmUnitReq
 
 // Every other VmRequest variant crosvm has: read, and answered as crosvm
 // answers one it has no device for ({"Err":95}), never dropped.
-constexpr std::array<std::string_view, 23> kCrosvmUnsupported{
-    "Sleepbtn",         "Rtc",           "Swap",           "Gpe",          "PciPme",
-    "MakeRT",           "BalloonCommand", "UsbCommand",    "GpuCommand",   "BatCommand",
-    "SndCommand",       "HotPlugVfioCommand", "HotPlugNetCommand", "Snapshot", "RegisterListener",
-    "UnregisterListener", "Unregister",  "VcpuPidTid",     "Throttle",     "GetVmDescriptor",
-    "RegisterMemory",   "UnregisterMemory", "IoEventCommand",
+// (crosvm's VmRequest at f1e797a6 has 29 variants: these 22, the 6 above
+// and DiskCommand.)
+constexpr std::array<std::string_view, 22> kCrosvmUnsupported{
+    "Sleepbtn",           "Rtc",         "Swap",       "Gpe",          "PciPme",
+    "MakeRT",             "BalloonCommand", "UsbCommand", "GpuCommand", "BatCommand",
+    "SndCommand",         "HotPlugVfioCommand", "HotPlugNetCommand", "Snapshot", "RegisterListener",
+    "UnregisterListener", "Unregister",  "VcpuPidTid", "Throttle",     "GetVmDescriptor",
+    "RegisterMemory",     "UnregisterMemory",
 };
 
 // crosvm's VmResponse variants a client of ours may be given.

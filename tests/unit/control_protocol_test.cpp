@@ -176,6 +176,7 @@ TEST_CASE("crosvm's requests are read as serde writes its VmRequest", "[control]
 TEST_CASE("malformed requests of crosvm's kind are refused with a reason", "[control]") {
   Dialect dialect = Dialect::kLibcrosvm;
   CHECK_FALSE(parse_request(R"("Exit2")", &dialect).ok());
+  CHECK_FALSE(parse_request(R"("IoEventCommand")").ok());  // not one of crosvm's
   CHECK(dialect == Dialect::kCrosvm);
   CHECK(protocol_error_of(R"({"Exit":null})") == "Exit takes no data");
   CHECK(protocol_error_of(R"("DiskCommand")").find("DiskCommand needs") == 0);
