@@ -75,6 +75,22 @@ void HostOutput::write_waiting(std::span<const uint8_t> bytes) {
 }
 
 void HostOutput::post_flush() {
+  // The loop collects for kCoalesce before it writes: a byte per port write
+  // makes a batch per line or more, not a write (and a wake-up of the loop
+  // and of the reader) per byte. The timer is the retry's: at most one of
+  // the two is armed, as flush_posted_ stays set until the flush is done.
+  loop_.post([weak = weak_from_this()] {
+    auto self = weak.lock();
+    if (!self) return;
+    self->retry_->timer.expires_after(kCoalesce);
+    self->retry_->timer.async_wait([weak](const boost::system::error_code& error) {
+      if (error) return;
+      if (auto self = weak.lock()) self->flush_ready();
+    });
+  });
+}
+
+void HostOutput::post_flush_now() {
   loop_.post([weak = weak_from_this()] {
     if (auto self = weak.lock()) self->flush_ready();
   });
@@ -118,7 +134,7 @@ void HostOutput::flush_ready() {
       // turn, after whatever else the loop has to do. flush_posted_ stays.
       writing.unlock();
       wake_writer();
-      return post_flush();
+      return post_flush_now();
     }
     pollfd ready{fd_, POLLOUT, 0};
     if (::poll(&ready, 1, 0) <= 0) return retry_later();  // not writable yet (or poll failed)

@@ -4,7 +4,11 @@
 // port write per character; a write(2) for each cost a syscall per byte and
 // woke whoever reads the other end of a pipe per byte (under nested KVM such
 // a reader's wake-ups were what made guests stall: docs/testing.md). The
-// vCPU only appends to a buffer and, when it was empty, posts one flush.
+// vCPU only appends to a buffer and, when it was empty, posts one flush,
+// which the loop makes kCoalesce later: where the loop thread runs as soon
+// as it is posted to (one host CPU), a flush at once wrote a byte at a time
+// again, at two context switches and four syscalls per byte, and doubled
+// a verbose boot's time (bench/findings.md, "Boot to /init").
 //
 // The event loop never waits on the fd: it writes what the fd takes at once
 // (chunks of at most PIPE_BUF once poll() says it is writable) and tries the
@@ -25,6 +29,7 @@
 // stops) and the destructor; those wait for the reader, so nothing is lost.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -41,6 +46,9 @@ class HostOutput final : public OutputStream, public std::enable_shared_from_thi
  public:
   static constexpr size_t kMaxPending = 64 << 10;
   static constexpr size_t kMaxWritePerTurn = 64 << 10;
+  // What output waits, at most, for more to join it: below what an eye or
+  // a terminal's frame can tell.
+  static constexpr std::chrono::milliseconds kCoalesce{2};
 
   // Writes to `fd`, which it does not own (stdout) unless `owned` holds it.
   HostOutput(EventLoop& loop, int fd, std::shared_ptr<UniqueFd> owned = nullptr);
@@ -66,7 +74,8 @@ class HostOutput final : public OutputStream, public std::enable_shared_from_thi
   // for the rest.
   void flush_ready();
   void retry_later();
-  void post_flush();
+  void post_flush();      // kCoalesce from now
+  void post_flush_now();  // the loop's next turn (a turn's budget was spent)
   // Hands room to the waiting writer, if there is room (pending_mutex_ not held).
   void wake_writer();
   bool has_room_locked() const { return pending_.size() <= kMaxPending / 2; }
