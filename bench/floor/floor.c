@@ -90,11 +90,14 @@ static void set_lapic(int vcpu) {
   checked_ioctl(vcpu, KVM_SET_LAPIC, &lapic, "KVM_SET_LAPIC");
 }
 
+/* GSIs 0-15 to the PICs and the IOAPIC, 16-23 to the IOAPIC, as KVM's
+ * default table and libcrosvm's: a guest with no MP table or MADT (the
+ * boot floor's) runs its interrupts through the PIC. */
 static void route_interrupts(struct floor_vm *vm) {
-  enum { kPins = 24 };
+  enum { kPins = 24, kPicPins = 16 };
   struct {
     struct kvm_irq_routing header;
-    struct kvm_irq_routing_entry entries[kPins];
+    struct kvm_irq_routing_entry entries[kPins + kPicPins];
   } routing;
   memset(&routing, 0, sizeof(routing));
   for (uint32_t gsi = 0; gsi < kPins; ++gsi) {
@@ -104,6 +107,12 @@ static void route_interrupts(struct floor_vm *vm) {
     entry->type = KVM_IRQ_ROUTING_IRQCHIP;
     entry->u.irqchip.irqchip = KVM_IRQCHIP_IOAPIC;
     entry->u.irqchip.pin = gsi == 0 ? 2 : gsi;
+    if (gsi >= kPicPins) continue;
+    entry = &routing.entries[routing.header.nr++];
+    entry->gsi = gsi;
+    entry->type = KVM_IRQ_ROUTING_IRQCHIP;
+    entry->u.irqchip.irqchip = gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE;
+    entry->u.irqchip.pin = gsi % 8;
   }
   checked_ioctl(vm->vm, KVM_SET_GSI_ROUTING, &routing, "KVM_SET_GSI_ROUTING");
   vm->irq_event = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -125,9 +134,15 @@ void floor_vm_create(struct floor_vm *vm, uint64_t memory_mib) {
   if (vm->vm < 0) die("KVM_CREATE_VM");
 
   vm->memory_size = memory_mib << 20;
-  vm->memory = mmap(NULL, vm->memory_size, PROT_READ | PROT_WRITE,
-                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (vm->memory == MAP_FAILED) die("mmap guest memory");
+  /* At a 2 MiB boundary, as libcrosvm maps it, so that the host can back
+   * it with huge pages (floor_advise_huge_pages). */
+  enum { kHugePage = 2 << 20 };
+  uint8_t *reserved = mmap(NULL, vm->memory_size + kHugePage, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (reserved == MAP_FAILED) die("mmap guest memory");
+  vm->memory = (uint8_t *)(((uintptr_t)reserved + kHugePage - 1) & ~(uintptr_t)(kHugePage - 1));
+  if (vm->memory > reserved) munmap(reserved, (size_t)(vm->memory - reserved));
+  munmap(vm->memory + vm->memory_size, (size_t)(reserved + kHugePage - vm->memory));
   struct kvm_userspace_memory_region region = {
       .slot = 0, .guest_phys_addr = 0, .memory_size = vm->memory_size,
       .userspace_addr = (uint64_t)(uintptr_t)vm->memory};
@@ -153,6 +168,15 @@ void floor_vm_create(struct floor_vm *vm, uint64_t memory_mib) {
   if (vm->vcpu < 0) die("KVM_CREATE_VCPU");
   vm->run = mmap(NULL, vm->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, vm->vcpu, 0);
   if (vm->run == MAP_FAILED) die("mmap kvm_run");
+  /* What a guest kernel needs to find KVM's paravirtual clock (the
+   * hypervisor bit) and the LAPIC's deadline timer, as libcrosvm sets them. */
+  const int tsc_deadline = ioctl(vm->kvm, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0;
+  for (uint32_t i = 0; i < cpuid->nent; ++i) {
+    struct kvm_cpuid_entry2 *entry = &cpuid->entries[i];
+    if (entry->function != 1) continue;
+    entry->ecx |= 1u << 31;
+    if (tsc_deadline) entry->ecx |= 1u << 24;
+  }
   checked_ioctl(vm->vcpu, KVM_SET_CPUID2, cpuid, "KVM_SET_CPUID2");
   free(cpuid);
   set_msrs(vm->vcpu);
@@ -163,6 +187,10 @@ void floor_vm_create(struct floor_vm *vm, uint64_t memory_mib) {
   checked_ioctl(vm->vcpu, KVM_SET_FPU, &fpu, "KVM_SET_FPU");
   set_lapic(vm->vcpu);
   route_interrupts(vm);
+}
+
+void floor_advise_huge_pages(struct floor_vm *vm) {
+  (void)madvise(vm->memory, vm->memory_size, MADV_HUGEPAGE);
 }
 
 void floor_vm_destroy(struct floor_vm *vm) {
@@ -361,6 +389,142 @@ int floor_run_until_power_off(struct floor_vm *vm, void (*on_output)(uint8_t byt
       case KVM_EXIT_INTR:
         break;
       default:
+        fprintf(stderr, "floor: the guest stopped with KVM exit %u\n", run->exit_reason);
+        return -1;
+    }
+  }
+}
+
+/* The boot floor's serial port: an 8250 that only prints. Its registers
+ * hold what the guest writes (the Linux driver reads them back to find
+ * the port: IER, LCR, MCR, the scratch register, the modem lines in
+ * loopback, the FIFO bits in IIR); a byte written to THR leaves at once
+ * and, if the guest asked for it, raises IRQ 4 to say so. Nothing is ever
+ * received. */
+struct floor_uart {
+  uint8_t ier, lcr, mcr, scratch, fifo, thr_empty_pending;
+  uint8_t cmos_index; /* not the UART's: the CMOS index port of floor_run_linux */
+  uint8_t line[4096];
+  size_t used;
+};
+
+static void uart_flush(struct floor_uart *uart) {
+  size_t done = 0;
+  while (done < uart->used) {
+    ssize_t wrote = write(STDOUT_FILENO, uart->line + done, uart->used - done);
+    if (wrote <= 0) break;
+    done += (size_t)wrote;
+  }
+  uart->used = 0;
+}
+
+static void uart_raise(struct floor_vm *vm) {
+  uint64_t one = 1;
+  if (write(vm->irq_event, &one, sizeof(one)) != sizeof(one)) die("raise IRQ 4");
+}
+
+static void uart_write(struct floor_vm *vm, struct floor_uart *uart, unsigned offset, uint8_t value) {
+  const int divisor = (uart->lcr & 0x80) != 0;
+  switch (offset) {
+    case 0:
+      if (divisor) break;
+      if ((uart->mcr & 0x10) == 0) {  /* not in loopback */
+        uart->line[uart->used++] = value;
+        if (value == '\n' || uart->used == sizeof(uart->line)) uart_flush(uart);
+      }
+      if (uart->ier & 0x02) {
+        uart->thr_empty_pending = 1;
+        uart_raise(vm);
+      }
+      break;
+    case 1:
+      if (divisor) break;
+      {
+        const int thr_empty_enabled_now = (value & 0x02) && !(uart->ier & 0x02);
+        uart->ier = value & 0x0f;
+        if (thr_empty_enabled_now) {
+          uart->thr_empty_pending = 1;
+          uart_raise(vm);
+        }
+      }
+      break;
+    case 2: uart->fifo = value & 0x01; break;
+    case 3: uart->lcr = value; break;
+    case 4: uart->mcr = value & 0x1f; break;
+    case 7: uart->scratch = value; break;
+    default: break;
+  }
+}
+
+static uint8_t uart_read(struct floor_uart *uart, unsigned offset) {
+  const int divisor = (uart->lcr & 0x80) != 0;
+  const uint8_t fifo = uart->fifo ? 0xc0 : 0;
+  switch (offset) {
+    case 0: return 0;
+    case 1: return divisor ? 0 : uart->ier;
+    case 2:
+      if ((uart->ier & 0x02) && uart->thr_empty_pending) {
+        uart->thr_empty_pending = 0;
+        return 0x02 | fifo;
+      }
+      return 0x01 | fifo;
+    case 3: return uart->lcr;
+    case 4: return uart->mcr;
+    case 5: return 0x60;  /* THR empty, transmitter idle */
+    case 6:
+      if (uart->mcr & 0x10) {
+        const uint8_t mcr = uart->mcr;
+        return (uint8_t)(((mcr & 0x01) << 5) | ((mcr & 0x02) << 3) | ((mcr & 0x04) << 4) |
+                         ((mcr & 0x08) << 4));
+      }
+      return 0xb0;
+    default: return uart->scratch;
+  }
+}
+
+int floor_run_linux(struct floor_vm *vm) {
+  struct floor_uart uart;
+  memset(&uart, 0, sizeof(uart));
+  struct kvm_run *run = vm->run;
+  for (;;) {
+    switch (floor_run_once(vm)) {
+      case KVM_EXIT_IO: {
+        uint8_t *data = (uint8_t *)run + run->io.data_offset;
+        const uint16_t port = run->io.port;
+        const int uart_port = port >= FLOOR_COM1 && port < FLOOR_COM1 + 8 && run->io.size == 1;
+        for (uint32_t i = 0; i < run->io.count; ++i) {
+          uint8_t *item = data + (size_t)i * run->io.size;
+          if (run->io.direction == KVM_EXIT_IO_OUT) {
+            if (uart_port) {
+              uart_write(vm, &uart, port - FLOOR_COM1, *item);
+            } else if (port == 0x70) {
+              uart.cmos_index = *item & 0x7f;
+            } else if (port == 0x64 && *item == 0xfe) {  /* reboot=k: the guest is done */
+              uart_flush(&uart);
+              return 0;
+            }
+          } else {
+            memset(item, 0xff, run->io.size);
+            if (uart_port) *item = uart_read(&uart, port - FLOOR_COM1);
+            /* A CMOS of zeros whose register D says "valid": with all-ones
+             * (update always in progress) the kernel's RTC probe waits
+             * 2.5 s here before it gives up. */
+            if (port == 0x71 && run->io.size == 1) *item = uart.cmos_index == 0x0d ? 0x80 : 0;
+          }
+        }
+        break;
+      }
+      case KVM_EXIT_MMIO:
+        if (!run->mmio.is_write) memset(run->mmio.data, 0xff, sizeof(run->mmio.data));
+        break;
+      case KVM_EXIT_HLT:
+      case KVM_EXIT_INTR:
+        break;
+      case KVM_EXIT_SHUTDOWN:
+        uart_flush(&uart);
+        return 0;
+      default:
+        uart_flush(&uart);
         fprintf(stderr, "floor: the guest stopped with KVM exit %u\n", run->exit_reason);
         return -1;
     }

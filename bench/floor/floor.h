@@ -3,7 +3,8 @@
  * VM, memory slot, TSS and identity-map addresses, irqchip, PIT, vCPU
  * with CPUID, MSRs, FPU, LAPIC, long-mode registers, GSI routing and an
  * irqfd) and nothing else: no devices, threads, event loop, ACPI or
- * checks beyond what the guest needs to run. Benchmarks compare libcrosvm
+ * checks beyond what the guest needs to run (the boot floor adds a UART
+ * that prints and a CMOS of zeros: floor_run_linux). Benchmarks compare libcrosvm
  * with it, so each figure says what the library adds to KVM's own cost. */
 #ifndef CROSVM_BENCH_FLOOR_H
 #define CROSVM_BENCH_FLOOR_H
@@ -27,6 +28,9 @@ struct floor_vm {
  * Exits the program with a message on any failure. */
 void floor_vm_create(struct floor_vm *vm, uint64_t memory_mib);
 void floor_vm_destroy(struct floor_vm *vm);
+
+/* MADV_HUGEPAGE on guest RAM, as libcrosvm does after loading the guest. */
+void floor_advise_huge_pages(struct floor_vm *vm);
 
 /* Loads a tiny guest (an ELF executable whose physical addresses are its
  * load addresses) and points the vCPU at its entry in 64-bit mode. */
@@ -52,6 +56,15 @@ uint32_t floor_run_once(struct floor_vm *vm);
  * byte written to COM1. Returns 0, or -1 when the guest stopped otherwise. */
 int floor_run_until_power_off(struct floor_vm *vm, void (*on_output)(uint8_t byte, void *userdata),
                               void *userdata);
+
+/* Runs a Linux guest until it resets (reboot=k) or shuts down: COM1 is an
+ * 8250 that only prints (to stdout, a line at a time) and raises IRQ 4 when
+ * its holding register empties; every other port reads all-ones and every
+ * write vanishes. No PCI, no ACPI tables, no other device. Returns 0, or
+ * -1 when the guest stopped otherwise. (And one more device, as little as
+ * it can be: a CMOS that reads zeros, without which the kernel's RTC probe
+ * waits 2.5 s for an update that never ends.) */
+int floor_run_linux(struct floor_vm *vm);
 
 uint64_t floor_now_ns(void);
 

@@ -5,6 +5,9 @@
  *   bench-floor setup KERNEL INITRD MIB CMDLINE
  *                                      a Linux configuration up to its first KVM_RUN
  *                                      (measured by the first_run probe)
+ *   bench-floor boot KERNEL INITRD MIB CMDLINE
+ *                                      the boot floor: that Linux run with nothing
+ *                                      but a UART that prints, its console on stdout
  * Prints one line of key=value pairs. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,7 +36,8 @@ static void on_output(uint8_t byte, void *userdata) {
 }
 
 static int usage(void) {
-  fputs("usage: bench-floor exits GUEST | churn GUEST COUNT MIB | setup KERNEL INITRD MIB CMDLINE\n",
+  fputs("usage: bench-floor exits GUEST | churn GUEST COUNT MIB | setup KERNEL INITRD MIB CMDLINE\n"
+        "       bench-floor boot KERNEL INITRD MIB CMDLINE\n",
         stderr);
   return 2;
 }
@@ -84,6 +88,16 @@ int main(int argc, char **argv) {
     floor_vm_destroy(&vm);
     puts("first_run=done");
     return 0;
+  }
+  if (strcmp(argv[1], "boot") == 0 && argc == 6) {
+    const long mib = atol(argv[4]);
+    if (mib <= 0) return usage();
+    floor_vm_create(&vm, (uint64_t)mib);
+    floor_load_linux(&vm, argv[2], argv[3], argv[5]);
+    floor_advise_huge_pages(&vm);
+    const int status = floor_run_linux(&vm);
+    floor_vm_destroy(&vm);
+    return status == 0 ? 0 : 1;
   }
   return usage();
 }
