@@ -6,7 +6,9 @@
 # (passt) it brings eth0 up, starts iperf3's server (port 5201) and netrr's
 # (5202), says so, and waits for the host to end the VM. With
 # crosvm_bench.vsock=1 it starts vsockbench's server on vsock port 5300,
-# says so, and waits likewise.
+# says so, and waits likewise. With crosvm_bench.devices=1 it binds every
+# device it finds (disk, NIC by DHCP, vsock, rng, console), uses each once,
+# says so ("devices ready") and waits likewise.
 /bin/busybox echo "crosvm-bench: init reached"
 /bin/busybox mkdir -p /proc /sys /dev
 /bin/busybox mount -t proc proc /proc
@@ -21,13 +23,34 @@ load_modules() {
 block=
 net=
 vsock=
+devices=
 for word in $(/bin/busybox cat /proc/cmdline); do
   case "$word" in
     crosvm_bench.block=*) block=${word#crosvm_bench.block=} ;;
     crosvm_bench.net=*) net=${word#crosvm_bench.net=} ;;
     crosvm_bench.vsock=*) vsock=${word#crosvm_bench.vsock=} ;;
+    crosvm_bench.devices=*) devices=${word#crosvm_bench.devices=} ;;
   esac
 done
+if [ -n "$devices" ]; then
+  load_modules
+  tries=0
+  until [ -b /dev/vda ] && [ -e /sys/class/net/eth0 ] && [ -e /dev/hvc0 ] && [ -e /dev/hwrng ] ||
+      [ $tries -ge 200 ]; do
+    /bin/busybox sleep 0.1
+    tries=$((tries + 1))
+  done
+  /bin/busybox ip link set eth0 up
+  /bin/busybox printf '%s\n' '#!/bin/busybox sh' 'exit 0' > /tmp/lease.sh
+  /bin/busybox chmod +x /tmp/lease.sh
+  /bin/busybox udhcpc -i eth0 -q -n -t 20 -s /tmp/lease.sh >/dev/null 2>&1 || echo "crosvm-bench: no DHCP lease"
+  /bin/busybox dd if=/dev/vda of=/dev/null bs=1M count=8 2>/dev/null || echo "crosvm-bench: no disk"
+  /bin/busybox dd if=/dev/hwrng of=/dev/null bs=64 count=1 2>/dev/null || echo "crosvm-bench: no rng"
+  echo "crosvm-bench: console" > /dev/hvc0 || echo "crosvm-bench: no console"
+  [ -e /dev/vsock ] || echo "crosvm-bench: no vsock"
+  echo "crosvm-bench: devices ready"
+  while true; do /bin/busybox sleep 3600; done
+fi
 if [ -n "$vsock" ]; then
   load_modules
   tries=0

@@ -2,7 +2,8 @@
 """Builds the benchmark guest's initramfs: busybox-static, blkbench, the
 virtio block modules of the kernel and init.sh as /init. With NETRR and
 NET_OUTPUT also the network and vsock benchmarks': the same with
-virtio_net, vsock's transport, netrr, vsockbench (found beside netrr), and
+virtio_net, vsock's transport, virtio's rng and console, netrr, vsockbench
+(found beside netrr), and
 iperf3 with its libraries (kept out of the other one, whose size every
 boot figure pays for). The same archives boot under libcrosvm and QEMU.
 
@@ -16,7 +17,9 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "nested"))
 import modules  # noqa: E402
 
 MODULES = ["virtio_pci", "virtio_blk"]
-NET_MODULES = MODULES + ["virtio_net", "vmw_vsock_virtio_transport"]
+# The network guest's also serves the boot with every device jailed
+# (crosvm_bench.devices=1), whose guest binds each kind: rng and console too.
+NET_MODULES = MODULES + ["virtio_net", "vmw_vsock_virtio_transport", "virtio_rng", "virtio_console"]
 
 
 def build(kernel_version: str, blkbench: str, output: str, netrr: str | None = None,

@@ -8,7 +8,9 @@ the nested runner where the machine has none).
 For each run, in an order that rotates between runs (each VMM first in turn):
   boot    a VMM process is started; the time until the guest's /init prints
           its marker on the serial console (nothing but the kernel and the
-          initramfs; no disk, no network);
+          initramfs; no disk, no network), with the kernel's full console
+          output and with `quiet`: ours, the boot floor (bench-floor boot),
+          Debian 12's QEMU and the current one (QEMU10_PREFIX);
   memory  at that moment, the VMM's peak RSS (VmHWM) and the resident part
           of its guest RAM mapping (the memory the guest touched, kernel and
           initramfs included); the overhead is the difference;
@@ -37,8 +39,10 @@ For each run, in an order that rotates between runs (each VMM first in turn):
           userspace vsock (its Unix socket, in the VMM and jailed);
   sandbox ours again with the devices jailed (crosvm-launch's default:
           boot with a jailed rng, block with a jailed disk), beside ours
-          with --disable-sandbox; its memory adds each device process's
-          private memory (USS) to the VMM's overhead.
+          with --disable-sandbox; and ours with every kind of device
+          jailed and in use (the network guest, crosvm_bench.devices=1);
+          their memory adds the device processes' PSS (guest RAM left
+          out) to the VMM's overhead.
 Guest RAM shared with a device process is a memfd, which gets huge pages
 only as the host's shmem_enabled allows: where this script may set it (as
 root, in the nested machine) every VM runs with `advise`, as docs/c-api.md
@@ -63,7 +67,19 @@ from staging import Stage  # noqa: E402
 
 MARKER = b"crosvm-bench: init reached"
 DONE = b"crosvm-bench: done"
+DEVICES_READY = b"crosvm-bench: devices ready"
 PARAMS = "console=ttyS0 reboot=k panic=-1"
+# How people boot when they care about speed: the kernel prints errors only.
+QUIET_PARAMS = PARAMS + " quiet"
+# Debian's current QEMU, unpacked beside the system's by tests/nested/run
+# --install-emulator (.ci/install-deps): the second peer.
+QEMU10_PREFIX = os.environ.get("CROSVM_NESTED_QEMU_PREFIX", "/opt/crosvm-nested-qemu")
+# Each boot twice, with the kernel's full console output and with `quiet`:
+# ours, the boot floor (bench-floor boot), QEMU microvm (Debian 12's) and
+# QEMU microvm (current); then ours jailed (an rng), with Debian's default
+# shmem policy, and with every kind of device jailed and in use.
+BOOT_VMMS = ["crosvm", "crosvm-quiet", "floor", "floor-quiet", "qemu", "qemu-quiet", "qemu10", "qemu10-quiet",
+             "crosvm-sandboxed"]
 MEMORY_MIB = 256
 BLOCK_MIB = 64
 RANDOM_READS = 2000
@@ -131,6 +147,18 @@ def qemu_command(qemu: list[str], kernel: str, initramfs: str, params: str, disk
     if vsock_cid:
         command += ["-device", f"vhost-vsock-pci,guest-cid={vsock_cid},romfile="]
     return command
+
+
+# The first command line of each (benchmark, VMM), for the report: each row
+# says exactly what ran.
+COMMANDS: dict = {}
+
+
+def record(benchmark: str, vmm: str, command: list[str], env: dict | None = None) -> None:
+    key = f"{benchmark} {vmm}"
+    if key not in COMMANDS:
+        prefix = [f"{name}={env[name]}" for name in ("QEMU_MODULE_DIR",) if env and name in env]
+        COMMANDS[key] = prefix + [str(word) for word in command]
 
 
 def in_namespace(namespace: str, command: list[str]) -> list[str]:
@@ -217,7 +245,8 @@ class Guest:
 
 
 def device_processes(pid: int) -> list[int]:
-    """The jailed device processes a VMM spawned: its children named crosvm-device."""
+    """The jailed device processes a VMM spawned: its children whose
+    program is crosvm-device (by its path: staged, its name is the copy's)."""
     children = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -225,19 +254,32 @@ def device_processes(pid: int) -> list[int]:
         try:
             with open(f"/proc/{entry}/status") as status:
                 text = status.read()
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                program = cmdline.read().split(b"\0")[0]
         except OSError:
             continue
-        if re.search(r"^Name:\s+crosvm-device$", text, re.M) and re.search(rf"^PPid:\s+{pid}$", text, re.M):
+        if program.endswith(b"crosvm-device") and re.search(rf"^PPid:\s+{pid}$", text, re.M):
             children.append(int(entry))
     return children
 
 
-def private_kib(pid: int) -> int:
-    """What the process alone holds (USS): its private pages. Guest RAM it
-    maps is shared with the VMM, which counts it already."""
-    with open(f"/proc/{pid}/smaps_rollup") as rollup:
-        text = rollup.read()
-    return sum(int(x) for x in re.findall(r"^Private_(?:Clean|Dirty):\s+(\d+)", text, re.M))
+def device_kib(pid: int) -> int:
+    """A device process's share of memory: its proportional set size (each
+    page it maps divided by the processes that map it), guest RAM left out
+    (the VMM counts it). Summed over a VM's device processes, the pages
+    they share (libraries only they load) count once, as they cost once;
+    their private pages (USS) alone would count those pages nowhere as
+    soon as two devices map them."""
+    total = 0
+    guest_ram = False
+    with open(f"/proc/{pid}/smaps") as smaps:
+        for line in smaps:
+            header = re.match(r"^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$", line)
+            if header:
+                guest_ram = header.group(1).startswith("/memfd:crosvm_guest")
+            elif line.startswith("Pss:") and not guest_ram:
+                total += int(line.split()[1])
+    return total
 
 
 def shmem_policy() -> str:
@@ -259,24 +301,54 @@ def set_shmem_policy(value: str) -> bool:
     return shmem_policy() == value
 
 
+def boot_command(vmm: str, args, directory: str) -> tuple[list[str], bytes]:
+    """The boot's command line and the marker that ends the wait."""
+    quiet = vmm.endswith("-quiet")
+    base = vmm.removesuffix("-quiet")
+    params = QUIET_PARAMS if quiet else PARAMS
+    if base == "floor":
+        return [args.floor, "boot", args.kernel, args.initramfs, str(MEMORY_MIB), params], MARKER
+    if base in ("qemu", "qemu10"):
+        return qemu_command(args.qemu if base == "qemu" else args.qemu10, args.kernel, args.initramfs, params,
+                            None), MARKER
+    if base == "crosvm-jailed-all":
+        # Every kind of device we have, each jailed (crosvm-launch's
+        # default) and bound by the guest: a disk, the rng, a NIC on passt
+        # (in passt's namespace), a userspace vsock and a virtio console.
+        image = os.path.join(directory, "disk.img")
+        with open(image, "wb") as out:
+            out.truncate((BLOCK_MIB + 1) << 20)
+        command = crosvm_command(args.launcher, args.kernel, args.net_initramfs,
+                                 f"{QUIET_PARAMS} crosvm_bench.devices=1", image, sandbox=True)
+        command[-1:-1] = ["--net", "passt", "--vsock", f"socket={os.path.join(directory, 'vm.vsock')}",
+                          "--serial", "type=sink,hardware=virtio-console,num=1"]
+        return in_namespace(PASST_NAMESPACE, command), DEVICES_READY
+    return crosvm_command(args.launcher, args.kernel, args.initramfs, params, None,
+                          sandbox=base != "crosvm"), MARKER
+
+
 def boot_once(vmm: str, args) -> dict:
-    if vmm in ("crosvm", "crosvm-sandboxed", "crosvm-sandboxed-never"):
-        command = crosvm_command(args.launcher, args.kernel, args.initramfs, PARAMS, None,
-                                 sandbox=vmm != "crosvm")
-    else:
-        command = qemu_command(args.qemu, args.kernel, args.initramfs, PARAMS, None)
+    with tempfile.TemporaryDirectory(prefix="crosvm-bench-") as directory:
+        return boot_in(vmm, args, directory)
+
+
+def boot_in(vmm: str, args, directory: str) -> dict:
+    command, marker = boot_command(vmm, args, directory)
+    record("boot", vmm, command)
     guest = Guest(command, args.env)
     try:
-        seconds = guest.wait_for(MARKER, BOOT_LIMIT)
+        seconds = guest.wait_for(marker, BOOT_LIMIT * (2 if marker == DEVICES_READY else 1))
         if seconds is None:
             return {"failed": f"no marker (exit {guest.process.poll()}): {guest.tail()}"}
+        if marker == DEVICES_READY and b"crosvm-bench: no " in guest.output:
+            return {"failed": f"a device was missing: {guest.tail()}"}
         peak = peak_rss_kib(guest.process.pid)
         guest_ram = guest_ram_rss_kib(guest.process.pid)
         devices = device_processes(guest.process.pid)
-        device_kib = sum(private_kib(pid) for pid in devices)
+        devices_kib = sum(device_kib(pid) for pid in devices)
         return {"boot_s": seconds, "peak_rss_kib": peak, "guest_ram_kib": guest_ram,
                 "overhead_kib": peak - guest_ram, "device_processes": len(devices),
-                "device_private_kib": device_kib, "total_overhead_kib": peak - guest_ram + device_kib}
+                "device_kib": devices_kib, "total_overhead_kib": peak - guest_ram + devices_kib}
     finally:
         guest.stop()
 
@@ -321,6 +393,7 @@ def remove_slow_disk() -> None:
 def slow_block_once(vmm: str, args) -> dict:
     params = f"{PARAMS} crosvm_bench.block={BLOCK_MIB},{RANDOM_READS}"
     if vmm == "floor-slow":
+        record("block-slow", vmm, [args.blkbench, SLOW_DISK, str(BLOCK_MIB), str(RANDOM_READS)])
         ran = subprocess.run([args.blkbench, SLOW_DISK, str(BLOCK_MIB), str(RANDOM_READS)], capture_output=True,
                              timeout=BOOT_LIMIT * 3)
         figures = blkbench_figures(ran.stdout)
@@ -332,6 +405,7 @@ def slow_block_once(vmm: str, args) -> dict:
         command[-1:-1] = ["--block", f"path={SLOW_DISK},direct=true"]
     else:
         command = qemu_command(args.qemu, args.kernel, args.initramfs, params, SLOW_DISK, direct=True)
+    record("block-slow", vmm, command)
     guest = Guest(command, args.env)
     try:
         if guest.wait_for(DONE, BOOT_LIMIT * 3) is None:
@@ -355,6 +429,7 @@ def block_once(vmm: str, args) -> dict:
         if vmm == "floor":
             # The same I/O by a host program straight on the image, opened
             # as the VMMs open it (no O_DIRECT): what no VMM can beat.
+            record("block", vmm, [args.blkbench, "--buffered", image, str(BLOCK_MIB), str(RANDOM_READS)])
             ran = subprocess.run([args.blkbench, "--buffered", image, str(BLOCK_MIB), str(RANDOM_READS)],
                                  capture_output=True, timeout=BOOT_LIMIT * 3)
             figures = blkbench_figures(ran.stdout)
@@ -369,11 +444,14 @@ def block_once(vmm: str, args) -> dict:
         elif vmm == "crosvm-vhost-user":
             socket = os.path.join(directory, "blk.sock")
             backend = start_backend(args.launcher, image, socket, args.env)
+            record("block", "crosvm-vhost-user backend", [args.launcher, "device", "block", "--socket", socket,
+                                                          f"path={image}"])
             command = crosvm_command(args.launcher, args.kernel, args.initramfs, params, None)
             command[-1:-1] = ["--vhost-user", f"type=block,socket={socket}"]
         else:
             command = qemu_command(args.qemu, args.kernel, args.initramfs, params, image,
                                    disk_format="qcow2" if qcow2 else "raw")
+        record("block", vmm, command)
         guest = Guest(command, args.env)
         try:
             if guest.wait_for(DONE, BOOT_LIMIT * 3) is None:
@@ -414,6 +492,7 @@ def net_once(vmm: str, args) -> dict:
     # The guest's address as the host reaches it: passt forwards the host's
     # own ports to the guest.
     target = "127.0.0.1" if passt else GUEST_IP
+    record("net", vmm, in_namespace(namespace, command))
     guest = Guest(in_namespace(namespace, command), args.env)
     try:
         if guest.wait_for(NET_READY, BOOT_LIMIT * 2) is None:
@@ -450,6 +529,7 @@ def vsock_once(vmm: str, args) -> dict:
                 path = os.path.join(directory, "vm.vsock")
                 option, target = f"socket={path}", f"unix:{path}"
             command[-1:-1] = ["--vsock", option]
+        record("vsock", vmm, command)
         guest = Guest(command, args.env)
         try:
             if guest.wait_for(VSOCK_READY, BOOT_LIMIT * 2) is None:
@@ -500,6 +580,14 @@ def main() -> int:
     stage = Stage(enabled=bool(os.environ.get("NESTED_KVM")))
     args.launcher = stage.program(os.path.join(args.build, "launcher", "crosvm-launch"))
     args.qemu = stage.qemu(firmware="bios-microvm.bin")
+    qemu10 = os.path.join(QEMU10_PREFIX, "usr", "bin", "qemu-system-x86_64")
+    # With upstream's microvm firmware, qboot, from its own package (as
+    # Debian 12 links bios-microvm.bin to it): Debian's QEMU 10 leaves
+    # bios-microvm.bin to SeaBIOS's build, which printed nothing in 40 s
+    # under the nested KVM.
+    args.qemu10 = (stage.qemu(firmware="qboot.rom", prefix=QEMU10_PREFIX) + ["-bios", "qboot.rom"]
+                   if os.path.exists(qemu10) else None)
+    args.floor = stage.program(os.path.join(args.build, "bench", "bench-floor"))
     args.kernel, args.initramfs = stage.file(args.kernel), stage.file(args.initramfs)
     args.net_initramfs = stage.file(args.net_initramfs)
     args.netrr = stage.program(args.netrr)
@@ -507,17 +595,23 @@ def main() -> int:
     args.blkbench = stage.program(args.blkbench)
     args.env = stage.environment()
     # The jailed devices' helper, staged beside the launcher's copy.
-    args.env["CROSVM_DEVICE_HELPER"] = stage.program(os.path.join(args.build, "lib", "crosvm-device"))
+    args.env["CROSVM_DEVICE_HELPER"] = stage.program(os.path.join(args.build, "lib", "crosvm-device"), runpath=True)
 
-    names = ["crosvm", "qemu", "crosvm-vhost-user", "crosvm-sandboxed", "crosvm-sandboxed-never", *BLOCK_QCOW2_VMMS,
-             "floor", *SLOW_VMMS, *NET_VMMS, *VSOCK_VMMS]
+    names = [*BOOT_VMMS, "crosvm-sandboxed-never", "crosvm-jailed-all", "crosvm-vhost-user", *BLOCK_QCOW2_VMMS,
+             *SLOW_VMMS, *NET_VMMS, *VSOCK_VMMS]
     results = {name: {"boot": [], "block": [], "net": [], "vsock": []} for name in names}
     failures: list = []
     qemu_version = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True,
                                   text=True).stdout.splitlines()[0]
+    qemu10_version = subprocess.run([qemu10, "--version"], capture_output=True,
+                                    text=True).stdout.splitlines()[0] if args.qemu10 else None
     host_shmem = shmem_policy()
     settable = set_shmem_policy("advise")
-    boot_vmms = ["crosvm", "qemu", "crosvm-sandboxed"] + (["crosvm-sandboxed-never"] if settable else [])
+    boot_vmms = ([vmm for vmm in BOOT_VMMS if args.qemu10 or not vmm.startswith("qemu10")] +
+                 (["crosvm-sandboxed-never"] if settable else []) + ["crosvm-jailed-all"])
+    if not args.qemu10:
+        print(f"run_guests: no {qemu10} (tests/nested/run --install-emulator): no current QEMU",
+              file=sys.stderr, flush=True)
     make_namespaces()
     slow_disk = make_slow_disk()
     try:
@@ -560,9 +654,13 @@ def main() -> int:
     shmem = ("advise (set for the run; the host's was " + host_shmem + ")") if settable else host_shmem
     with open(args.out, "w") as out:
         json.dump({"results": results, "failures": failures, "qemu_version": qemu_version,
+                   "qemu10_version": qemu10_version, "quiet_params": QUIET_PARAMS,
+                   "commands": {key: [re.sub(r"/tmp/crosvm-bench-\w+/", "$TMP/", word)
+                                      for word in stage.unstaged(command)]
+                                for key, command in COMMANDS.items()},
                    "params": PARAMS, "memory_mib": MEMORY_MIB, "shmem_enabled": shmem, "block_mib": BLOCK_MIB,
                    "random_reads": RANDOM_READS, "slow_disk": slow_disk, "net_seconds": args.net_seconds,
-                   "vsock_mib": VSOCK_MIB, "kernel": kernel, "staged": stage.enabled,
+                   "vsock_mib": VSOCK_MIB, "kernel": kernel, "staged": stage.enabled, "build": args.build,
                    "cpu": cpu_model()}, out, indent=1)
     stage.close()
     return 0
