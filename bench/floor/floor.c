@@ -359,6 +359,22 @@ void floor_load_linux(struct floor_vm *vm, const char *kernel, const char *initr
   enter_long_mode(vm, kKernelAddress + 0x200);
 }
 
+/* The exits both run loops let pass: an MMIO read finds all-ones and a
+ * write vanishes; a halt or a signal's interruption goes on. 0 for any
+ * other exit. */
+static int floor_passing_exit(struct kvm_run *run) {
+  switch (run->exit_reason) {
+    case KVM_EXIT_MMIO:
+      if (!run->mmio.is_write) memset(run->mmio.data, 0xff, sizeof(run->mmio.data));
+      return 1;
+    case KVM_EXIT_HLT:
+    case KVM_EXIT_INTR:
+      return 1;
+    default:
+      return 0;
+  }
+}
+
 uint32_t floor_run_once(struct floor_vm *vm) {
   if (ioctl(vm->vcpu, KVM_RUN, 0) < 0 && errno != EINTR) die("KVM_RUN");
   return vm->run->exit_reason;
@@ -382,13 +398,8 @@ int floor_run_until_power_off(struct floor_vm *vm, void (*on_output)(uint8_t byt
         }
         break;
       }
-      case KVM_EXIT_MMIO:
-        if (!run->mmio.is_write) memset(run->mmio.data, 0xff, sizeof(run->mmio.data));
-        break;
-      case KVM_EXIT_HLT:
-      case KVM_EXIT_INTR:
-        break;
       default:
+        if (floor_passing_exit(run)) break;
         fprintf(stderr, "floor: the guest stopped with KVM exit %u\n", run->exit_reason);
         return -1;
     }
@@ -514,16 +525,11 @@ int floor_run_linux(struct floor_vm *vm) {
         }
         break;
       }
-      case KVM_EXIT_MMIO:
-        if (!run->mmio.is_write) memset(run->mmio.data, 0xff, sizeof(run->mmio.data));
-        break;
-      case KVM_EXIT_HLT:
-      case KVM_EXIT_INTR:
-        break;
       case KVM_EXIT_SHUTDOWN:
         uart_flush(&uart);
         return 0;
       default:
+        if (floor_passing_exit(run)) break;
         uart_flush(&uart);
         fprintf(stderr, "floor: the guest stopped with KVM exit %u\n", run->exit_reason);
         return -1;
