@@ -72,6 +72,8 @@ constexpr std::array kSerialKeys = {
     DeviceKey{"earlycon", "true: earlycon=uart8250,io,PORT (UARTs only)", true},
     DeviceKey{"stdin", "true: the process's stdin is this port's input", true},
     DeviceKey{"input", "a file or FIFO whose bytes are this port's input (not with stdin)"},
+    DeviceKey{"out-timestamp", "true: each line of output starts with the host's UTC time, "
+                               "\"[ YYYY-MM-DD HH:MM:SS.NNNNNNNNN ]: \" (UARTs only)", true},
 };
 
 Result<void> add_serial(VmConfig& config, const DeviceOptions& options) {
@@ -103,6 +105,7 @@ Result<void> add_serial(VmConfig& config, const DeviceOptions& options) {
   serial.console = CROSVM_TRY(options.flag("console", false));
   serial.earlycon = CROSVM_TRY(options.flag("earlycon", false));
   serial.read_stdin = CROSVM_TRY(options.flag("stdin", false));
+  serial.out_timestamp = CROSVM_TRY(options.flag("out-timestamp", false));
   serial.input_path = options.text("input").value_or("");
   if (options.text("input") && serial.input_path.empty()) return options.invalid("input= needs a path");
   if (serial.read_stdin && !serial.input_path.empty()) return options.invalid("stdin and input= cannot be combined");
@@ -110,6 +113,9 @@ Result<void> add_serial(VmConfig& config, const DeviceOptions& options) {
   if (serial.output != SerialOutput::kFile && !serial.path.empty()) return options.invalid("path= is for type=file");
   if (serial.hardware == SerialHardware::kVirtioConsole && serial.earlycon) {
     return options.invalid("a virtio-console cannot be an earlycon");
+  }
+  if (serial.hardware == SerialHardware::kVirtioConsole && serial.out_timestamp) {
+    return options.invalid("out-timestamp is for UARTs (hardware=serial), as in crosvm");
   }
   config.set_serial(std::move(serial));
   return {};

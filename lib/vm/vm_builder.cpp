@@ -28,6 +28,7 @@
 #include "disk/disk_file.h"
 #include "tinyguest/demo_image.h"
 #include "vm/device_options.h"
+#include "vm/line_timestamps.h"
 #include "vm/vm.h"
 
 namespace crosvm {
@@ -302,6 +303,12 @@ Result<void> Vm::attach_serial(const SerialConfig& config) {
   // The UART's vCPU waits when the output is full, as on a slow line.
   std::shared_ptr<OutputStream> output = CROSVM_TRY(output_stream(config));
   Serial::OutputSink sink = [output](std::span<const uint8_t> bytes) { output->write_waiting(bytes); };
+  if (config.out_timestamp) {
+    sink = [output, stamps = std::make_shared<LineTimestamps>()](std::span<const uint8_t> bytes) {
+      const std::string stamped = stamps->stamp(bytes);
+      output->write_waiting(std::span(reinterpret_cast<const uint8_t*>(stamped.data()), stamped.size()));
+    };
+  }
   auto irq = CROSVM_TRY(create_irq_line(Serial::kIrqs[index]));
   static constexpr std::string_view kNames[] = {"serial 1", "serial 2", "serial 3", "serial 4"};
   auto serial = std::make_shared<Serial>(kNames[index], std::move(irq), std::move(sink));

@@ -28,6 +28,7 @@ struct SerialConfig {
   std::function<void(std::span<const uint8_t>)> callback;  // for kCallback
   bool console = false;     // console=ttySn (hvcN) on the command line
   bool earlycon = false;    // earlycon=uart8250,io,PORT (UARTs only)
+  bool out_timestamp = false;  // crosvm's: each output line starts with the UTC time (UARTs only)
   bool read_stdin = false;  // the process's stdin feeds this port
   std::string input_path;   // crosvm's input=: this file's (or FIFO's) bytes feed the port
 };

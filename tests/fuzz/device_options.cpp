@@ -41,6 +41,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(port.number >= 1 && port.number <= 4);
     FUZZ_CHECK((port.output == crosvm::SerialOutput::kFile) == !port.path.empty());
     FUZZ_CHECK(!(port.earlycon && port.hardware == crosvm::SerialHardware::kVirtioConsole));
+    FUZZ_CHECK(!(port.out_timestamp && port.hardware == crosvm::SerialHardware::kVirtioConsole));
   } else if (kind.name == "vhost-user") {
     FUZZ_CHECK(config.vhost_user.size() == 1 && config.disks.empty() && config.serials.size() == 1);
     const crosvm::VhostUserConfig& device = config.vhost_user[0];

@@ -1,10 +1,12 @@
 """crosvm-launch as a user at a shell meets it: its exit codes, its one-line
 errors for bad input, its serial options and signals."""
+import datetime
 import fcntl
 import pty
 import select
 import os
 import pathlib
+import re
 import shutil
 import signal
 import struct
@@ -138,6 +140,22 @@ def test_serial_to_a_file(launcher, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "demo guest" in output.read_text()
     assert "demo guest" not in result.stdout
+
+
+@needs_kvm
+def test_out_timestamp_stamps_each_line_in_utc(launcher, tmp_path):
+    output = tmp_path / "console.log"
+    before = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+    result = run(launcher, "run", "--demo", "--serial", f"type=file,path={output},num=1,out-timestamp=true")
+    after = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+    assert result.returncode == 0, result.stderr
+    lines = output.read_text().splitlines()
+    assert any("demo guest" in line for line in lines)
+    for line in lines:
+        found = re.match(r"\[ (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\.(\d{9}) \]: ", line)
+        assert found, line
+        stamp = datetime.datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S")
+        assert before.replace(microsecond=0) <= stamp <= after, line
 
 
 @needs_kvm

@@ -138,6 +138,11 @@ TEST_CASE("serial: bad lists name the problem", "[device-options]") {
   CHECK(refused("serial", "type").find("serial: type needs a value") != std::string::npos);
   CHECK(refused("serial", "hardware=usb").find("serial or virtio-console") != std::string::npos);
   CHECK(refused("serial", "hardware=virtio-console,earlycon").find("earlycon") != std::string::npos);
+  CHECK(refused("serial", "hardware=virtio-console,out-timestamp").find("out-timestamp is for UARTs") !=
+        std::string::npos);
+  CHECK(refused("serial", "out-timestamp=maybe").find("out-timestamp") != std::string::npos);
+  CHECK(added("serial", "type=sink,out-timestamp=true").serials[0].out_timestamp);
+  CHECK_FALSE(added("serial", "type=sink").serials[0].out_timestamp);
 }
 
 TEST_CASE("vhost-user: crosvm's type= and socket=, a bare first item is the type", "[device-options]") {
