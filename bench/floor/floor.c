@@ -414,7 +414,6 @@ int floor_run_until_power_off(struct floor_vm *vm, void (*on_output)(uint8_t byt
  * received. */
 struct floor_uart {
   uint8_t ier, lcr, mcr, scratch, fifo, thr_empty_pending;
-  uint8_t cmos_index; /* not the UART's: the CMOS index port of floor_run_linux */
   uint8_t line[4096];
   size_t used;
 };
@@ -496,6 +495,7 @@ static uint8_t uart_read(struct floor_uart *uart, unsigned offset) {
 int floor_run_linux(struct floor_vm *vm) {
   struct floor_uart uart;
   memset(&uart, 0, sizeof(uart));
+  uint8_t cmos_index = 0;
   struct kvm_run *run = vm->run;
   for (;;) {
     switch (floor_run_once(vm)) {
@@ -509,7 +509,7 @@ int floor_run_linux(struct floor_vm *vm) {
             if (uart_port) {
               uart_write(vm, &uart, port - FLOOR_COM1, *item);
             } else if (port == 0x70) {
-              uart.cmos_index = *item & 0x7f;
+              cmos_index = *item & 0x7f;
             } else if (port == 0x64 && *item == 0xfe) {  /* reboot=k: the guest is done */
               uart_flush(&uart);
               return 0;
@@ -520,7 +520,7 @@ int floor_run_linux(struct floor_vm *vm) {
             /* A CMOS of zeros whose register D says "valid": with all-ones
              * (update always in progress) the kernel's RTC probe waits
              * 2.5 s here before it gives up. */
-            if (port == 0x71 && run->io.size == 1) *item = uart.cmos_index == 0x0d ? 0x80 : 0;
+            if (port == 0x71 && run->io.size == 1) *item = cmos_index == 0x0d ? 0x80 : 0;
           }
         }
         break;

@@ -154,11 +154,10 @@ def qemu_command(qemu: list[str], kernel: str, initramfs: str, params: str, disk
 COMMANDS: dict = {}
 
 
-def record(benchmark: str, vmm: str, command: list[str], env: dict | None = None) -> None:
-    key = f"{benchmark} {vmm}"
-    if key not in COMMANDS:
-        prefix = [f"{name}={env[name]}" for name in ("QEMU_MODULE_DIR",) if env and name in env]
-        COMMANDS[key] = prefix + [str(word) for word in command]
+def record(benchmark: str, vmm: str, command: list[str]) -> list[str]:
+    """Keeps the first command of each (benchmark, VMM); returns `command`."""
+    COMMANDS.setdefault(f"{benchmark} {vmm}", [str(word) for word in command])
+    return command
 
 
 def in_namespace(namespace: str, command: list[str]) -> list[str]:
@@ -354,7 +353,8 @@ def boot_in(vmm: str, args, directory: str) -> dict:
 
 
 def start_backend(launcher: str, image: str, socket: str, env: dict) -> subprocess.Popen:
-    backend = subprocess.Popen([launcher, "device", "block", "--socket", socket, f"path={image}"],
+    backend = subprocess.Popen(record("block", "crosvm-vhost-user backend",
+                                      [launcher, "device", "block", "--socket", socket, f"path={image}"]),
                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=env)
     deadline = time.monotonic() + BOOT_LIMIT
     while not os.path.exists(socket) and backend.poll() is None and time.monotonic() < deadline:
@@ -393,9 +393,8 @@ def remove_slow_disk() -> None:
 def slow_block_once(vmm: str, args) -> dict:
     params = f"{PARAMS} crosvm_bench.block={BLOCK_MIB},{RANDOM_READS}"
     if vmm == "floor-slow":
-        record("block-slow", vmm, [args.blkbench, SLOW_DISK, str(BLOCK_MIB), str(RANDOM_READS)])
-        ran = subprocess.run([args.blkbench, SLOW_DISK, str(BLOCK_MIB), str(RANDOM_READS)], capture_output=True,
-                             timeout=BOOT_LIMIT * 3)
+        ran = subprocess.run(record("block-slow", vmm, [args.blkbench, SLOW_DISK, str(BLOCK_MIB), str(RANDOM_READS)]),
+                             capture_output=True, timeout=BOOT_LIMIT * 3)
         figures = blkbench_figures(ran.stdout)
         if ran.returncode != 0 or not figures:
             return {"failed": f"blkbench on the host failed ({ran.returncode}): {ran.stderr[-500:]!r}"}
@@ -429,8 +428,8 @@ def block_once(vmm: str, args) -> dict:
         if vmm == "floor":
             # The same I/O by a host program straight on the image, opened
             # as the VMMs open it (no O_DIRECT): what no VMM can beat.
-            record("block", vmm, [args.blkbench, "--buffered", image, str(BLOCK_MIB), str(RANDOM_READS)])
-            ran = subprocess.run([args.blkbench, "--buffered", image, str(BLOCK_MIB), str(RANDOM_READS)],
+            ran = subprocess.run(record("block", vmm, [args.blkbench, "--buffered", image, str(BLOCK_MIB),
+                                                       str(RANDOM_READS)]),
                                  capture_output=True, timeout=BOOT_LIMIT * 3)
             figures = blkbench_figures(ran.stdout)
             if ran.returncode != 0 or not figures:
@@ -444,8 +443,6 @@ def block_once(vmm: str, args) -> dict:
         elif vmm == "crosvm-vhost-user":
             socket = os.path.join(directory, "blk.sock")
             backend = start_backend(args.launcher, image, socket, args.env)
-            record("block", "crosvm-vhost-user backend", [args.launcher, "device", "block", "--socket", socket,
-                                                          f"path={image}"])
             command = crosvm_command(args.launcher, args.kernel, args.initramfs, params, None)
             command[-1:-1] = ["--vhost-user", f"type=block,socket={socket}"]
         else:
@@ -492,8 +489,7 @@ def net_once(vmm: str, args) -> dict:
     # The guest's address as the host reaches it: passt forwards the host's
     # own ports to the guest.
     target = "127.0.0.1" if passt else GUEST_IP
-    record("net", vmm, in_namespace(namespace, command))
-    guest = Guest(in_namespace(namespace, command), args.env)
+    guest = Guest(record("net", vmm, in_namespace(namespace, command)), args.env)
     try:
         if guest.wait_for(NET_READY, BOOT_LIMIT * 2) is None:
             return {"failed": f"the guest's network never came up (exit {guest.process.poll()}): {guest.tail()}"}
