@@ -262,7 +262,7 @@ def device_processes(pid: int) -> list[int]:
     return children
 
 
-def device_kib(pid: int) -> int:
+def device_kib(pid: int) -> int | None:
     """A device process's share of memory: its proportional set size (each
     page it maps divided by the processes that map it), guest RAM left out
     (the VMM counts it). Summed over a VM's device processes, the pages
@@ -271,13 +271,17 @@ def device_kib(pid: int) -> int:
     soon as two devices map them."""
     total = 0
     guest_ram = False
-    with open(f"/proc/{pid}/smaps") as smaps:
-        for line in smaps:
-            header = re.match(r"^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$", line)
-            if header:
-                guest_ram = header.group(1).startswith("/memfd:crosvm_guest")
-            elif line.startswith("Pss:") and not guest_ram:
-                total += int(line.split()[1])
+    try:
+        with open(f"/proc/{pid}/smaps") as smaps:
+            lines = smaps.readlines()
+    except (FileNotFoundError, ProcessLookupError):
+        return None  # it ended since it was listed
+    for line in lines:
+        header = re.match(r"^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$", line)
+        if header:
+            guest_ram = header.group(1).startswith("/memfd:crosvm_guest")
+        elif line.startswith("Pss:") and not guest_ram:
+            total += int(line.split()[1])
     return total
 
 
@@ -343,8 +347,11 @@ def boot_in(vmm: str, args, directory: str) -> dict:
             return {"failed": f"a device was missing: {guest.tail()}"}
         peak = peak_rss_kib(guest.process.pid)
         guest_ram = guest_ram_rss_kib(guest.process.pid)
-        devices = device_processes(guest.process.pid)
-        devices_kib = sum(device_kib(pid) for pid in devices)
+        # A child may end between the listing and the reading (a helper
+        # the VMM runs once, not a device): only those still there count.
+        devices = [size for size in (device_kib(pid) for pid in device_processes(guest.process.pid))
+                   if size is not None]
+        devices_kib = sum(devices)
         return {"boot_s": seconds, "peak_rss_kib": peak, "guest_ram_kib": guest_ram,
                 "overhead_kib": peak - guest_ram, "device_processes": len(devices),
                 "device_kib": devices_kib, "total_overhead_kib": peak - guest_ram + devices_kib}
