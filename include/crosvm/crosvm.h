@@ -136,7 +136,10 @@ typedef struct crosvm_serial_options {
     CROSVM_SERIAL_HARDWARE_UART }
 
 /* Adds (or replaces) serial port `options->number` of its hardware kind.
- * Without any call, a VM has no serial port. */
+ * Without any call, a VM has no serial port. crosvm's other outputs and
+ * keys (sockets, syslog, a debugcon, input=, out-timestamp, ...) are set
+ * through crosvm_config_add_device(config, "serial", "type=unix,...")
+ * (crosvm_device_kind_help("serial") lists them). */
 CROSVM_EXPORT int crosvm_config_add_serial(crosvm_config *config,
                                            const crosvm_serial_options *options);
 

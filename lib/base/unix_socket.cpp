@@ -4,6 +4,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <thread>
+
+#include <fmt/format.h>
+
 #include "base/unique_fd.h"
 
 namespace crosvm {
@@ -64,6 +68,26 @@ Result<void> clear_stale_socket(const std::string& path, const sockaddr_un& addr
     return make_errno_error(ErrorCode::kIo, errno, "cannot remove the stale {} {}", what, path);
   }
   return {};
+}
+
+Result<UniqueFd> connect_unix_socket(const std::string& path, int type, std::string_view what,
+                                     std::chrono::milliseconds patience) {
+  const sockaddr_un address = CROSVM_TRY(unix_socket_address(path, what));
+  const auto deadline = std::chrono::steady_clock::now() + patience;
+  for (;;) {
+    UniqueFd socket(::socket(AF_UNIX, type | SOCK_CLOEXEC, 0));
+    if (!socket) return make_errno_error(ErrorCode::kIo, errno, "{}: socket", what);
+    if (::connect(socket.get(), reinterpret_cast<const sockaddr*>(&address), sizeof(address)) == 0) return socket;
+    const int error = errno;
+    const bool absent = error == ENOENT || error == ECONNREFUSED;
+    if (error != EINTR && (!absent || std::chrono::steady_clock::now() >= deadline)) {
+      return make_errno_error(ErrorCode::kIo, error, "{}: cannot connect to {}{}", what, path,
+                              absent && patience.count() > 0
+                                  ? fmt::format(" (waited {} ms for it)", patience.count())
+                                  : std::string());
+    }
+    if (error != EINTR) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
 }
 
 }  // namespace crosvm

@@ -6,10 +6,12 @@
 
 #include <sys/un.h>
 
+#include <chrono>
 #include <string>
 #include <string_view>
 
 #include "base/result.h"
+#include "base/unique_fd.h"
 
 namespace crosvm {
 
@@ -22,5 +24,11 @@ inline constexpr std::string_view kSocketInUse = "is in use by a running process
 // socket (kSocketInUse), another kind of file, or a socket that cannot
 // be probed (EACCES, ...) is refused and left alone.
 Result<void> clear_stale_socket(const std::string& path, const sockaddr_un& address, std::string_view what);
+
+// A client socket of `type` (SOCK_STREAM, SOCK_DGRAM) connected to the
+// socket at `path`, blocking. While nothing listens there yet (ENOENT,
+// ECONNREFUSED) it tries again every 10 ms for up to `patience`.
+Result<UniqueFd> connect_unix_socket(const std::string& path, int type, std::string_view what,
+                                     std::chrono::milliseconds patience);
 
 }  // namespace crosvm

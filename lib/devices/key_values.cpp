@@ -10,7 +10,7 @@ Error invalid_argument(std::string message) { return Error{ErrorCode::kInvalidAr
 
 const DeviceKey* find_key(std::span<const DeviceKey> keys, std::string_view key) {
   for (const DeviceKey& known : keys) {
-    if (known.key == key) return &known;
+    if (known.key == key || (!known.alias.empty() && known.alias == key)) return &known;
   }
   return nullptr;
 }
@@ -100,6 +100,7 @@ Result<DeviceOptions> DeviceOptions::parse(std::string_view kind, std::span<cons
     if (item.bare && !key->flag) {
       return invalid_argument(fmt::format("{}: {} needs a value ({}=...)", kind, item.key, item.key));
     }
+    item.key = std::string(key->key);  // an alias is its key from here on
     for (size_t j = 0; j < i; ++j) {
       if ((*items)[j].key == item.key) return invalid_argument(fmt::format("{}: {} is given twice", kind, item.key));
     }

@@ -31,6 +31,7 @@ struct DeviceKey {
   std::string_view key;
   std::string_view help;
   bool flag = false;  // true or false: may be written bare ("ro")
+  std::string_view alias = {};  // another spelling crosvm takes ("out_timestamp"); parse() renames it to `key`
 };
 
 // A device kind's list after the generic checks: every key one of the

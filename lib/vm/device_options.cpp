@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
+#include <optional>
 #include <utility>
 
 #include "vhost_user/frontend.h"
@@ -64,58 +66,113 @@ Result<void> add_block(VmConfig& config, const DeviceOptions& options) {
 }
 
 constexpr std::array kSerialKeys = {
-    DeviceKey{"type", "stdout (default), file or sink"},
-    DeviceKey{"num", "1 to 4 (default 1): ttyS0-3, or hvc0-3 for a virtio console"},
-    DeviceKey{"path", "the file for type=file (appended to, created if missing)"},
-    DeviceKey{"hardware", "serial (an 8250 UART, the default) or virtio-console"},
+    DeviceKey{"type", "stdout (default), file, sink, syslog, unix (a datagram per line to the socket at path=) "
+                      "or unix-stream (a connection to the socket at path=)"},
+    DeviceKey{"num", "1 to 4 (default 1): ttyS0-3, hvc0-3 for a virtio console, one of four debugcons"},
+    DeviceKey{"path", "the file for type=file (appended to, created if missing), the socket for type=unix "
+                      "and unix-stream"},
+    DeviceKey{"hardware", "serial (an 8250 UART, the default), virtio-console, or debugcon (Bochs's debug port, "
+                          "output only)"},
+    DeviceKey{"name", "what the VMM's log and status call the port"},
     DeviceKey{"console", "true: the kernel's console (console=ttySN or hvcN)", true},
     DeviceKey{"earlycon", "true: earlycon=uart8250,io,PORT (UARTs only)", true},
     DeviceKey{"stdin", "true: the process's stdin is this port's input", true},
     DeviceKey{"input", "a file or FIFO whose bytes are this port's input (not with stdin)"},
+    DeviceKey{"input-unix-stream", "true: type=unix-stream's socket is this port's input too", true},
     DeviceKey{"out-timestamp", "true: each line of output starts with the host's UTC time, "
-                               "\"[ YYYY-MM-DD HH:MM:SS.NNNNNNNNN ]: \" (UARTs only)", true},
+                               "\"[ YYYY-MM-DD HH:MM:SS.NNNNNNNNN ]: \" (not for virtio consoles)", true,
+              "out_timestamp"},
+    DeviceKey{"debugcon-port", "hardware=debugcon's I/O port, decimal or 0x hex (default 0x402)", false,
+              "debugcon_port"},
 };
 
+// crosvm's u16 values: decimal, or hex with 0x.
+std::optional<uint16_t> parse_port(std::string_view text) {
+  int base = 10;
+  if (text.starts_with("0x") || text.starts_with("0X")) {
+    text.remove_prefix(2);
+    base = 16;
+  }
+  uint32_t value = 0;
+  auto [stop, error] = std::from_chars(text.data(), text.data() + text.size(), value, base);
+  if (text.empty() || error != std::errc() || stop != text.data() + text.size() || value > UINT16_MAX) {
+    return std::nullopt;
+  }
+  return static_cast<uint16_t>(value);
+}
+
 Result<void> add_serial(VmConfig& config, const DeviceOptions& options) {
+  static constexpr std::pair<std::string_view, SerialOutput> kTypes[] = {
+      {"stdout", SerialOutput::kStdout}, {"file", SerialOutput::kFile},        {"sink", SerialOutput::kSink},
+      {"syslog", SerialOutput::kSyslog}, {"unix", SerialOutput::kUnix}, {"unix-stream", SerialOutput::kUnixStream},
+  };
+  static constexpr std::pair<std::string_view, SerialHardware> kHardware[] = {
+      {"serial", SerialHardware::kUart},
+      {"virtio-console", SerialHardware::kVirtioConsole},
+      {"legacy-virtio-console", SerialHardware::kVirtioConsole},  // crosvm's alias
+      {"debugcon", SerialHardware::kDebugcon},
+  };
   SerialConfig serial;
   const std::string type = options.text("type").value_or("stdout");
-  if (type == "stdout") {
-    serial.output = SerialOutput::kStdout;
-  } else if (type == "file") {
-    serial.output = SerialOutput::kFile;
-  } else if (type == "sink") {
-    serial.output = SerialOutput::kSink;
-  } else {
-    return options.invalid(fmt::format("type must be stdout, file or sink, not '{}'", type));
+  auto found_type = std::find_if(std::begin(kTypes), std::end(kTypes), [&](auto& known) { return known.first == type; });
+  if (found_type == std::end(kTypes)) {
+    return options.invalid(
+        fmt::format("type must be stdout, file, sink, syslog, unix or unix-stream, not '{}'", type));
   }
+  serial.output = found_type->second;
   if (auto number = options.text("num")) {
     auto parsed = options.number("num", 1, 4, 1);
     if (!parsed) return options.invalid(fmt::format("num must be 1 to 4, not '{}'", *number));
     serial.number = static_cast<uint32_t>(*parsed);
   }
   serial.path = options.text("path").value_or("");
+  serial.name = options.text("name").value_or("");
   const std::string hardware = options.text("hardware").value_or("serial");
-  if (hardware == "serial") {
-    serial.hardware = SerialHardware::kUart;
-  } else if (hardware == "virtio-console") {
-    serial.hardware = SerialHardware::kVirtioConsole;
-  } else {
-    return options.invalid(fmt::format("hardware must be serial or virtio-console, not '{}'", hardware));
+  auto found_hardware =
+      std::find_if(std::begin(kHardware), std::end(kHardware), [&](auto& known) { return known.first == hardware; });
+  if (found_hardware == std::end(kHardware)) {
+    return options.invalid(fmt::format("hardware must be serial, virtio-console or debugcon, not '{}'", hardware));
   }
+  serial.hardware = found_hardware->second;
   serial.console = CROSVM_TRY(options.flag("console", false));
   serial.earlycon = CROSVM_TRY(options.flag("earlycon", false));
   serial.read_stdin = CROSVM_TRY(options.flag("stdin", false));
   serial.out_timestamp = CROSVM_TRY(options.flag("out-timestamp", false));
+  serial.input_unix_stream = CROSVM_TRY(options.flag("input-unix-stream", false));
   serial.input_path = options.text("input").value_or("");
+  if (auto port = options.text("debugcon-port")) {
+    auto parsed = parse_port(*port);
+    if (!parsed) return options.invalid(fmt::format("debugcon-port must be a port, 0 to 0xffff, not '{}'", *port));
+    if (serial.hardware != SerialHardware::kDebugcon) return options.invalid("debugcon-port is for hardware=debugcon");
+    serial.debugcon_port = *parsed;
+  }
   if (options.text("input") && serial.input_path.empty()) return options.invalid("input= needs a path");
   if (serial.read_stdin && !serial.input_path.empty()) return options.invalid("stdin and input= cannot be combined");
-  if (serial.output == SerialOutput::kFile && serial.path.empty()) return options.invalid("type=file needs path=");
-  if (serial.output != SerialOutput::kFile && !serial.path.empty()) return options.invalid("path= is for type=file");
+  const bool socket = serial.output == SerialOutput::kUnix || serial.output == SerialOutput::kUnixStream;
+  if ((serial.output == SerialOutput::kFile || socket) && serial.path.empty()) {
+    return options.invalid(fmt::format("type={} needs path=", type));
+  }
+  if (serial.output != SerialOutput::kFile && !socket && !serial.path.empty()) {
+    return options.invalid("path= is for type=file, unix and unix-stream");
+  }
+  if (serial.input_unix_stream) {
+    if (serial.output != SerialOutput::kUnixStream) return options.invalid("input-unix-stream needs type=unix-stream");
+    if (serial.read_stdin || !serial.input_path.empty()) {
+      return options.invalid("input-unix-stream cannot be combined with stdin or input=");
+    }
+  }
   if (serial.hardware == SerialHardware::kVirtioConsole && serial.earlycon) {
     return options.invalid("a virtio-console cannot be an earlycon");
   }
   if (serial.hardware == SerialHardware::kVirtioConsole && serial.out_timestamp) {
-    return options.invalid("out-timestamp is for UARTs (hardware=serial), as in crosvm");
+    return options.invalid("out-timestamp is for UARTs and debugcons (crosvm's virtio-console ignores it)");
+  }
+  if (serial.hardware == SerialHardware::kDebugcon) {
+    // Bochs's port has no input, and no kernel console drives it.
+    if (serial.console || serial.earlycon) return options.invalid("a debugcon cannot be the kernel's console");
+    if (serial.read_stdin || !serial.input_path.empty() || serial.input_unix_stream) {
+      return options.invalid("a debugcon has no input (stdin, input=, input-unix-stream)");
+    }
   }
   config.set_serial(std::move(serial));
   return {};
@@ -185,7 +242,10 @@ std::string describe_device_kind(const DeviceKind& kind) {
   std::string text = fmt::format("{}: {}\n", kind.name, kind.summary);
   size_t width = 10;
   for (const DeviceKey& key : kind.keys) width = std::max(width, key.key.size());
-  for (const DeviceKey& key : kind.keys) text += fmt::format("  {:<{}} {}\n", key.key, width, key.help);
+  for (const DeviceKey& key : kind.keys) {
+    text += fmt::format("  {:<{}} {}{}\n", key.key, width, key.help,
+                        key.alias.empty() ? "" : fmt::format(" (also {})", key.alias));
+  }
   if (kind.keys.empty()) text += "  (no keys: an empty list)\n";
   return text;
 }

@@ -2,6 +2,7 @@
 
 #include <limits.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
@@ -22,8 +23,12 @@ struct HostOutput::Retry {
   boost::asio::steady_timer timer;
 };
 
-HostOutput::HostOutput(EventLoop& loop, int fd, std::shared_ptr<UniqueFd> owned)
-    : loop_(loop), fd_(fd), owned_(std::move(owned)), retry_(std::make_unique<Retry>(loop.context())) {}
+HostOutput::HostOutput(EventLoop& loop, int fd, std::shared_ptr<UniqueFd> owned, std::optional<Datagrams> datagrams)
+    : loop_(loop),
+      fd_(fd),
+      owned_(std::move(owned)),
+      datagrams_(std::move(datagrams)),
+      retry_(std::make_unique<Retry>(loop.context())) {}
 
 HostOutput::~HostOutput() {
   {
@@ -109,17 +114,55 @@ void HostOutput::wake_writer() {
 void HostOutput::flush() {
   {
     std::lock_guard writing(write_mutex_);
-    std::string batch;
-    {
-      std::lock_guard lock(pending_mutex_);
-      batch.swap(pending_);
-      flush_posted_ = false;
-    }
-    if (!batch.empty()) {
-      (void)write_all(fd_, std::span(reinterpret_cast<const uint8_t*>(batch.data()), batch.size()));
+    if (datagrams_) {
+      for (;;) {
+        std::optional<std::pair<std::string, size_t>> next;
+        {
+          std::lock_guard lock(pending_mutex_);
+          next = next_datagram_locked(true);
+          if (!next) {
+            flush_posted_ = false;
+            break;
+          }
+          pending_.erase(0, next->second);
+        }
+        // Waits for room; an error (nobody reads the socket any more) drops the line.
+        while (::send(fd_, next->first.data(), next->first.size(), MSG_NOSIGNAL) < 0 && errno == EINTR) {
+        }
+      }
+    } else {
+      std::string batch;
+      {
+        std::lock_guard lock(pending_mutex_);
+        batch.swap(pending_);
+        flush_posted_ = false;
+      }
+      if (!batch.empty()) {
+        (void)write_all(fd_, std::span(reinterpret_cast<const uint8_t*>(batch.data()), batch.size()));
+      }
     }
   }
   wake_writer();
+}
+
+std::optional<std::pair<std::string, size_t>> HostOutput::next_datagram_locked(bool all) const {
+  const std::string_view pending(pending_);
+  const size_t newline = pending.substr(0, kMaxLine + 1).find('\n');
+  std::string_view line;
+  size_t taken = 0;
+  if (newline != std::string_view::npos) {
+    line = pending.substr(0, newline);
+    taken = newline + 1;
+    if (line.ends_with('\r')) line.remove_suffix(1);
+  } else if (pending.size() >= kMaxLine || (all && !pending.empty())) {
+    line = pending.substr(0, kMaxLine);
+    taken = line.size();
+  } else {
+    return std::nullopt;
+  }
+  std::string datagram = datagrams_->header ? datagrams_->header() : std::string();
+  datagram.append(line);
+  return std::pair{std::move(datagram), taken};
 }
 
 void HostOutput::flush_ready() {
@@ -138,6 +181,28 @@ void HostOutput::flush_ready() {
     }
     pollfd ready{fd_, POLLOUT, 0};
     if (::poll(&ready, 1, 0) <= 0) return retry_later();  // not writable yet (or poll failed)
+    if (datagrams_) {
+      std::optional<std::pair<std::string, size_t>> next;
+      {
+        std::lock_guard lock(pending_mutex_);
+        next = next_datagram_locked(false);
+        if (!next) {  // nothing, or only an unfinished line: the next write posts again
+          flush_posted_ = false;
+          break;
+        }
+      }
+      if ((ready.revents & POLLOUT) != 0 &&
+          ::send(fd_, next->first.data(), next->first.size(), MSG_DONTWAIT | MSG_NOSIGNAL) < 0 &&
+          (errno == EAGAIN || errno == EINTR)) {
+        return retry_later();  // the reader's queue is full: the line stays in front
+      }
+      // Sent, or dropped (nobody reads the socket any more). Only this
+      // thread, holding write_mutex_, takes from the front of pending_.
+      std::lock_guard lock(pending_mutex_);
+      pending_.erase(0, next->second);
+      budget -= std::min(budget, next->second);
+      continue;
+    }
     std::string chunk;
     {
       std::lock_guard lock(pending_mutex_);

@@ -27,14 +27,22 @@
 // printing without pause to a fast file cannot keep the loop to itself.
 // Whatever is still pending is written by flush() (the VM calls it when it
 // stops) and the destructor; those wait for the reader, so nothing is lost.
+//
+// To a datagram socket (crosvm's type=unix, and syslog) it sends a line per
+// datagram instead: the line without its "\n" (or "\r\n"), cut into pieces
+// of kMaxLine bytes when longer, as crosvm does. A line is sent once it is
+// complete; the last, unfinished one waits for its newline, or for flush().
 #pragma once
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
+#include <utility>
 
 #include "base/event_loop.h"
 #include "base/unique_fd.h"
@@ -50,8 +58,16 @@ class HostOutput final : public OutputStream, public std::enable_shared_from_thi
   // a terminal's frame can tell.
   static constexpr std::chrono::milliseconds kCoalesce{2};
 
+  static constexpr size_t kMaxLine = 1024;  // a datagram's line, at most
+
+  // A line per datagram; `header` (syslog's), when set, goes before each.
+  struct Datagrams {
+    std::function<std::string()> header;
+  };
+
   // Writes to `fd`, which it does not own (stdout) unless `owned` holds it.
-  HostOutput(EventLoop& loop, int fd, std::shared_ptr<UniqueFd> owned = nullptr);
+  HostOutput(EventLoop& loop, int fd, std::shared_ptr<UniqueFd> owned = nullptr,
+             std::optional<Datagrams> datagrams = std::nullopt);
   ~HostOutput() override;
   HostOutput(const HostOutput&) = delete;
   HostOutput& operator=(const HostOutput&) = delete;
@@ -79,10 +95,15 @@ class HostOutput final : public OutputStream, public std::enable_shared_from_thi
   // Hands room to the waiting writer, if there is room (pending_mutex_ not held).
   void wake_writer();
   bool has_room_locked() const { return pending_.size() <= kMaxPending / 2; }
+  // The next datagram at the front of pending_ (pending_mutex_ held): its
+  // bytes with the header, and how much of pending_ it stands for. None
+  // while the first line is unfinished, unless `all`.
+  std::optional<std::pair<std::string, size_t>> next_datagram_locked(bool all) const;
 
   EventLoop& loop_;
   const int fd_;
   std::shared_ptr<UniqueFd> owned_;
+  const std::optional<Datagrams> datagrams_;
   std::unique_ptr<Retry> retry_;  // used on the loop only
   std::mutex write_mutex_;    // held while writing to the fd: order across threads
   std::mutex pending_mutex_;  // guards what follows

@@ -230,14 +230,25 @@ control::Status Vm::status() const {
                             disks_[i]->read_only()});
   }
   for (const SerialConfig& serial : config_.serials) {
-    status.devices.push_back(serial.hardware == SerialHardware::kUart
-                                 ? fmt::format("serial{} (8250 UART, ttyS{})", serial.number, serial.number - 1)
-                                 : fmt::format("console{} (virtio-console, hvc{}{})", serial.number,
-                                               serial.number - 1,
-                                               console_pids_[serial.number - 1] != 0
-                                                   ? fmt::format(", jailed: pid {}", console_pids_[serial.number - 1])
-                                                   : ""));
+    std::string line;
+    switch (serial.hardware) {
+      case SerialHardware::kUart:
+        line = fmt::format("serial{} (8250 UART, ttyS{})", serial.number, serial.number - 1);
+        break;
+      case SerialHardware::kVirtioConsole:
+        line = fmt::format("console{} (virtio-console, hvc{}{})", serial.number, serial.number - 1,
+                           console_pids_[serial.number - 1] != 0
+                               ? fmt::format(", jailed: pid {}", console_pids_[serial.number - 1])
+                               : "");
+        break;
+      case SerialHardware::kDebugcon:
+        line = fmt::format("debugcon{} (Bochs debug port {:#x})", serial.number, serial.debugcon_port);
+        break;
+    }
+    if (!serial.name.empty()) line += fmt::format(" \"{}\"", serial.name);
+    status.devices.push_back(std::move(line));
   }
+
   for (size_t i = 0; i < jailed_disks_.size() && i < disks.size(); ++i) {
     status.disks.push_back({static_cast<uint32_t>(i), disks[i].path, jailed_disks_[i].size.load(),
                             jailed_disks_[i].read_only});
@@ -301,6 +312,9 @@ std::string Vm::exit_message() const {
 
 Result<size_t> Vm::write_serial_input(SerialHardware hardware, uint32_t number,
                                       std::span<const uint8_t> bytes) {
+  if (hardware == SerialHardware::kDebugcon) {
+    return make_error(ErrorCode::kInvalidArgument, "a debugcon has no input");
+  }
   const bool uart = hardware == SerialHardware::kUart;
   HostInput* target = nullptr;
   if (number >= 1 && number <= serials_.size()) {

@@ -135,10 +135,19 @@ class Vm final : public PowerEvents {
   Result<void> attach_virtio(std::shared_ptr<virtio::VirtioDevice> device);
   Result<pid_t> attach_jailed(const std::string& kind, const std::string& name, std::vector<std::string> arguments,
                               std::vector<std::pair<std::string, UniqueFd>> fds);
-  Result<std::shared_ptr<HostInput>> attach_console(const SerialConfig& serial);
   Result<uint64_t> allocate_bar(uint64_t size);
   Result<std::shared_ptr<EventFdIrqLine>> create_irq_line(uint32_t gsi);
-  Result<void> attach_input(const SerialConfig& config, std::shared_ptr<HostInput> device);
+  // Where a port's output goes; `socket` is a type=unix-stream's
+  // connection, which may be its input too.
+  struct PortOutput {
+    std::shared_ptr<OutputStream> stream;
+    std::shared_ptr<UniqueFd> socket;
+  };
+  Result<PortOutput> port_output(const SerialConfig& config);
+  // A UART's or debugcon's: the port's output, stamped per line when asked.
+  Serial::OutputSink port_sink(const SerialConfig& config, const PortOutput& output);
+  Result<void> attach_debugcons();
+  Result<void> attach_input(const SerialConfig& config, const PortOutput& output, std::shared_ptr<HostInput> device);
   Result<void> load_guest(const ImageSource& kernel, const ImageSource* initrd);
   acpi::MachineDescription describe_machine() const;
 
@@ -158,7 +167,6 @@ class Vm final : public PowerEvents {
   void announce_stopped();
   void kick_all_vcpus();
   Result<void> attach_control_socket();
-  Result<std::shared_ptr<OutputStream>> output_stream(const SerialConfig& config);
   using PauseWaiter = std::function<void(Result<void>)>;
   // Hands the pending pause waiters `result`; call without mutex_ held.
   static void settle_pause(std::vector<PauseWaiter> waiters, const Result<void>& result);

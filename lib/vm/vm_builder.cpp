@@ -1,8 +1,12 @@
 // Assembling a VM, in one straight line:
 // open /dev/kvm -> create the VM -> guest memory -> irqchip -> vCPUs ->
 // devices on the buses -> kernel and initrd -> boot information and registers.
+#include <errno.h>
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -16,7 +20,9 @@
 #include "arch/x86_64/cpuid.h"
 #include "arch/x86_64/kernel_loader.h"
 #include "base/file_io.h"
+#include "base/unix_socket.h"
 #include "devices/legacy/cmos.h"
+#include "devices/legacy/debugcon.h"
 #include "devices/legacy/i8042.h"
 #include "devices/legacy/power_management.h"
 #include "devices/legacy/pvpanic.h"
@@ -46,6 +52,23 @@ bool has_jailed_devices(const VmConfig& config) {
 
 constexpr uint64_t kMaxMemoryMib = UINT64_MAX >> 20;
 
+// type=syslog: the host's syslog socket, and how glibc's syslog() heads a
+// message sent there (RFC 3164): user.info, the local time, the program's
+// name and pid.
+constexpr const char* kSyslogSocket = "/dev/log";
+std::string syslog_header() {
+  const time_t now = ::time(nullptr);
+  tm local{};
+  ::localtime_r(&now, &local);
+  char stamp[32];
+  const size_t length = ::strftime(stamp, sizeof(stamp), "%b %e %T", &local);
+  return fmt::format("<{}>{} {}[{}]: ", LOG_USER | LOG_INFO, std::string_view(stamp, length),
+                     program_invocation_short_name, ::getpid());
+}
+
+// type=unix: how long the VM waits for its socket to appear.
+constexpr std::chrono::milliseconds kDatagramSocketPatience{5000};
+
 Result<void> validate(const VmConfig& config) {
   if (config.memory_mib == 0) return make_error(ErrorCode::kMemory, "guest memory size is 0");
   if (config.memory_mib > kMaxMemoryMib) {
@@ -56,31 +79,41 @@ Result<void> validate(const VmConfig& config) {
   if (config.kernel_path.empty() && !config.demo_kernel) {
     return make_error(ErrorCode::kKernel, "no kernel given");
   }
-  bool used[2][4] = {};
+  bool used[3][4] = {};
   size_t stdin_readers = 0;
   size_t pci_devices = config.disks.size() + (config.rng ? 1 : 0);
   for (const SerialConfig& serial : config.serials) {
-    const bool uart = serial.hardware == SerialHardware::kUart;
-    const char* kind = uart ? "serial port" : "virtio console";
+    const auto hardware = static_cast<size_t>(serial.hardware);
+    static constexpr const char* kKinds[] = {"serial port", "virtio console", "debugcon"};
+    const char* kind = kKinds[hardware];
     if (serial.number < 1 || serial.number > 4) {
       return make_error(ErrorCode::kInvalidArgument, "{} {} does not exist (1 to 4)", kind,
                         serial.number);
     }
-    if (used[uart ? 0 : 1][serial.number - 1]) {
+    if (used[hardware][serial.number - 1]) {
       return make_error(ErrorCode::kInvalidArgument, "{} {} is configured twice", kind, serial.number);
     }
-    used[uart ? 0 : 1][serial.number - 1] = true;
-    if (!uart && serial.earlycon) {
-      return make_error(ErrorCode::kInvalidArgument, "virtio console {} cannot be an earlycon (a "
-                        "UART can)", serial.number);
-    }
-    pci_devices += uart ? 0 : 1;
-    if (serial.output == SerialOutput::kFile && serial.path.empty()) {
-      return make_error(ErrorCode::kInvalidArgument, "serial port {} writes to a file but has no path",
+    used[hardware][serial.number - 1] = true;
+    if (serial.hardware != SerialHardware::kUart && serial.earlycon) {
+      return make_error(ErrorCode::kInvalidArgument, "{} {} cannot be an earlycon (a UART can)", kind,
                         serial.number);
     }
+    if (serial.hardware == SerialHardware::kDebugcon &&
+        (serial.console || serial.read_stdin || !serial.input_path.empty() || serial.input_unix_stream)) {
+      return make_error(ErrorCode::kInvalidArgument, "debugcon {} is output only: no console, no input",
+                        serial.number);
+    }
+    pci_devices += serial.hardware == SerialHardware::kVirtioConsole ? 1 : 0;
+    const bool socket = serial.output == SerialOutput::kUnix || serial.output == SerialOutput::kUnixStream;
+    if ((serial.output == SerialOutput::kFile || socket) && serial.path.empty()) {
+      return make_error(ErrorCode::kInvalidArgument, "{} {} writes to a {} but has no path", kind, serial.number,
+                        socket ? "socket" : "file");
+    }
     if (serial.output == SerialOutput::kCallback && !serial.callback) {
-      return make_error(ErrorCode::kInvalidArgument, "serial port {} has no output callback",
+      return make_error(ErrorCode::kInvalidArgument, "{} {} has no output callback", kind, serial.number);
+    }
+    if (serial.input_unix_stream && serial.output != SerialOutput::kUnixStream) {
+      return make_error(ErrorCode::kInvalidArgument, "{} {}: input-unix-stream needs type=unix-stream", kind,
                         serial.number);
     }
     stdin_readers += serial.read_stdin ? 1 : 0;
@@ -185,6 +218,7 @@ Result<std::unique_ptr<Vm>> Vm::create(VmConfig config) {
                                                std::move(layout), std::move(vcpus)}));
   CROSVM_TRY(vm->attach_legacy_devices());
   CROSVM_TRY(vm->attach_pci_devices());
+  CROSVM_TRY(vm->attach_debugcons());
   CROSVM_TRY(vm->load_guest(kernel, initrd ? &*initrd : nullptr));
   // After loading: the images stay in small pages (see advise_huge_pages).
   if (vm->config_.hugepages) {
@@ -208,12 +242,17 @@ Result<void> Vm::attach_control_socket() {
   return {};
 }
 
-// A port's input: the process's stdin, or crosvm's input=PATH. A FIFO is
-// opened read-write, so that opening it does not wait for a writer and the
-// input does not end when a writer closes it.
-Result<void> Vm::attach_input(const SerialConfig& config, std::shared_ptr<HostInput> device) {
+// A port's input: the process's stdin, crosvm's input=PATH, or its
+// type=unix-stream connection (input-unix-stream). A FIFO is opened
+// read-write, so that opening it does not wait for a writer and the input
+// does not end when a writer closes it.
+Result<void> Vm::attach_input(const SerialConfig& config, const PortOutput& output, std::shared_ptr<HostInput> device) {
   if (config.read_stdin) {
     serial_inputs_.push_back(CROSVM_TRY(SerialInput::create(loop_, STDIN_FILENO, std::move(device))));
+    return {};
+  }
+  if (config.input_unix_stream && output.socket) {
+    serial_inputs_.push_back(CROSVM_TRY(SerialInput::create(loop_, output.socket->get(), std::move(device))));
     return {};
   }
   if (config.input_path.empty()) return {};
@@ -278,14 +317,16 @@ acpi::MachineDescription Vm::describe_machine() const {
   return machine;
 }
 
-// Where a port's output goes: nowhere, stdout or a file (both written in
-// batches by the event loop: HostOutput), or the embedder's callback.
-Result<std::shared_ptr<OutputStream>> Vm::output_stream(const SerialConfig& config) {
+// Where a port's output goes: nowhere, the embedder's callback, or a host
+// fd written in batches by the event loop (HostOutput): stdout, a file, a
+// Unix socket (a stream, or a datagram per line) or the host's syslog.
+Result<Vm::PortOutput> Vm::port_output(const SerialConfig& config) {
+  PortOutput port;
   std::shared_ptr<HostOutput> output;
+  const std::string what = fmt::format("serial {} output", config.number);
   switch (config.output) {
-    case SerialOutput::kSink: return std::shared_ptr<OutputStream>(std::make_shared<CallbackOutput>());
-    case SerialOutput::kCallback:
-      return std::shared_ptr<OutputStream>(std::make_shared<CallbackOutput>(config.callback));
+    case SerialOutput::kSink: port.stream = std::make_shared<CallbackOutput>(); return port;
+    case SerialOutput::kCallback: port.stream = std::make_shared<CallbackOutput>(config.callback); return port;
     case SerialOutput::kStdout: output = std::make_shared<HostOutput>(loop_, STDOUT_FILENO); break;
     case SerialOutput::kFile: {
       auto file = std::make_shared<UniqueFd>(
@@ -293,28 +334,64 @@ Result<std::shared_ptr<OutputStream>> Vm::output_stream(const SerialConfig& conf
       output = std::make_shared<HostOutput>(loop_, file->get(), file);
       break;
     }
+    case SerialOutput::kUnixStream:
+      port.socket = std::make_shared<UniqueFd>(CROSVM_TRY(connect_unix_socket(config.path, SOCK_STREAM, what, {})));
+      output = std::make_shared<HostOutput>(loop_, port.socket->get(), port.socket);
+      break;
+    case SerialOutput::kUnix: {
+      // crosvm waits for the socket to appear (its reader may start after
+      // it); so do we, for a while.
+      auto socket = std::make_shared<UniqueFd>(
+          CROSVM_TRY(connect_unix_socket(config.path, SOCK_DGRAM, what, kDatagramSocketPatience)));
+      output = std::make_shared<HostOutput>(loop_, socket->get(), socket, HostOutput::Datagrams{});
+      break;
+    }
+    case SerialOutput::kSyslog: {
+      auto socket = std::make_shared<UniqueFd>(CROSVM_TRY(connect_unix_socket(kSyslogSocket, SOCK_DGRAM, what, {})));
+      output = std::make_shared<HostOutput>(loop_, socket->get(), socket, HostOutput::Datagrams{syslog_header});
+      break;
+    }
   }
   host_outputs_.push_back(output);
-  return std::shared_ptr<OutputStream>(output);
+  port.stream = std::move(output);
+  return port;
+}
+
+Serial::OutputSink Vm::port_sink(const SerialConfig& config, const PortOutput& port) {
+  // The UART's vCPU waits when the output is full, as on a slow line.
+  std::shared_ptr<OutputStream> output = port.stream;
+  if (!config.out_timestamp) {
+    return [output](std::span<const uint8_t> bytes) { output->write_waiting(bytes); };
+  }
+  return [output, stamps = std::make_shared<LineTimestamps>()](std::span<const uint8_t> bytes) {
+    const std::string stamped = stamps->stamp(bytes);
+    output->write_waiting(std::span(reinterpret_cast<const uint8_t*>(stamped.data()), stamped.size()));
+  };
 }
 
 Result<void> Vm::attach_serial(const SerialConfig& config) {
   const size_t index = config.number - 1;
-  // The UART's vCPU waits when the output is full, as on a slow line.
-  std::shared_ptr<OutputStream> output = CROSVM_TRY(output_stream(config));
-  Serial::OutputSink sink = [output](std::span<const uint8_t> bytes) { output->write_waiting(bytes); };
-  if (config.out_timestamp) {
-    sink = [output, stamps = std::make_shared<LineTimestamps>()](std::span<const uint8_t> bytes) {
-      const std::string stamped = stamps->stamp(bytes);
-      output->write_waiting(std::span(reinterpret_cast<const uint8_t*>(stamped.data()), stamped.size()));
-    };
-  }
+  PortOutput output = CROSVM_TRY(port_output(config));
+  Serial::OutputSink sink = port_sink(config, output);
   auto irq = CROSVM_TRY(create_irq_line(Serial::kIrqs[index]));
   static constexpr std::string_view kNames[] = {"serial 1", "serial 2", "serial 3", "serial 4"};
   auto serial = std::make_shared<Serial>(kNames[index], std::move(irq), std::move(sink));
   CROSVM_TRY(pio_bus_.insert(serial, Serial::kPorts[index], Serial::kRegisterCount));
-  CROSVM_TRY(attach_input(config, serial));
+  CROSVM_TRY(attach_input(config, output, serial));
   serials_[index] = std::move(serial);
+  return {};
+}
+
+// Last among the port devices: a debugcon's port is the user's to choose,
+// and one that collides with a device of the machine's is refused naming it.
+Result<void> Vm::attach_debugcons() {
+  for (const SerialConfig& config : config_.serials) {
+    if (config.hardware != SerialHardware::kDebugcon) continue;
+    PortOutput output = CROSVM_TRY(port_output(config));
+    auto debugcon = std::make_shared<Debugcon>(fmt::format("debugcon {}", config.number),
+                                               port_sink(config, output));
+    CROSVM_TRY(pio_bus_.insert(std::move(debugcon), config.debugcon_port, 1));
+  }
   return {};
 }
 
@@ -403,6 +480,7 @@ Result<void> Vm::attach_pci_devices() {
   for (const SerialConfig& serial : config_.serials) {
     if (serial.hardware != SerialHardware::kVirtioConsole) continue;
     const std::string name = fmt::format("virtio-console {}", serial.number);
+    PortOutput output = CROSVM_TRY(port_output(serial));
     std::shared_ptr<HostInput> input;
     if (config_.sandbox.enabled) {
       // The console's streams cross as two pipes (sandbox/stream_pipes.h).
@@ -416,16 +494,16 @@ Result<void> Vm::attach_pci_devices() {
       fds.emplace_back("--input-fd", std::move(input_read));
       console_pids_[serial.number - 1] = CROSVM_TRY(attach_jailed("console", name, {"--name", name}, std::move(fds)));
       output_pumps_.push_back(
-          CROSVM_TRY(sandbox::OutputPump::create(loop_, std::move(output_read), CROSVM_TRY(output_stream(serial)))));
+          CROSVM_TRY(sandbox::OutputPump::create(loop_, std::move(output_read), output.stream)));
       auto pipe_input = CROSVM_TRY(sandbox::PipeInput::create(loop_, std::move(input_write)));
       pipe_inputs_.push_back(pipe_input);
       input = std::move(pipe_input);
     } else {
-      auto console = std::make_shared<virtio::Console>(name, CROSVM_TRY(output_stream(serial)), logger_);
+      auto console = std::make_shared<virtio::Console>(name, output.stream, logger_);
       CROSVM_TRY(attach_virtio(console));
       input = std::move(console);
     }
-    CROSVM_TRY(attach_input(serial, input));
+    CROSVM_TRY(attach_input(serial, output, input));
     console_inputs_[serial.number - 1] = std::move(input);
   }
   for (size_t i = 0; i < config_.vhost_user.size(); ++i) {

@@ -16,21 +16,28 @@
 
 namespace crosvm {
 
-enum class SerialOutput { kSink, kStdout, kFile, kCallback };
-enum class SerialHardware { kUart, kVirtioConsole };
+// kUnix: a line per datagram to a Unix datagram socket (crosvm's type=unix);
+// kUnixStream: a connection to a Unix stream socket (crosvm's
+// type=unix-stream); kSyslog: a line per message to the host's syslog.
+enum class SerialOutput { kSink, kStdout, kFile, kCallback, kUnix, kUnixStream, kSyslog };
+// kDebugcon: Bochs's debug port (crosvm's hardware=debugcon), output only.
+enum class SerialHardware { kUart, kVirtioConsole, kDebugcon };
 
 struct SerialConfig {
   SerialHardware hardware = SerialHardware::kUart;
   // 1..4 per kind: COM1..COM4 (ttyS0..ttyS3), or virtio consoles hvc0..hvc3.
   uint32_t number = 1;
   SerialOutput output = SerialOutput::kStdout;
-  std::string path;     // for kFile
+  std::string path;     // for kFile, kUnix, kUnixStream
+  std::string name;     // crosvm's name=: how logs and status call the port
   std::function<void(std::span<const uint8_t>)> callback;  // for kCallback
   bool console = false;     // console=ttySn (hvcN) on the command line
   bool earlycon = false;    // earlycon=uart8250,io,PORT (UARTs only)
   bool out_timestamp = false;  // crosvm's: each output line starts with the UTC time (UARTs only)
   bool read_stdin = false;  // the process's stdin feeds this port
   std::string input_path;   // crosvm's input=: this file's (or FIFO's) bytes feed the port
+  bool input_unix_stream = false;  // kUnixStream: the socket is the input too
+  uint16_t debugcon_port = 0x402;  // kDebugcon: its I/O port (OVMF's and SeaBIOS's)
 };
 
 struct DiskConfig {

@@ -39,9 +39,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(config.disks.empty() && !config.serials.empty() && config.serials.size() <= 2);
     const crosvm::SerialConfig& port = config.serials.back();
     FUZZ_CHECK(port.number >= 1 && port.number <= 4);
-    FUZZ_CHECK((port.output == crosvm::SerialOutput::kFile) == !port.path.empty());
-    FUZZ_CHECK(!(port.earlycon && port.hardware == crosvm::SerialHardware::kVirtioConsole));
+    const bool has_path = port.output == crosvm::SerialOutput::kFile || port.output == crosvm::SerialOutput::kUnix ||
+                          port.output == crosvm::SerialOutput::kUnixStream;
+    FUZZ_CHECK(has_path == !port.path.empty());
+    FUZZ_CHECK(!port.input_unix_stream || port.output == crosvm::SerialOutput::kUnixStream);
+    FUZZ_CHECK(!(port.earlycon && port.hardware != crosvm::SerialHardware::kUart));
     FUZZ_CHECK(!(port.out_timestamp && port.hardware == crosvm::SerialHardware::kVirtioConsole));
+    if (port.hardware == crosvm::SerialHardware::kDebugcon) {  // output only
+      FUZZ_CHECK(!port.console && !port.read_stdin && port.input_path.empty() && !port.input_unix_stream);
+    } else {
+      FUZZ_CHECK(port.debugcon_port == 0x402);  // debugcon-port only with a debugcon
+    }
   } else if (kind.name == "vhost-user") {
     FUZZ_CHECK(config.vhost_user.size() == 1 && config.disks.empty() && config.serials.size() == 1);
     const crosvm::VhostUserConfig& device = config.vhost_user[0];

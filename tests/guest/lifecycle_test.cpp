@@ -130,6 +130,7 @@ TEST_CASE("the control socket suspends, resumes, reports and stops a VM", "[gues
   TempDir directory("lifecycle");
   GuestVm vm("ticker", 64, 1, [&](crosvm_config* config) {
     REQUIRE(crosvm_config_set_control_socket(config, directory.path().c_str()) == CROSVM_OK);
+    REQUIRE(crosvm_config_add_device(config, "serial", "hardware=debugcon,type=sink,name=firmware log") == CROSVM_OK);
   });
   const std::string socket = crosvm_vm_control_socket_path(vm.handle());
   CHECK(socket == directory.file("crosvm-" + std::to_string(::getpid()) + ".sock"));
@@ -145,6 +146,7 @@ TEST_CASE("the control socket suspends, resumes, reports and stops a VM", "[gues
   CHECK(status.find(R"("vcpus":1)") != std::string::npos);
   CHECK(status.find(R"("memory_mib":64)") != std::string::npos);
   CHECK(status.find("serial1 (8250 UART, ttyS0)") != std::string::npos);
+  CHECK(status.find(R"(debugcon1 (Bochs debug port 0x402) \"firmware log\")") != std::string::npos);
 
   control(socket, R"({"request":"suspend"})");
   CHECK(crosvm_vm_get_state(vm.handle()) == CROSVM_STATE_PAUSED);

@@ -9,6 +9,7 @@ import pathlib
 import re
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import termios
@@ -156,6 +157,124 @@ def test_out_timestamp_stamps_each_line_in_utc(launcher, tmp_path):
         assert found, line
         stamp = datetime.datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S")
         assert before.replace(microsecond=0) <= stamp <= after, line
+
+
+def receive_datagrams(sock, until):
+    """Datagrams from `sock` until one contains `until` (or the guard)."""
+    received = []
+    deadline = time.monotonic() + TIMEOUT
+    sock.settimeout(1)
+    while time.monotonic() < deadline and not any(until in line for line in received):
+        try:
+            received.append(sock.recv(4096).decode(errors="replace"))
+        except socket.timeout:
+            continue
+    return received
+
+
+@needs_kvm
+def test_serial_type_unix_sends_a_datagram_per_line_to_a_socket_that_comes_late(launcher, tmp_path):
+    # crosvm's type=unix: its reader (ChromeOS's vmlog_forwarder) may start
+    # after the VMM, which waits for the socket to appear.
+    path = tmp_path / "log.sock"
+    process = subprocess.Popen([launcher, "run", "--demo", "--serial", f"type=unix,path={path},num=1"],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.5)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.bind(str(path))
+            lines = receive_datagrams(sock, "demo guest")
+            stdout, stderr = process.communicate(timeout=TIMEOUT)
+    finally:
+        process.kill()
+    assert process.returncode == 0, stderr
+    assert any("demo guest" in line for line in lines), lines
+    assert all("\n" not in line for line in lines), lines  # a line per datagram, without its end
+    assert "demo guest" not in stdout
+
+
+@needs_kvm
+def test_serial_type_unix_stream_carries_output_and_input(launcher, guest_program, tmp_path):
+    path = tmp_path / "console.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(str(path))
+        server.listen(1)
+        process = subprocess.Popen(
+            [launcher, "run", guest_program("serial_echo"), "--serial",
+             f"type=unix-stream,path={path},num=1,input-unix-stream"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            server.settimeout(TIMEOUT)
+            connection, _ = server.accept()
+            with connection, connection.makefile("rw") as console:
+                assert console.readline() == "ready\n"
+                console.write("over the socket\n")
+                console.flush()
+                assert console.readline().startswith("echo: over the socket")
+            _, stderr = process.communicate(timeout=TIMEOUT)
+        finally:
+            process.kill()
+    assert process.returncode == 0, stderr
+
+
+@needs_kvm
+def test_serial_type_syslog_sends_each_line_to_dev_log(launcher, tmp_path):
+    # The host's /dev/log is the test's own: bound there when there is none
+    # (the nested machine has no syslog), or mounted over it in a mount
+    # namespace of the launcher's.
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to stand in for the host's /dev/log")
+    ours = tmp_path / "log.sock"
+    command = [launcher, "run", "--demo", "--serial", "type=syslog,num=1"]
+    bound_dev_log = not os.path.lexists("/dev/log")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        if bound_dev_log:
+            sock.bind("/dev/log")
+        else:
+            sock.bind(str(ours))
+            command = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                       f'mount --bind {ours} /dev/log && exec "$@"', "sh", *command]
+        try:
+            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                       stderr=subprocess.PIPE, text=True)
+            try:
+                lines = receive_datagrams(sock, "demo guest")
+                stdout, stderr = process.communicate(timeout=TIMEOUT)
+            finally:
+                process.kill()
+        finally:
+            if bound_dev_log:
+                os.unlink("/dev/log")
+    assert process.returncode == 0, stderr
+    assert lines, stderr
+    # As glibc's syslog() sends it: user.info, local time, program[pid].
+    header = re.compile(r"<14>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d crosvm-launch\[\d+\]: ")
+    for line in lines:
+        assert header.match(line), line
+    assert any("demo guest" in line for line in lines), lines
+    assert "demo guest" not in stdout
+
+
+@needs_kvm
+def test_debugcon_prints_what_the_guest_writes_to_port_0x402(launcher, guest_program, tmp_path):
+    output = tmp_path / "debugcon.log"
+    result = run(launcher, "run", guest_program("debugcon"), "--serial",
+                 f"hardware=debugcon,type=file,path={output},out-timestamp")
+    assert result.returncode == 0, result.stderr
+    assert "debugcon probe: 0x00000000000000e9" in result.stdout  # COM1, the default console
+    assert re.fullmatch(r"\[ [-\d]+ [:\d]+\.\d{9} \]: hello through the debug port\n", output.read_text())
+
+    # Elsewhere, port 0x402 is nobody's (it reads 0xff) and the guest stays quiet.
+    result = run(launcher, "run", guest_program("debugcon"), "--serial",
+                 f"hardware=debugcon,type=file,path={output},debugcon_port=0xe9")
+    assert result.returncode == 0, result.stderr
+    assert "debugcon probe: 0x00000000000000ff" in result.stdout
+
+
+@needs_kvm
+def test_a_debugcon_on_a_port_of_the_machine_is_refused_naming_it(launcher, tmp_path):
+    result = run(launcher, "run", "--demo", "--serial", "hardware=debugcon,type=sink,debugcon-port=0x3f8")
+    assert_one_line_error(result, "debugcon 1", "serial 1", "0x3f8")
 
 
 @needs_kvm

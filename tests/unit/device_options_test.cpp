@@ -1,5 +1,7 @@
 #include <catch2/catch.hpp>
 
+#include <fmt/format.h>
+
 #include "vm/device_options.h"
 
 using crosvm::add_device;
@@ -133,16 +135,67 @@ TEST_CASE("serial: bad lists name the problem", "[device-options]") {
   CHECK(refused("serial", "path=/x").find("path= is for type=file") != std::string::npos);
   CHECK(refused("serial", "stdin,input=/x").find("stdin and input= cannot be combined") != std::string::npos);
   CHECK(refused("serial", "input=").find("input= needs a path") != std::string::npos);
-  CHECK(refused("serial", "type=syslog").find("stdout, file or sink") != std::string::npos);
+  CHECK(refused("serial", "type=tty").find("stdout, file, sink, syslog, unix or unix-stream") != std::string::npos);
   CHECK(refused("serial", "colour=red").find("unknown key 'colour'") != std::string::npos);
   CHECK(refused("serial", "type").find("serial: type needs a value") != std::string::npos);
-  CHECK(refused("serial", "hardware=usb").find("serial or virtio-console") != std::string::npos);
+  CHECK(refused("serial", "hardware=usb").find("serial, virtio-console or debugcon") != std::string::npos);
   CHECK(refused("serial", "hardware=virtio-console,earlycon").find("earlycon") != std::string::npos);
   CHECK(refused("serial", "hardware=virtio-console,out-timestamp").find("out-timestamp is for UARTs") !=
         std::string::npos);
   CHECK(refused("serial", "out-timestamp=maybe").find("out-timestamp") != std::string::npos);
   CHECK(added("serial", "type=sink,out-timestamp=true").serials[0].out_timestamp);
   CHECK_FALSE(added("serial", "type=sink").serials[0].out_timestamp);
+}
+
+TEST_CASE("serial: crosvm's socket and syslog types, debugcon, name, and its underscore spellings",
+          "[device-options]") {
+  const crosvm::SerialConfig datagrams = added("serial", "type=unix,path=/run/log.sock,name=boot log").serials.at(0);
+  CHECK(datagrams.output == crosvm::SerialOutput::kUnix);
+  CHECK(datagrams.path == "/run/log.sock");
+  CHECK(datagrams.name == "boot log");
+  const crosvm::SerialConfig stream =
+      added("serial", "type=unix-stream,path=/run/tty.sock,input-unix-stream,hardware=virtio-console").serials.at(0);
+  CHECK(stream.output == crosvm::SerialOutput::kUnixStream);
+  CHECK(stream.input_unix_stream);
+  CHECK(stream.hardware == crosvm::SerialHardware::kVirtioConsole);
+  CHECK(added("serial", "type=syslog").serials.at(0).output == crosvm::SerialOutput::kSyslog);
+  CHECK(added("serial", "hardware=legacy-virtio-console").serials.at(0).hardware ==
+        crosvm::SerialHardware::kVirtioConsole);
+
+  const crosvm::SerialConfig debugcon = added("serial", "hardware=debugcon,type=sink").serials.at(0);
+  CHECK(debugcon.hardware == crosvm::SerialHardware::kDebugcon);
+  CHECK(debugcon.debugcon_port == 0x402);  // OVMF's
+  CHECK(added("serial", "hardware=debugcon,debugcon-port=0xe9").serials.at(0).debugcon_port == 0xe9);
+  // crosvm's serde takes these spellings too; they are the same key.
+  CHECK(added("serial", "hardware=debugcon,debugcon_port=1026").serials.at(0).debugcon_port == 1026);
+  CHECK(added("serial", "out_timestamp").serials.at(0).out_timestamp);
+  CHECK(refused("serial", "out-timestamp,out_timestamp").find("out-timestamp is given twice") != std::string::npos);
+  // A UART and a debugcon of one number are two ports.
+  VmConfig both = added("serial", "type=sink,num=1");
+  REQUIRE(add_device(both, "serial", "hardware=debugcon,num=1").ok());
+  CHECK(both.serials.size() == 2);
+}
+
+TEST_CASE("serial: socket and debugcon lists that cannot work are refused", "[device-options]") {
+  CHECK(refused("serial", "type=unix").find("type=unix needs path=") != std::string::npos);
+  CHECK(refused("serial", "type=unix-stream").find("type=unix-stream needs path=") != std::string::npos);
+  CHECK(refused("serial", "type=syslog,path=/dev/log").find("path= is for type=file, unix and unix-stream") !=
+        std::string::npos);
+  CHECK(refused("serial", "type=unix,path=/x,input-unix-stream").find("input-unix-stream needs type=unix-stream") !=
+        std::string::npos);
+  CHECK(refused("serial", "type=unix-stream,path=/x,input-unix-stream,stdin").find("cannot be combined") !=
+        std::string::npos);
+  CHECK(refused("serial", "hardware=debugcon,console").find("debugcon cannot be the kernel's console") !=
+        std::string::npos);
+  CHECK(refused("serial", "hardware=debugcon,stdin").find("debugcon has no input") != std::string::npos);
+  CHECK(refused("serial", "hardware=debugcon,input=/x").find("debugcon has no input") != std::string::npos);
+  CHECK(refused("serial", "debugcon-port=0x402").find("debugcon-port is for hardware=debugcon") !=
+        std::string::npos);
+  for (const char* port : {"65536", "0x10000", "-1", "0x", "12a", ""}) {
+    INFO(port);
+    CHECK(refused("serial", fmt::format("hardware=debugcon,debugcon-port={}", port)).find("debugcon-port must be") !=
+          std::string::npos);
+  }
 }
 
 TEST_CASE("vhost-user: crosvm's type= and socket=, a bare first item is the type", "[device-options]") {

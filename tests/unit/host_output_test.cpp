@@ -13,6 +13,9 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
+
+#include <fmt/format.h>
 
 #include "temp_dir.h"
 #include "base/event_loop.h"
@@ -224,6 +227,87 @@ TEST_CASE("bytes written one at a time leave in batches, not a write each", "[ho
     // One batch, unless this machine stalled the writer for longer than
     // HostOutput::kCoalesce in the middle; a flush per byte made ~kBytes.
     CHECK(packets <= 4);
+  }
+  loop.stop();
+  ::close(ends[0]);
+  ::close(ends[1]);
+}
+
+namespace {
+
+// Every datagram waiting on `fd` until `count` have come (or the guard).
+std::vector<std::string> receive_datagrams(int fd, size_t count) {
+  std::vector<std::string> received;
+  const auto deadline = std::chrono::steady_clock::now() + crosvm::testing::kHangGuard;
+  while (received.size() < count && std::chrono::steady_clock::now() < deadline) {
+    pollfd readable{fd, POLLIN, 0};
+    if (::poll(&readable, 1, 100) != 1) continue;
+    char datagram[4096];
+    const ssize_t got = ::recv(fd, datagram, sizeof(datagram), 0);
+    REQUIRE(got >= 0);
+    received.emplace_back(datagram, static_cast<size_t>(got));
+  }
+  return received;
+}
+
+}  // namespace
+
+TEST_CASE("to a datagram socket, output goes a line per datagram", "[host-output]") {
+  int ends[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, ends) == 0);
+  EventLoop loop;
+  REQUIRE(loop.start_threads(1).ok());
+  {
+    auto output = std::make_shared<HostOutput>(loop, ends[0], nullptr, HostOutput::Datagrams{});
+    // Lines split across writes and joined in one, CR LF endings, an empty
+    // line, a line longer than a datagram's, and an unfinished one.
+    output->write_waiting(bytes_of("first li"));
+    output->write_waiting(bytes_of("ne\r\nsecond\n\nthird\n"));
+    const std::string long_line(HostOutput::kMaxLine + 10, 'x');
+    output->write_waiting(bytes_of(long_line + "\nprompt$ "));
+    const std::vector<std::string> lines = receive_datagrams(ends[1], 6);
+    REQUIRE(lines.size() == 6);
+    CHECK(lines[0] == "first line");
+    CHECK(lines[1] == "second");
+    CHECK(lines[2].empty());
+    CHECK(lines[3] == "third");
+    CHECK(lines[4] == std::string(HostOutput::kMaxLine, 'x'));
+    CHECK(lines[5] == std::string(10, 'x'));
+    // The prompt waits for its newline; the VM's stop (flush) sends it.
+    pollfd readable{ends[1], POLLIN, 0};
+    CHECK(::poll(&readable, 1, 50) == 0);
+    output->flush();
+    CHECK(receive_datagrams(ends[1], 1) == std::vector<std::string>{"prompt$ "});
+  }
+  loop.stop();
+  ::close(ends[0]);
+  ::close(ends[1]);
+}
+
+TEST_CASE("a datagram reader that falls behind loses no line, and each datagram has its header",
+          "[host-output][hostile]") {
+  int ends[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, ends) == 0);
+  EventLoop loop;
+  REQUIRE(loop.start_threads(1).ok());
+  // More lines than the socket queues (its max_dgram_qlen is 10 by
+  // default, and its buffer a few hundred KiB): the loop waits for room and
+  // never drops one while the reader is there.
+  constexpr size_t kLines = 2000;
+  {
+    auto output = std::make_shared<HostOutput>(loop, ends[0], nullptr,
+                                               HostOutput::Datagrams{[] { return std::string("<14>tag: "); }});
+    std::thread writer([&] {
+      for (size_t i = 0; i < kLines; ++i) output->write_waiting(bytes_of(fmt::format("line {}\n", i)));
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the queue fills meanwhile
+    const std::vector<std::string> received = receive_datagrams(ends[1], kLines);
+    writer.join();
+    REQUIRE(received.size() == kLines);
+    for (size_t i = 0; i < kLines; ++i) {
+      INFO(i);
+      CHECK(received[i] == fmt::format("<14>tag: line {}", i));
+    }
   }
   loop.stop();
   ::close(ends[0]);

@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include "devices/legacy/cmos.h"
+#include "devices/legacy/debugcon.h"
 #include "devices/legacy/i8042.h"
 #include "devices/legacy/power_management.h"
 #include "fakes.h"
@@ -223,4 +224,17 @@ TEST_CASE("the reset control register resets on the reset-CPU bit", "[pm]") {
   CHECK(power.events.empty());
   out8(reset, 0, ResetControl::kResetValue);
   CHECK(power.events.size() == 1);
+}
+
+TEST_CASE("a debugcon reads as 0xe9 and passes each byte written to its output", "[debugcon]") {
+  std::string printed;
+  crosvm::Debugcon debugcon("debugcon 1", [&](std::span<const uint8_t> bytes) { printed.append(bytes.begin(), bytes.end()); });
+  uint8_t value = 0;
+  debugcon.read(0, std::span(&value, 1));
+  CHECK(value == 0xe9);  // how a guest tells that the port is there
+  for (char c : std::string("OVMF\n")) {
+    const uint8_t byte = static_cast<uint8_t>(c);
+    debugcon.write(0, std::span(&byte, 1));
+  }
+  CHECK(printed == "OVMF\n");
 }
