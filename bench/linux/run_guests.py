@@ -576,7 +576,16 @@ def main() -> int:
     parser.add_argument("--blkbench", required=True)
     parser.add_argument("--net-seconds", type=float, default=10)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--only", default="",
+                        help="VMM,VMM,...: measure only these rows' VMMs (a partial run, by hand; "
+                             "bench/run always measures every one)")
     args = parser.parse_args()
+    only = set(filter(None, args.only.split(",")))
+    if only:
+        unknown = only - set(BOOT_VMMS + ["crosvm-sandboxed-never", "crosvm-jailed-all"] + BLOCK_VMMS + SLOW_VMMS +
+                             NET_VMMS + VSOCK_VMMS)
+        if unknown:
+            parser.error(f"--only: no VMM {', '.join(sorted(unknown))}")
     kernel = args.kernel  # as the report names it
     # Both VMMs, their libraries, the kernel and the initramfs from tmpfs
     # inside the nested runner, not over its uncached 9p (bench/staging.py).
@@ -615,6 +624,10 @@ def main() -> int:
     if not args.qemu10:
         print(f"run_guests: no {qemu10} (tests/nested/run --install-emulator): no current QEMU",
               file=sys.stderr, flush=True)
+
+    def chosen(names: list[str]) -> list[str]:
+        return [name for name in names if not only or name in only]
+
     make_namespaces()
     slow_disk = make_slow_disk()
     try:
@@ -623,7 +636,7 @@ def main() -> int:
             # VM's figure depends on its place in the group (a block VM
             # first after the boot group may write twice as fast, whatever
             # serves the disk), so a fixed order decides the ratio.
-            for vmm in rotated(boot_vmms, run):
+            for vmm in chosen(rotated(boot_vmms, run)):
                 if settable:
                     set_shmem_policy("never" if vmm == "crosvm-sandboxed-never" else "advise")
                 result = measure(boot_once, vmm, args, failures)
@@ -631,19 +644,19 @@ def main() -> int:
                     results[vmm]["boot"].append(result)
             if settable:
                 set_shmem_policy("advise")
-            for vmm in rotated(BLOCK_VMMS, run):
+            for vmm in chosen(rotated(BLOCK_VMMS, run)):
                 result = measure(block_once, vmm, args, failures)
                 if result:
                     results[vmm]["block"].append(result)
-            for vmm in rotated(SLOW_VMMS, run) if slow_disk else []:
+            for vmm in chosen(rotated(SLOW_VMMS, run)) if slow_disk else []:
                 result = measure(slow_block_once, vmm, args, failures)
                 if result:
                     results[vmm]["block"].append(result)
-            for vmm in rotated(NET_VMMS, run):
+            for vmm in chosen(rotated(NET_VMMS, run)):
                 result = measure(net_once, vmm, args, failures)
                 if result:
                     results[vmm]["net"].append(result)
-            for vmm in rotated(VSOCK_VMMS, run):
+            for vmm in chosen(rotated(VSOCK_VMMS, run)):
                 result = measure(vsock_once, vmm, args, failures)
                 if result:
                     results[vmm]["vsock"].append(result)

@@ -66,6 +66,7 @@ constexpr uint64_t kL2CacheBytes = 4ull << 20;
 constexpr uint64_t kRefBlockCacheBytes = 1ull << 20;
 
 std::atomic<size_t> cache_tables_for_testing{0};
+std::atomic<void (*)(bool)> transfer_hook_for_testing{nullptr};
 
 size_t cache_tables(uint64_t bytes, uint64_t cluster_size, size_t most) {
   if (const size_t tables = cache_tables_for_testing.load(); tables != 0) return tables;
@@ -321,7 +322,7 @@ class Qcow2Disk final : public DiskFile {
   std::string_view format() const override { return "qcow2"; }
 
   Result<void> read_at(uint64_t offset, std::span<const iovec> buffers) override {
-    std::lock_guard lock(mutex_);
+    std::unique_lock lock(mutex_);
     IovecCursor cursor(buffers);
     uint64_t left = total_bytes(buffers);
     while (left > 0) {
@@ -343,8 +344,7 @@ class Qcow2Disk final : public DiskFile {
         case Kind::kData: {
           length = CROSVM_TRY(run_length(offset, length, left, mapping, false));
           const std::vector<iovec> pieces = cursor.take(length);
-          const uint64_t at = mapping.host + within;
-          CROSVM_TRY(transfer_at(data_fd(fd_.get(), direct_, at, pieces), at, pieces, false, path_, PastEnd::kZeros));
+          CROSVM_TRY(transfer_unlocked(lock, mapping.host + within, pieces, false));
           break;
         }
       }
@@ -355,7 +355,7 @@ class Qcow2Disk final : public DiskFile {
   }
 
   Result<void> write_at(uint64_t offset, std::span<const iovec> buffers) override {
-    std::lock_guard lock(mutex_);
+    std::unique_lock lock(mutex_);
     CROSVM_TRY(writable());
     IovecCursor cursor(buffers);
     uint64_t left = total_bytes(buffers);
@@ -367,7 +367,7 @@ class Qcow2Disk final : public DiskFile {
         // Ours alone: written in place, with the clusters that follow on.
         length = CROSVM_TRY(run_length(offset, length, left, mapping, true));
         const std::vector<iovec> pieces = cursor.take(length);
-        CROSVM_TRY(write_buffers(mapping.host + within, pieces));
+        CROSVM_TRY(transfer_unlocked(lock, mapping.host + within, pieces, true));
       } else {
         CROSVM_TRY(write_new_cluster(offset, within, length, mapping, cursor));
       }
@@ -513,6 +513,34 @@ class Qcow2Disk final : public DiskFile {
       length += std::min(left - length, cluster_size_);
     }
     return length;
+  }
+
+  // Guest data to or from clusters already allocated moves without the
+  // lock, so that requests to different clusters overlap (a lock held
+  // across the transfer served one request at a time). The clusters stay
+  // pinned meanwhile: a discard may free one mid-transfer, but none is
+  // handed out again (allocate_cluster) before the transfer is over, so a
+  // late write can never land in another block's new cluster. `lock` is
+  // held again on return.
+  Result<void> transfer_unlocked(std::unique_lock<std::mutex>& lock, uint64_t at, std::span<const iovec> pieces,
+                                 bool write) {
+    const uint64_t first = at & ~(cluster_size_ - 1);
+    const uint64_t end = at + total_bytes(pieces);
+    for (uint64_t cluster = first; cluster < end; cluster += cluster_size_) ++pinned_[cluster];
+    lock.unlock();
+    if (auto hook = transfer_hook_for_testing.load()) hook(write);
+    Result<void> result = write ? crash_point() : Result<void>{};
+    if (result) {
+      result = transfer_at(data_fd(fd_.get(), direct_, at, pieces), at, pieces, write, path_,
+                           write ? PastEnd::kError : PastEnd::kZeros);
+    }
+    lock.lock();
+    for (uint64_t cluster = first; cluster < end; cluster += cluster_size_) {
+      if (auto found = pinned_.find(cluster); --found->second == 0) pinned_.erase(found);
+    }
+    // Only now: a flush that ran during the transfer did not cover it.
+    if (write) unsynced_ = true;
+    return result;
   }
 
   Result<void> writable() const {
@@ -803,11 +831,17 @@ class Qcow2Disk final : public DiskFile {
   // end of the file. Counted before anything can point to it.
   Result<uint64_t> allocate_cluster() {
     uint64_t host = 0;
+    std::vector<uint64_t> busy;  // freed, but a transfer is still on them: later
     while (!free_list_.empty() && host == 0) {
       host = free_list_.back();
       free_list_.pop_back();
       if (is_metadata(host)) host = 0;  // never: a table's cluster is not freed
+      if (host != 0 && pinned_.contains(host)) {
+        busy.push_back(host);
+        host = 0;
+      }
     }
+    free_list_.insert(free_list_.end(), busy.begin(), busy.end());
     if (host == 0) {
       host = CROSVM_TRY(take_end_clusters(1));
     }
@@ -1046,6 +1080,7 @@ class Qcow2Disk final : public DiskFile {
   std::set<uint64_t> dirty_reftable_;
   std::vector<uint64_t> pending_frees_;
   std::vector<uint64_t> free_list_;
+  std::map<uint64_t, uint32_t> pinned_;  // clusters under a transfer without the lock, and how many
   bool unsynced_ = false;  // written since the last fdatasync
   std::vector<uint8_t> inflated_;  // the last compressed cluster read
   uint64_t inflated_entry_ = 0;
@@ -1125,6 +1160,8 @@ Result<void> create_qcow2(const std::string& path, uint64_t size, const std::str
 }
 
 void set_qcow2_cache_tables_for_testing(size_t tables) { cache_tables_for_testing.store(tables); }
+
+void set_qcow2_transfer_hook_for_testing(void (*hook)(bool write)) { transfer_hook_for_testing.store(hook); }
 
 int64_t set_qcow2_crash_after_for_testing(int64_t count) { return crash_after.exchange(count); }
 

@@ -68,5 +68,8 @@ int64_t set_qcow2_crash_after_for_testing(int64_t count);
 // Tests: each cache holds this many tables (0: the normal bound), so that
 // write-back on eviction happens in a small test.
 void set_qcow2_cache_tables_for_testing(size_t tables);
+// Tests: called (with whether it writes) by every transfer of guest data
+// that runs without the image's lock, before it moves a byte; nullptr: none.
+void set_qcow2_transfer_hook_for_testing(void (*hook)(bool write));
 
 }  // namespace crosvm::disk

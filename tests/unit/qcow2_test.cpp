@@ -16,6 +16,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <future>
+#include <atomic>
+#include <chrono>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -279,6 +282,142 @@ TEST_CASE("qcow2: discard and write-zeroes free clusters and read as zeros", "[q
   struct stat info{};
   REQUIRE(::stat(image.c_str(), &info) == 0);
   CHECK(static_cast<uint64_t>(info.st_blocks) * 512 < 4 * kMiB);
+}
+
+namespace {
+
+// A transfer without the image's lock, held in the hook until the test
+// lets it go: the first write's, or the first read's.
+struct HeldTransfer {
+  static inline std::atomic<int> hold_kind{-1};  // 1: a write, 0: a read, -1: none
+  static inline std::promise<void> reached;
+  static inline std::shared_future<void> go;
+
+  static void hook(bool write) {
+    int expected = write ? 1 : 0;
+    if (!hold_kind.compare_exchange_strong(expected, -1)) return;
+    reached.set_value();
+    (void)go.wait_for(std::chrono::seconds(30));  // a hang guard: the test fails, not hangs
+  }
+
+  explicit HeldTransfer(bool write) {
+    reached = {};
+    go = release.get_future().share();
+    hold_kind = write ? 1 : 0;
+    disk::set_qcow2_transfer_hook_for_testing(&hook);
+  }
+  ~HeldTransfer() {
+    let_go();
+    disk::set_qcow2_transfer_hook_for_testing(nullptr);
+    hold_kind = -1;
+  }
+  void wait_until_held() { REQUIRE(reached.get_future().wait_for(std::chrono::seconds(30)) == std::future_status::ready); }
+  void let_go() {
+    if (!released) release.set_value();
+    released = true;
+  }
+
+  std::promise<void> release;
+  bool released = false;
+};
+
+}  // namespace
+
+TEST_CASE("qcow2: requests to allocated clusters do not wait for each other's data", "[qcow2]") {
+  TempDir dir("crosvm-qcow2");
+  const std::string image = dir.file("disk.qcow2");
+  qemu_img(fmt::format("create -q -f qcow2 '{}' 8M", image));
+  auto disk = open_image(image);
+  const std::vector<uint8_t> first = pattern(65536, 21), second = pattern(65536, 22);
+  REQUIRE(write(*disk, 0, first).ok());
+  REQUIRE(write(*disk, 5 * 65536, second).ok());
+
+  // A write to cluster 0 stays in its transfer; a read of cluster 5, a
+  // rewrite of cluster 5 and a flush all finish meanwhile.
+  HeldTransfer held(true);
+  auto writer = std::async(std::launch::async, [&] { return write(*disk, 0, pattern(65536, 23)); });
+  held.wait_until_held();
+  CHECK(read(*disk, 5 * 65536, 65536) == second);
+  REQUIRE(write(*disk, 5 * 65536, pattern(65536, 24)).ok());
+  REQUIRE(disk->flush().ok());
+  held.let_go();
+  REQUIRE(writer.get().ok());
+  CHECK(read(*disk, 0, 65536) == pattern(65536, 23));
+  CHECK(read(*disk, 5 * 65536, 65536) == pattern(65536, 24));
+  REQUIRE(disk->flush().ok());
+  disk.reset();
+  require_clean(image);
+}
+
+TEST_CASE("qcow2: a cluster freed during a transfer is not handed out until the transfer ends",
+          "[qcow2][hostile]") {
+  // A guest that discards a block while its write to that block is still
+  // in flight, then writes elsewhere: the freed cluster must not become the
+  // new block's, or the late write would land in it.
+  TempDir dir("crosvm-qcow2");
+  const std::string image = dir.file("disk.qcow2");
+  qemu_img(fmt::format("create -q -f qcow2 '{}' 8M", image));
+  auto disk = open_image(image);
+  REQUIRE(write(*disk, 0, pattern(65536, 31)).ok());
+  REQUIRE(disk->flush().ok());
+
+  HeldTransfer held(true);
+  auto late = std::async(std::launch::async, [&] { return write(*disk, 0, pattern(65536, 32)); });
+  held.wait_until_held();
+  REQUIRE(disk->discard(0, 65536).ok());
+  REQUIRE(disk->flush().ok());  // the cluster's refcount drops to 0: free for reuse
+  const std::vector<uint8_t> other = pattern(65536, 33);
+  REQUIRE(write(*disk, 7 * 65536, other).ok());
+  held.let_go();
+  REQUIRE(late.get().ok());
+  CHECK(read(*disk, 7 * 65536, 65536) == other);
+  CHECK(read(*disk, 0, 65536) == std::vector<uint8_t>(65536, 0));  // discarded: the late write went nowhere
+  // Once the transfer is over, the freed cluster is used again.
+  REQUIRE(write(*disk, 3 * 65536, pattern(65536, 34)).ok());
+  CHECK(read(*disk, 7 * 65536, 65536) == other);
+  REQUIRE(disk->flush().ok());
+  disk.reset();
+  require_clean(image);
+}
+
+TEST_CASE("qcow2: many threads reading and writing at once leave the image clean and right", "[qcow2]") {
+  TempDir dir("crosvm-qcow2");
+  const std::string image = dir.file("disk.qcow2");
+  qemu_img(fmt::format("create -q -f qcow2 '{}' 8M", image));
+  auto disk = open_image(image);
+  constexpr int kThreads = 4;
+  constexpr uint64_t kSlice = 2 * kMiB;  // each thread's own part of the disk
+  // Catch's assertions are for the test's own thread: the workers only report.
+  auto read_back = [&](uint64_t offset, size_t length) {
+    std::vector<uint8_t> bytes(length);
+    const iovec buffer{bytes.data(), length};
+    if (!disk->read_at(offset, std::span(&buffer, 1)).ok()) bytes.clear();
+    return bytes;
+  };
+  std::vector<std::future<bool>> workers;
+  for (int t = 0; t < kThreads; ++t) {
+    workers.push_back(std::async(std::launch::async, [&, t] {
+      const uint64_t base = static_cast<uint64_t>(t) * kSlice;
+      std::vector<uint8_t> expected(kSlice, 0);
+      uint32_t state = static_cast<uint32_t>(t) + 1;
+      for (int i = 0; i < 300; ++i) {
+        state = state * 1103515245u + 12345u;
+        const uint64_t offset = (state >> 8) % (kSlice - 8192) & ~511ull;
+        const size_t length = 512 * (1 + (state >> 4) % 16);
+        const std::vector<uint8_t> bytes = pattern(length, state);
+        if (!write(*disk, base + offset, bytes).ok()) return false;
+        std::copy(bytes.begin(), bytes.end(), expected.begin() + static_cast<ptrdiff_t>(offset));
+        if (i % 50 == 0 && !disk->discard(base + 65536, 65536).ok()) return false;
+        if (i % 50 == 0) std::fill_n(expected.begin() + 65536, 65536, 0);
+        if (i % 7 == 0 && read_back(base, kSlice) != expected) return false;
+      }
+      return read_back(base, kSlice) == expected;
+    }));
+  }
+  for (auto& worker : workers) CHECK(worker.get());
+  REQUIRE(disk->flush().ok());
+  disk.reset();
+  require_clean(image);
 }
 
 TEST_CASE("qcow2: growing the disk past its L1 table", "[qcow2]") {
