@@ -38,6 +38,8 @@ const char* const kUsage =
     "  --extended-status        run exits 32 (reset), 33 (crash) or 34 (panic)\n"
     "                           instead of 0, as crosvm's\n"
     "  --no-syslog              accepted (crosvm-launch logs to stderr only)\n"
+    "  --syslog-tag TAG         what --serial type=syslog lines are tagged with\n"
+    "                           (default: crosvm-launch)\n"
     "\n"
     "commands:\n"
     "  run [OPTIONS] [KERNEL]   boot a VM (see crosvm-launch run --help)\n"
@@ -248,6 +250,7 @@ int configure(crosvm_config* config, const launcher::RunOptions& options, int lo
   }
   if (crosvm_config_set_rng(config, options.rng ? 1 : 0) != 0) return -1;
   if (crosvm_config_set_hugepages(config, options.hugepages ? 1 : 0) != 0) return -1;
+  if (crosvm_config_set_syslog_tag(config, options.syslog_tag.c_str()) != 0) return kExitInvalidArgs;
   std::vector<const char*> denied;
   for (const std::string& name : options.seccomp_denied) denied.push_back(name.c_str());
   denied.push_back(nullptr);
@@ -355,7 +358,8 @@ int run(const std::vector<std::string>& args, const launcher::GlobalOptions& glo
   auto parsed = launcher::parse_run_options(
       args, [](const std::string& kind) { return crosvm_device_kind_help(kind.c_str()) != nullptr; });
   if (auto* message = std::get_if<std::string>(&parsed)) return usage_error(*message);
-  const launcher::RunOptions& options = std::get<launcher::RunOptions>(parsed);
+  launcher::RunOptions& options = std::get<launcher::RunOptions>(parsed);
+  if (options.syslog_tag.empty()) options.syslog_tag = globals.syslog_tag;  // crosvm: run's wins
   if (options.help) {
     std::fputs(launcher::kRunUsage, stdout);
     // The device options are the library's kinds, each with its keys.

@@ -107,9 +107,10 @@ constexpr CrosvmRunOption kCrosvmRunOptions[] = {
     {"--rw-pmem-device", "", kNo},
     // Consoles, network, vsock and other devices
     {"--serial", "", kYes}, {"--vhost-user", "", kYes}, {"--vhost-user-connect-timeout-ms", "", kNo},
-    {"--net", "", kYes}, {"--tap-name", "", kNo}, {"--tap-fd", "", kNo}, {"--host-ip", "", kNo},
-    {"--netmask", "", kNo}, {"--mac", "", kNo}, {"--net-vq-pairs", "", kNo}, {"--vhost-net", "", kNo},
-    {"--vhost-net-device", "", kNo}, {"--vsock", "", kYes}, {"--cid", "", kNo},
+    {"--net", "", kYes}, {"--tap-name", "", kYes}, {"--tap-fd", "", kYes}, {"--host-ip", "", kYes},
+    {"--netmask", "", kYes}, {"--mac", "", kYes}, {"--net-vq-pairs", "", kYes}, {"--vhost-net", "", kYes},
+    {"--vhost-net-device", "", kNo}, {"--vsock", "", kYes}, {"--cid", "", kYes},
+    {"--vhost-vsock-device", "", kYes}, {"--vhost-vsock-fd", "", kNo},
     {"--shared-dir", "", kNo}, {"--no-balloon", "", kHarmless}, {"--no-usb", "", kHarmless},
     {"--no-rng", "", kYes}, {"--balloon-bias-mib", "", kNo}, {"--balloon-control", "", kNo},
     {"--balloon-page-reporting", "", kNo}, {"--init-mem", "", kNo}, {"--gpu", "", kNo},
@@ -117,8 +118,26 @@ constexpr CrosvmRunOption kCrosvmRunOptions[] = {
     {"--sound", "", kNo}, {"--battery", "", kNo}, {"--vfio", "", kNo}, {"--wayland-sock", "", kNo},
     {"--x-display", "", kNo}, {"--pstore", "", kNo}, {"--disable-virtio-intx", "", kNo},
     {"--vtpm-proxy", "", kNo}, {"--pvclock", "", kNo},
-    // Control
-    {"--socket", "-s", kYes}, {"--syslog-tag", "", kNo},
+    // Input, display, media, GPU and more of crosvm's devices
+    {"--keyboard", "", kNo}, {"--mouse", "", kNo}, {"--switches", "", kNo}, {"--trackpad", "", kNo},
+    {"--single-touch", "", kNo}, {"--multi-touch", "", kNo}, {"--rotary", "", kNo},
+    {"--display-window-keyboard", "", kNo}, {"--display-window-mouse", "", kNo},
+    {"--android-display-service", "", kNo}, {"--gpu-cgroup-path", "", kNo}, {"--gpu-render-server", "", kNo},
+    {"--gpu-server-cgroup-path", "", kNo}, {"--video-decoder", "", kNo}, {"--video-encoder", "", kNo},
+    {"--media-decoder", "", kNo}, {"--v4l2-proxy", "", kNo}, {"--simple-media-device", "", kNo},
+    {"--balloon-ws-num-bins", "", kNo}, {"--balloon-ws-reporting", "", kNo}, {"--slirp-capture-file", "", kNo},
+    {"--stub-pci-device", "", kNo}, {"--pci-hotplug-slots", "", kNo}, {"--coiommu", "", kNo},
+    {"--vfio-platform", "", kNo}, {"--vfio-platform-pm", "", kNo}, {"--vfio-isolate-hotplug", "", kNo},
+    {"--vhost-scmi", "", kNo}, {"--dev-pm", "", kNo},
+    // Platform and process (several are crosvm's on other architectures or systems)
+    {"--suspended-vcpus", "", kNo}, {"--unmap-guest-memory-on-fork", "", kNo},
+    {"--break-linux-pci-config-io", "", kNo}, {"--force-disable-readonly-mem", "", kNo}, {"--itmt", "", kNo},
+    {"--swiotlb", "", kNo}, {"--no-pmu", "", kNo}, {"--mte", "", kNo}, {"--ffa", "", kNo},
+    {"--smccc-trng", "", kNo}, {"--virt-cpufreq", "", kNo}, {"--virt-cpufreq-upstream", "", kNo},
+    {"--task-profiles", "", kNo}, {"--crash-pipe-name", "", kNo}, {"--process-invariants-handle", "", kNo},
+    {"--process-invariants-size", "", kNo},
+    // Control and logging
+    {"--socket", "-s", kYes}, {"--syslog-tag", "", kYes},
 };
 
 const CrosvmRunOption* find_crosvm_option(const std::string& arg) {
@@ -160,17 +179,76 @@ void add_default_console(std::vector<DeviceArg>& devices) {
       auto found = keys.find(key);
       return found == keys.end() ? std::string(fallback) : found->second;
     };
+    // A flag as the library reads it (true, yes, on, 1; bare means true).
+    auto set = [&](const char* key) {
+      const std::string text = value(key, "false");
+      return text == "true" || text == "yes" || text == "on" || text == "1";
+    };
     if (device.kind == "serial") {
-      console |= value("console", "false") == "true";
-      stdin_taken |= value("stdin", "false") == "true";
+      console |= set("console");
+      stdin_taken |= set("stdin");
       com1 |= value("hardware", "serial") == "serial" && value("num", "1") == "1";
     } else if (device.kind == "vhost-user") {
-      console |= value("type", "") == "console";
+      // type=console, or crosvm's bare first item ("console,socket=...").
+      console |= value("type", "") == "console" || (keys.contains("console") && keys.at("console") == "true");
     }
   }
   if (console || com1) return;
   devices.push_back(DeviceArg{"serial", std::string("type=stdout,num=1,console=true") + (stdin_taken ? "" : ",stdin=true")});
 }
+
+// crosvm refuses a second --serial of the same hardware and number (the
+// library's lists would replace the first).
+std::optional<std::string> duplicate_serial(const std::vector<DeviceArg>& devices) {
+  std::map<std::pair<std::string, std::string>, int> seen;
+  for (const DeviceArg& device : devices) {
+    if (device.kind != "serial") continue;
+    const auto keys = list_keys(device.options);
+    auto value = [&](const char* key, const char* fallback) {
+      auto found = keys.find(key);
+      return found == keys.end() ? std::string(fallback) : found->second;
+    };
+    std::string hardware = value("hardware", "serial");
+    if (hardware == "legacy-virtio-console") hardware = "virtio-console";
+    const std::string number = value("num", "1");
+    if (++seen[{hardware, number}] == 2) {
+      return "--serial hardware=" + hardware + ",num=" + number + " is given twice";
+    }
+  }
+  return std::nullopt;
+}
+
+// crosvm's older spellings of --net and --vsock keys (--tap-name, --cid,
+// ...), gathered into the lists they stand for, as crosvm does: a NIC per
+// --tap-name and per --tap-fd, one for --host-ip/--netmask/--mac, each with
+// --net-vq-pairs and --vhost-net; --cid and --vhost-vsock-device one vsock.
+struct LegacyNet {
+  std::vector<std::string> taps;  // "tap-name=X", "tap-fd=N"
+  std::string host_ip, netmask, mac, vq_pairs, vsock_cid, vsock_device;
+  bool vhost_net = false;
+
+  void add_to(std::vector<DeviceArg>& devices) const {
+    std::string shared;
+    if (!vq_pairs.empty()) shared += ",vq-pairs=" + vq_pairs;
+    if (vhost_net) shared += ",vhost-net=true";
+    for (const std::string& tap : taps) devices.push_back(DeviceArg{"net", tap + shared});
+    if (!host_ip.empty() || !netmask.empty() || !mac.empty()) {
+      std::string list;
+      if (!host_ip.empty()) list += ",host-ip=" + host_ip;
+      if (!netmask.empty()) list += ",netmask=" + netmask;
+      if (!mac.empty()) list += ",mac=" + mac;
+      devices.push_back(DeviceArg{"net", list.substr(1) + shared});
+    } else if (taps.empty() && !shared.empty()) {
+      devices.push_back(DeviceArg{"net", shared.substr(1)});  // the library says what is missing
+    }
+    if (!vsock_cid.empty() || !vsock_device.empty()) {
+      std::string list;
+      if (!vsock_cid.empty()) list += ",cid=" + vsock_cid;
+      if (!vsock_device.empty()) list += ",device=" + vsock_device;
+      devices.push_back(DeviceArg{"vsock", list.substr(1)});
+    }
+  }
+};
 
 }  // namespace
 
@@ -217,7 +295,9 @@ std::variant<GlobalOptions, std::string> parse_global_options(const std::vector<
     } else if (arg == "--no-syslog") {
       // Ours never logs to syslog: nothing to turn off.
     } else if (arg == "--syslog-tag") {
-      return std::string("--syslog-tag is not supported: crosvm-launch logs to stderr only");
+      if (!value && i + 1 < args.size()) value = args[++i];
+      if (!value || value->empty()) return std::string("--syslog-tag needs a tag");
+      options.syslog_tag = *value;
     } else {
       break;
     }
@@ -262,6 +342,9 @@ const char* const kRunUsage =
     "      --log-level LEVEL  off, error, warn, info (default), debug or trace (also\n"
     "                         before run, as crosvm's)\n"
     "      --name NAME        the process's name (15 bytes)\n"
+    "      --tap-name, --tap-fd, --host-ip, --netmask, --mac, --net-vq-pairs,\n"
+    "      --vhost-net, --cid, --vhost-vsock-device\n"
+    "                         crosvm's older spellings of --net and --vsock keys\n"
     "  -h, --help             this text\n";
 
 const char* const kRunUsageEnd =
@@ -458,6 +541,7 @@ std::variant<RunOptions, std::string> parse_run_options(const std::vector<std::s
                                                         const IsDeviceKind& is_device_kind) {
   RunOptions options;
   std::vector<std::string> positional;
+  LegacyNet legacy;
   for (size_t i = 0; i < args.size(); ++i) {
     std::string arg = args[i];
     if (arg == "--") {
@@ -551,6 +635,30 @@ std::variant<RunOptions, std::string> parse_run_options(const std::vector<std::s
       auto text = value();
       if (!text || text->empty()) return std::string("--name needs a name");
       options.name = *text;
+    } else if (arg == "--syslog-tag") {
+      // crosvm's older place for it (its global one is preferred).
+      auto text = value();
+      if (!text || text->empty()) return std::string("--syslog-tag needs a tag");
+      options.syslog_tag = *text;
+    } else if (arg == "--tap-name" || arg == "--tap-fd" || arg == "--host-ip" || arg == "--netmask" ||
+               arg == "--mac" || arg == "--net-vq-pairs" || arg == "--cid" || arg == "--vhost-vsock-device") {
+      auto text = value();
+      if (!text || text->empty()) return arg + " needs a value";
+      if (text->find_first_of(",\"") != std::string::npos) return arg + " '" + *text + "': one value, no list";
+      if (arg == "--tap-name" || arg == "--tap-fd") {
+        legacy.taps.push_back(arg.substr(2) + "=" + *text);
+      } else {
+        std::string& slot = arg == "--host-ip"        ? legacy.host_ip
+                            : arg == "--netmask"      ? legacy.netmask
+                            : arg == "--mac"          ? legacy.mac
+                            : arg == "--net-vq-pairs" ? legacy.vq_pairs
+                            : arg == "--cid"          ? legacy.vsock_cid
+                                                      : legacy.vsock_device;
+        if (!slot.empty()) return arg + " is given twice";
+        slot = *text;
+      }
+    } else if (arg == "--vhost-net") {
+      error = flag(legacy.vhost_net);
     } else if (arg == "-b" || (arg.rfind("--", 0) == 0 && is_device_kind(arg.substr(2)))) {
       const std::string kind = arg == "-b" ? "block" : arg.substr(2);
       auto text = value();
@@ -571,6 +679,8 @@ std::variant<RunOptions, std::string> parse_run_options(const std::vector<std::s
   if (!positional.empty()) options.kernel = positional[0];
   if (options.kernel.empty()) options.demo = true;
   if (options.demo && !options.kernel.empty()) return "--demo and a kernel cannot be combined";
+  legacy.add_to(options.devices);
+  if (auto twice = duplicate_serial(options.devices)) return *twice;
   add_default_console(options.devices);
   return options;
 }

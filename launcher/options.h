@@ -27,6 +27,7 @@ struct DeviceArg {
 struct GlobalOptions {
   std::optional<int> log_level;  // -1: off
   bool extended_status = false;  // run exits 32-34 for reset, crash, panic (else 0, as crosvm)
+  std::string syslog_tag;        // what type=syslog ports' lines are tagged with
   size_t consumed = 0;           // how many arguments were global options
 };
 std::variant<GlobalOptions, std::string> parse_global_options(const std::vector<std::string>& args);
@@ -71,6 +72,7 @@ struct RunOptions {
   std::vector<std::string> seccomp_denied;
   std::optional<int> log_level;  // -1: off; unset: the global --log-level, else info
   std::string name;  // --name: the process's name (15 bytes, as crosvm)
+  std::string syslog_tag;  // run --syslog-tag (crosvm's deprecated place; the global one wins otherwise)
   std::string socket;  // -s/--socket: the control socket (a path or a directory)
   bool help = false;
 };

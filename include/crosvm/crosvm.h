@@ -202,6 +202,12 @@ CROSVM_EXPORT const char *crosvm_device_kind_help(const char *kind);
  * small pages. */
 CROSVM_EXPORT int crosvm_config_set_hugepages(crosvm_config *config, int enabled);
 
+/* What a serial port's type=syslog lines are tagged with (crosvm's
+ * --syslog-tag): at most 64 bytes, no spaces, line ends, brackets or
+ * colons. NULL or "" (the default): the program's name, as syslog(3)
+ * tags it. */
+CROSVM_EXPORT int crosvm_config_set_syslog_tag(crosvm_config *config, const char *tag);
+
 /* crosvm's sandbox: every virtio device (disks, virtio consoles, rng, and
  * the other kinds of crosvm_config_add_device()) runs in a process of its own, jailed in
  * new user, PID, mount, network, IPC and UTS namespaces with an empty

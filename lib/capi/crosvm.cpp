@@ -348,6 +348,19 @@ int crosvm_config_set_hugepages(crosvm_config* config, int enabled) {
   });
 }
 
+int crosvm_config_set_syslog_tag(crosvm_config* config, const char* tag) {
+  return guarded([&] {
+    if (config == nullptr) return null_argument("config");
+    const std::string_view text = tag == nullptr ? std::string_view() : std::string_view(tag);
+    if (text.size() > 64 || text.find_first_of(" \n\r[]:") != std::string_view::npos) {
+      return fail(ErrorCode::kInvalidArgument,
+                  "a syslog tag has at most 64 bytes and no spaces, line ends, brackets or colons");
+    }
+    config->config.syslog_tag = std::string(text);
+    return succeed();
+  });
+}
+
 int crosvm_config_set_log(crosvm_config* config, int max_level, crosvm_log_callback callback,
                           void* userdata) {
   return guarded([&] {

@@ -20,9 +20,11 @@ constexpr std::array kBlockKeys = {
     DeviceKey{"allow-backing", "true: a qcow2 image's backing file is followed (default false)", true},
     DeviceKey{"sparse", "false: no discard, and write-zeroes never frees space (default true)", true},
     DeviceKey{"lock", "false: the image is not locked against other VMMs (default true)", true},
-    DeviceKey{"block-size", "the logical block size the guest sees: 512 (default), 1024, 2048 or 4096"},
+    DeviceKey{"block-size", "the logical block size the guest sees: 512 (default), 1024, 2048 or 4096", false,
+              "block_size"},
     DeviceKey{"num-queues", "request queues the guest may use at once: 1 (default) to 16"},
-    DeviceKey{"direct", "true: aligned data bypasses the host's page cache (O_DIRECT; default false)", true},
+    DeviceKey{"direct", "true: aligned data bypasses the host's page cache (O_DIRECT; default false)", true,
+              "o_direct"},
 };
 
 }  // namespace
@@ -67,7 +69,7 @@ Result<void> add_block(VmConfig& config, const DeviceOptions& options) {
 
 constexpr std::array kSerialKeys = {
     DeviceKey{"type", "stdout (default), file, sink, syslog, unix (a datagram per line to the socket at path=) "
-                      "or unix-stream (a connection to the socket at path=)"},
+                      "or unix-stream (a connection to the socket at path=); a bare first item is the type too"},
     DeviceKey{"num", "1 to 4 (default 1): ttyS0-3, hvc0-3 for a virtio console, one of four debugcons"},
     DeviceKey{"path", "the file for type=file (appended to, created if missing), the socket for type=unix "
                       "and unix-stream"},
@@ -212,7 +214,7 @@ Result<void> add_vhost_user(VmConfig& config, const DeviceOptions& options) {
 constexpr std::array kMachineKinds = {
     DeviceKind{"block", "a virtio-blk disk over a raw or qcow2 image (crosvm's --block)", kBlockKeys, "path",
                add_block},
-    DeviceKind{"serial", "a serial port or virtio console (crosvm's --serial)", kSerialKeys, "", add_serial},
+    DeviceKind{"serial", "a serial port or virtio console (crosvm's --serial)", kSerialKeys, "type", add_serial},
     DeviceKind{"vhost-user", "a virtio device served by another process (crosvm's --vhost-user)",
                kVhostUserKeys, "type", add_vhost_user},
 };

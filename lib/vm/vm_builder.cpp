@@ -56,14 +56,15 @@ constexpr uint64_t kMaxMemoryMib = UINT64_MAX >> 20;
 // message sent there (RFC 3164): user.info, the local time, the program's
 // name and pid.
 constexpr const char* kSyslogSocket = "/dev/log";
-std::string syslog_header() {
+std::string syslog_header(const std::string& tag) {
   const time_t now = ::time(nullptr);
   tm local{};
   ::localtime_r(&now, &local);
   char stamp[32];
   const size_t length = ::strftime(stamp, sizeof(stamp), "%b %e %T", &local);
   return fmt::format("<{}>{} {}[{}]: ", LOG_USER | LOG_INFO, std::string_view(stamp, length),
-                     program_invocation_short_name, ::getpid());
+                     tag.empty() ? std::string_view(program_invocation_short_name) : std::string_view(tag),
+                     ::getpid());
 }
 
 // type=unix: how long the VM waits for its socket to appear.
@@ -348,7 +349,8 @@ Result<Vm::PortOutput> Vm::port_output(const SerialConfig& config) {
     }
     case SerialOutput::kSyslog: {
       auto socket = std::make_shared<UniqueFd>(CROSVM_TRY(connect_unix_socket(kSyslogSocket, SOCK_DGRAM, what, {})));
-      output = std::make_shared<HostOutput>(loop_, socket->get(), socket, HostOutput::Datagrams{syslog_header});
+      output = std::make_shared<HostOutput>(loop_, socket->get(), socket,
+                                            HostOutput::Datagrams{[tag = config_.syslog_tag] { return syslog_header(tag); }});
       break;
     }
   }

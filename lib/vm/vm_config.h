@@ -85,6 +85,7 @@ struct VmConfig {
   uint64_t memory_mib = kDefaultMemoryMib;
   uint32_t vcpu_count = 1;
   std::string kernel_path;
+  std::string syslog_tag;  // type=syslog ports' tag; empty: the program's name
   bool demo_kernel = false;  // the built-in tiny guest instead of a kernel file
   std::string initrd_path;
   std::vector<std::string> params;  // appended to the command line in order

@@ -225,7 +225,7 @@ def test_serial_type_syslog_sends_each_line_to_dev_log(launcher, tmp_path):
     if os.geteuid() != 0:
         pytest.skip("needs root, to stand in for the host's /dev/log")
     ours = tmp_path / "log.sock"
-    command = [launcher, "run", "--demo", "--serial", "type=syslog,num=1"]
+    command = [launcher, "--syslog-tag", "vm-under-test", "run", "--demo", "--serial", "type=syslog,num=1"]
     bound_dev_log = not os.path.lexists("/dev/log")
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         if bound_dev_log:
@@ -247,8 +247,8 @@ def test_serial_type_syslog_sends_each_line_to_dev_log(launcher, tmp_path):
                 os.unlink("/dev/log")
     assert process.returncode == 0, stderr
     assert lines, stderr
-    # As glibc's syslog() sends it: user.info, local time, program[pid].
-    header = re.compile(r"<14>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d crosvm-launch\[\d+\]: ")
+    # As glibc's syslog() sends it: user.info, local time, tag[pid] (crosvm's --syslog-tag).
+    header = re.compile(r"<14>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d vm-under-test\[\d+\]: ")
     for line in lines:
         assert header.match(line), line
     assert any("demo guest" in line for line in lines), lines

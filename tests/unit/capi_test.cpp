@@ -156,6 +156,19 @@ TEST_CASE("huge pages can be turned off and on, on a config that exists", "[capi
   CHECK(crosvm_config_set_hugepages(nullptr, 1) == CROSVM_ERROR_INVALID_ARGUMENT);
 }
 
+TEST_CASE("a syslog tag is one word of at most 64 bytes", "[capi]") {
+  Config config;
+  CHECK(crosvm_config_set_syslog_tag(config.handle, "crosvm") == CROSVM_OK);
+  CHECK(crosvm_config_set_syslog_tag(config.handle, nullptr) == CROSVM_OK);  // back to the program's name
+  CHECK(crosvm_config_set_syslog_tag(config.handle, "") == CROSVM_OK);
+  for (const char* bad : {"two words", "line\nbreak", "a[1]", "a:b"}) {
+    CAPTURE(bad);
+    CHECK(crosvm_config_set_syslog_tag(config.handle, bad) == CROSVM_ERROR_INVALID_ARGUMENT);
+  }
+  CHECK(crosvm_config_set_syslog_tag(config.handle, std::string(65, 't').c_str()) == CROSVM_ERROR_INVALID_ARGUMENT);
+  CHECK(crosvm_config_set_syslog_tag(nullptr, "x") == CROSVM_ERROR_INVALID_ARGUMENT);
+}
+
 TEST_CASE("a VM with two root disks or a long disk id is refused", "[capi]") {
   Config config;
   REQUIRE(crosvm_config_set_demo_kernel(config.handle) == CROSVM_OK);

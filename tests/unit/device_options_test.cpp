@@ -170,6 +170,16 @@ TEST_CASE("serial: crosvm's socket and syslog types, debugcon, name, and its und
   CHECK(added("serial", "hardware=debugcon,debugcon_port=1026").serials.at(0).debugcon_port == 1026);
   CHECK(added("serial", "out_timestamp").serials.at(0).out_timestamp);
   CHECK(refused("serial", "out-timestamp,out_timestamp").find("out-timestamp is given twice") != std::string::npos);
+  // crosvm's first item may leave out its key: the type.
+  const crosvm::SerialConfig bare = added("serial", "sink,num=2").serials.at(0);
+  CHECK(bare.output == crosvm::SerialOutput::kSink);
+  CHECK(bare.number == 2);
+  CHECK(added("serial", "console").serials.at(0).console);  // a flag stays a flag
+  CHECK(refused("serial", "tty,num=2").find("not 'tty'") != std::string::npos);
+  // crosvm's underscore spellings of block keys.
+  const crosvm::DiskConfig disk = added("block", "a.img,o_direct,block_size=4096").disks.at(0);
+  CHECK(disk.direct);
+  CHECK(disk.block_size == 4096);
   // A UART and a debugcon of one number are two ports.
   VmConfig both = added("serial", "type=sink,num=1");
   REQUIRE(add_device(both, "serial", "hardware=debugcon,num=1").ok());

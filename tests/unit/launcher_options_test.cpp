@@ -165,8 +165,44 @@ TEST_CASE("crosvm's global options come before the command", "[launcher]") {
   CHECK(std::get<GlobalOptions>(parse_global_options({"run"})).consumed == 0);
   CHECK(std::get<std::string>(parse_global_options({"--log-level", "loud"})) ==
         "--log-level needs off, error, warn, info, debug or trace, not 'loud'");
-  CHECK(std::get<std::string>(parse_global_options({"--syslog-tag", "vm"})).find("not supported") !=
-        std::string::npos);
+  auto tagged = parse_global_options({"--syslog-tag", "vm7", "run", "k"});
+  REQUIRE(std::holds_alternative<GlobalOptions>(tagged));
+  CHECK(std::get<GlobalOptions>(tagged).syslog_tag == "vm7");
+  CHECK(std::get<GlobalOptions>(tagged).consumed == 2);
+  CHECK(std::get<std::string>(parse_global_options({"--syslog-tag"})) == "--syslog-tag needs a tag");
+  CHECK(parse_ok({"--syslog-tag=vm8", "k"}).syslog_tag == "vm8");  // crosvm's older place
+}
+
+TEST_CASE("crosvm's older --net and --vsock spellings become the lists they stand for", "[launcher]") {
+  CHECK(parse_ok({"--tap-name", "tap0", "--tap-fd", "5", "--net-vq-pairs", "2", "--vhost-net", "k"}).devices ==
+        std::vector<DeviceArg>{{"net", "tap-name=tap0,vq-pairs=2,vhost-net=true"},
+                               {"net", "tap-fd=5,vq-pairs=2,vhost-net=true"},
+                               {"serial", "type=stdout,num=1,console=true,stdin=true"}});
+  CHECK(parse_ok({"--host-ip", "10.0.0.1", "--netmask", "255.255.255.0", "--mac", "52:54:00:00:00:01", "k"})
+            .devices.front() == DeviceArg{"net", "host-ip=10.0.0.1,netmask=255.255.255.0,mac=52:54:00:00:00:01"});
+  CHECK(parse_ok({"--cid", "5", "--vhost-vsock-device", "/dev/vhost-vsock", "k"}).devices.front() ==
+        DeviceArg{"vsock", "cid=5,device=/dev/vhost-vsock"});
+  // What the library reads them as: each one device, each checked there.
+  crosvm::VmConfig config;
+  for (const DeviceArg& device : parse_ok({"--tap-name", "tap0", "--cid", "5", "k"}).devices) {
+    CAPTURE(device.options);
+    CHECK(crosvm::add_device(config, device.kind, device.options).ok());
+  }
+  CHECK(parse_error({"--cid", "5", "--cid", "6", "k"}) == "--cid is given twice");
+  CHECK(parse_error({"--tap-name", "a,vhost-net", "k"}).find("one value, no list") != std::string::npos);
+  CHECK(parse_error({"--mac"}) == "--mac needs a value");
+  CHECK(parse_error({"--vhost-vsock-fd", "3", "k"}).find("not supported") != std::string::npos);
+}
+
+TEST_CASE("a serial port given twice is refused, as crosvm refuses it", "[launcher]") {
+  CHECK(parse_error({"--serial", "type=sink", "--serial", "type=file,path=x,num=1", "k"}) ==
+        "--serial hardware=serial,num=1 is given twice");
+  CHECK(parse_error({"--serial", "hardware=virtio-console,num=2", "--serial",
+                     "hardware=legacy-virtio-console,num=2", "k"}) ==
+        "--serial hardware=virtio-console,num=2 is given twice");
+  // Different hardware or numbers: ports of their own.
+  CHECK(parse_ok({"--serial", "num=1", "--serial", "hardware=debugcon,num=1", "--serial", "num=2", "k"})
+            .devices.size() == 3);
 }
 
 TEST_CASE("crosvm's default console: COM1 on stdout unless a port is the console or COM1 is given", "[launcher]") {
@@ -182,6 +218,11 @@ TEST_CASE("crosvm's default console: COM1 on stdout unless a port is the console
   CHECK(parse_ok({"--serial", "type=file,path=\"a,b\"", "k"}).devices.size() == 1);
   CHECK(parse_ok({"--serial", "num=2,console=true", "k"}).devices.size() == 1);
   CHECK(parse_ok({"--vhost-user", "type=console,socket=s", "k"}).devices.size() == 1);
+  CHECK(parse_ok({"--vhost-user", "console,socket=s", "k"}).devices.size() == 1);  // crosvm's bare type
+  // Flags as the library reads them: yes, on and 1 are true too.
+  CHECK(parse_ok({"--serial", "num=2,console=on", "k"}).devices.size() == 1);
+  CHECK(parse_ok({"--serial", "hardware=virtio-console,stdin=1", "k"}).devices.back() ==
+        DeviceArg{"serial", "type=stdout,num=1,console=true"});
   CHECK(parse_ok({"--serial", "num=2", "k"}).devices.size() == 2);
 }
 
