@@ -56,6 +56,7 @@ def test_errors_are_named_for_their_codes(tmp_path):
      "block: num-queues must be 1 to 16, not '17'"),
     ({"disks": [crosvm.Disk("a.img", block_size=1000)]}, crosvm.InvalidArgumentError, "block-size must be"),
     ({"disks": [crosvm.Disk("a.img", num_queues="2")]}, crosvm.InvalidArgumentError, "num_queues must be an integer"),
+    ({"syslog_tag": "two words"}, crosvm.InvalidArgumentError, "syslog tag"),
 ])
 def test_configuration_is_validated(options, error, words):
     config = crosvm.VmConfig(**options)

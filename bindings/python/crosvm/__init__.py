@@ -151,7 +151,9 @@ class VmConfig:
     hvc0). `log_level` is "error", "warning", "info" or "debug"; the log is
     kept in `Vm.log`. `hugepages=False` keeps guest RAM in small pages
     (crosvm_config_set_hugepages). `rng` is on by default, as in the C ABI
-    and crosvm-launch.
+    and crosvm-launch. `syslog_tag` tags the lines of `("serial",
+    "type=syslog")` ports (crosvm_config_set_syslog_tag; by default the
+    program's name).
 
     `sandbox=True` runs each disk and registry device in a jailed process
     of its own (crosvm_config_set_sandbox; docs/security.md); off by
@@ -190,6 +192,7 @@ class VmConfig:
     devices: Sequence[Tuple[str, str]] = ()
     serial_ports: Sequence[int] = ()
     virtio_consoles: Sequence[int] = ()
+    syslog_tag: Optional[str] = None
 
     def _ports(self) -> list:
         """(virtio, number) of every console Python scripts, the console's first."""
@@ -240,6 +243,8 @@ class VmConfig:
             native.add_device(device[0], device[1])
         native.set_rng(bool(self.rng))
         native.set_hugepages(bool(self.hugepages))
+        if self.syslog_tag is not None:
+            native.set_syslog_tag(str(self.syslog_tag))
         native.set_sandbox(bool(self.sandbox),
                            os.fspath(self.sandbox_helper) if self.sandbox_helper is not None else "", False)
         for index, (virtio, number) in enumerate(self._ports()):

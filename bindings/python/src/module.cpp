@@ -151,6 +151,7 @@ class Config {
   void append_params(const std::string& params) { check(crosvm_config_append_params(config_, params.c_str())); }
   void set_rng(bool enabled) { check(crosvm_config_set_rng(config_, enabled ? 1 : 0)); }
   void set_hugepages(bool enabled) { check(crosvm_config_set_hugepages(config_, enabled ? 1 : 0)); }
+  void set_syslog_tag(const std::string& tag) { check(crosvm_config_set_syslog_tag(config_, tag.c_str())); }
   void set_sandbox(bool enabled, const std::string& helper, bool seccomp_log_failures) {
     crosvm_sandbox_options options = CROSVM_SANDBOX_OPTIONS_INIT;
     options.flags = (enabled ? CROSVM_SANDBOX_ENABLED : 0) |
@@ -404,6 +405,7 @@ PYBIND11_MODULE(_crosvm, m) {
       .def("append_params", &Config::append_params)
       .def("set_rng", &Config::set_rng)
       .def("set_hugepages", &Config::set_hugepages)
+      .def("set_syslog_tag", &Config::set_syslog_tag)
       .def("set_sandbox", &Config::set_sandbox)
       .def("set_control_socket", &Config::set_control_socket)
       .def("set_log_level", &Config::set_log_level)
