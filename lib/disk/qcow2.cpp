@@ -524,9 +524,10 @@ class Qcow2Disk final : public DiskFile {
   // held again on return.
   Result<void> transfer_unlocked(std::unique_lock<std::mutex>& lock, uint64_t at, std::span<const iovec> pieces,
                                  bool write) {
-    const uint64_t first = at & ~(cluster_size_ - 1);
-    const uint64_t end = at + total_bytes(pieces);
-    for (uint64_t cluster = first; cluster < end; cluster += cluster_size_) ++pinned_[cluster];
+    // One entry per transfer, however many clusters it spans (a request
+    // may cover gigabytes of 512-byte clusters).
+    const std::pair<uint64_t, uint64_t> range{at & ~(cluster_size_ - 1), at + total_bytes(pieces)};
+    pinned_.push_back(range);
     lock.unlock();
     if (auto hook = transfer_hook_for_testing.load()) hook(write);
     Result<void> result = write ? crash_point() : Result<void>{};
@@ -535,12 +536,15 @@ class Qcow2Disk final : public DiskFile {
                            write ? PastEnd::kError : PastEnd::kZeros);
     }
     lock.lock();
-    for (uint64_t cluster = first; cluster < end; cluster += cluster_size_) {
-      if (auto found = pinned_.find(cluster); --found->second == 0) pinned_.erase(found);
-    }
+    pinned_.erase(std::find(pinned_.begin(), pinned_.end(), range));
     // Only now: a flush that ran during the transfer did not cover it.
     if (write) unsynced_ = true;
     return result;
+  }
+
+  bool pinned(uint64_t cluster) const {
+    return std::any_of(pinned_.begin(), pinned_.end(),
+                       [&](const auto& range) { return cluster >= range.first && cluster < range.second; });
   }
 
   Result<void> writable() const {
@@ -836,7 +840,7 @@ class Qcow2Disk final : public DiskFile {
       host = free_list_.back();
       free_list_.pop_back();
       if (is_metadata(host)) host = 0;  // never: a table's cluster is not freed
-      if (host != 0 && pinned_.contains(host)) {
+      if (host != 0 && pinned(host)) {
         busy.push_back(host);
         host = 0;
       }
@@ -1080,7 +1084,9 @@ class Qcow2Disk final : public DiskFile {
   std::set<uint64_t> dirty_reftable_;
   std::vector<uint64_t> pending_frees_;
   std::vector<uint64_t> free_list_;
-  std::map<uint64_t, uint32_t> pinned_;  // clusters under a transfer without the lock, and how many
+  // [first cluster, end) of each transfer running without the lock: at
+  // most one per thread in the disk at once.
+  std::vector<std::pair<uint64_t, uint64_t>> pinned_;
   bool unsynced_ = false;  // written since the last fdatasync
   std::vector<uint8_t> inflated_;  // the last compressed cluster read
   uint64_t inflated_entry_ = 0;
