@@ -231,13 +231,7 @@ Result<std::pair<Connection, Connection>> Connection::pair() {
 }
 
 Result<Connection> Connection::connect(const std::string& path) {
-  const sockaddr_un address = CROSVM_TRY(unix_socket_address(path, "vhost-user socket"));
-  UniqueFd socket(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!socket) return make_errno_error(ErrorCode::kIo, errno, "vhost-user: socket");
-  if (::connect(socket.get(), reinterpret_cast<const sockaddr*>(&address), sizeof(address)) != 0) {
-    return make_errno_error(ErrorCode::kIo, errno, "vhost-user: cannot connect to {}", path);
-  }
-  return Connection(std::move(socket));
+  return Connection(CROSVM_TRY(connect_unix_socket(path, SOCK_STREAM, "vhost-user", {})));
 }
 
 Result<void> Connection::send(const Message& message, std::span<const int> fds) const {
