@@ -127,10 +127,19 @@ Result<uint64_t> DeviceOptions::number(std::string_view key, uint64_t minimum, u
                                        uint64_t fallback) const {
   const std::optional<std::string> value = text(key);
   if (!value) return fallback;
+  // crosvm's serde_keyvalue: decimal, or hex, octal and binary after 0x, 0o and 0b.
+  std::string_view digits(*value);
+  int base = 10;
+  for (const auto& [prefix, radix] : {std::pair{"0x", 16}, std::pair{"0o", 8}, std::pair{"0b", 2}}) {
+    if (digits.starts_with(prefix)) {
+      digits.remove_prefix(2);
+      base = radix;
+    }
+  }
   uint64_t number = 0;
-  const char* end = value->data() + value->size();
-  auto [stop, error] = std::from_chars(value->data(), end, number);
-  if (value->empty() || error != std::errc() || stop != end || number < minimum || number > maximum) {
+  const char* end = digits.data() + digits.size();
+  auto [stop, error] = std::from_chars(digits.data(), end, number, base);
+  if (digits.empty() || error != std::errc() || stop != end || number < minimum || number > maximum) {
     return invalid(fmt::format("{} must be a number from {} to {}, not '{}'", key, minimum, maximum, *value));
   }
   return number;

@@ -52,7 +52,8 @@ class DeviceOptions {
   std::optional<std::string> text(std::string_view key) const;
   // true/yes/on/1 or false/no/off/0; `fallback` when the key is absent.
   Result<bool> flag(std::string_view key, bool fallback) const;
-  // A decimal number in [minimum, maximum]; `fallback` when absent.
+  // A number in [minimum, maximum], decimal or (as crosvm's) 0x hex, 0o
+  // octal, 0b binary; `fallback` when absent.
   Result<uint64_t> number(std::string_view key, uint64_t minimum, uint64_t maximum, uint64_t fallback) const;
   // Sets `key` (adding it, or replacing its value).
   void set(std::string_view key, std::string value);

@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <array>
-#include <charconv>
-#include <optional>
 #include <utility>
 
 #include "vhost_user/frontend.h"
@@ -84,24 +82,9 @@ constexpr std::array kSerialKeys = {
     DeviceKey{"out-timestamp", "true: each line of output starts with the host's UTC time, "
                                "\"[ YYYY-MM-DD HH:MM:SS.NNNNNNNNN ]: \" (not for virtio consoles)", true,
               "out_timestamp"},
-    DeviceKey{"debugcon-port", "hardware=debugcon's I/O port, decimal or 0x hex (default 0x402)", false,
+    DeviceKey{"debugcon-port", "hardware=debugcon's I/O port (default 0x402)", false,
               "debugcon_port"},
 };
-
-// crosvm's u16 values: decimal, or hex with 0x.
-std::optional<uint16_t> parse_port(std::string_view text) {
-  int base = 10;
-  if (text.starts_with("0x") || text.starts_with("0X")) {
-    text.remove_prefix(2);
-    base = 16;
-  }
-  uint32_t value = 0;
-  auto [stop, error] = std::from_chars(text.data(), text.data() + text.size(), value, base);
-  if (text.empty() || error != std::errc() || stop != text.data() + text.size() || value > UINT16_MAX) {
-    return std::nullopt;
-  }
-  return static_cast<uint16_t>(value);
-}
 
 Result<void> add_serial(VmConfig& config, const DeviceOptions& options) {
   static constexpr std::pair<std::string_view, SerialOutput> kTypes[] = {
@@ -142,11 +125,9 @@ Result<void> add_serial(VmConfig& config, const DeviceOptions& options) {
   serial.out_timestamp = CROSVM_TRY(options.flag("out-timestamp", false));
   serial.input_unix_stream = CROSVM_TRY(options.flag("input-unix-stream", false));
   serial.input_path = options.text("input").value_or("");
-  if (auto port = options.text("debugcon-port")) {
-    auto parsed = parse_port(*port);
-    if (!parsed) return options.invalid(fmt::format("debugcon-port must be a port, 0 to 0xffff, not '{}'", *port));
-    if (serial.hardware != SerialHardware::kDebugcon) return options.invalid("debugcon-port is for hardware=debugcon");
-    serial.debugcon_port = *parsed;
+  serial.debugcon_port = static_cast<uint16_t>(CROSVM_TRY(options.number("debugcon-port", 0, UINT16_MAX, 0x402)));
+  if (options.text("debugcon-port") && serial.hardware != SerialHardware::kDebugcon) {
+    return options.invalid("debugcon-port is for hardware=debugcon");
   }
   if (options.text("input") && serial.input_path.empty()) return options.invalid("input= needs a path");
   if (serial.read_stdin && !serial.input_path.empty()) return options.invalid("stdin and input= cannot be combined");

@@ -168,6 +168,9 @@ TEST_CASE("serial: crosvm's socket and syslog types, debugcon, name, and its und
   CHECK(added("serial", "hardware=debugcon,debugcon-port=0xe9").serials.at(0).debugcon_port == 0xe9);
   // crosvm's serde takes these spellings too; they are the same key.
   CHECK(added("serial", "hardware=debugcon,debugcon_port=1026").serials.at(0).debugcon_port == 1026);
+  // Any number, as crosvm's serde_keyvalue reads them: 0x, 0o and 0b too.
+  CHECK(added("serial", "hardware=debugcon,debugcon-port=0o2002").serials.at(0).debugcon_port == 0x402);
+  CHECK(added("block", "a.img,block-size=0b1000000000000").disks.at(0).block_size == 4096);
   CHECK(added("serial", "out_timestamp").serials.at(0).out_timestamp);
   CHECK(refused("serial", "out-timestamp,out_timestamp").find("out-timestamp is given twice") != std::string::npos);
   // crosvm's first item may leave out its key: the type.
