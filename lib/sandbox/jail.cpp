@@ -1,7 +1,6 @@
 #include "sandbox/jail.h"
 
 #include <sched.h>
-#include <sys/capability.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -41,24 +40,24 @@ Result<void> limit(int resource, rlim_t value, std::string_view what) {
   return {};
 }
 
-Result<void> drop_capabilities() {
+Result<void> drop_capabilities(const JailLibraries& libraries) {
   // The bounding set first (it takes CAP_SETPCAP, which goes next).
-  for (cap_value_t cap = 0; CAP_IS_SUPPORTED(cap); ++cap) {
-    if (::cap_drop_bound(cap) != 0) return jail_error(errno, "drop the bounding set");
+  for (cap_value_t cap = 0; libraries.cap_get_bound(cap) >= 0; ++cap) {
+    if (libraries.cap_drop_bound(cap) != 0) return jail_error(errno, "drop the bounding set");
   }
-  if (::cap_reset_ambient() != 0) return jail_error(errno, "clear the ambient set");
-  cap_t none = ::cap_init();  // effective, permitted and inheritable all empty
+  if (libraries.cap_reset_ambient() != 0) return jail_error(errno, "clear the ambient set");
+  cap_t none = libraries.cap_init();  // effective, permitted and inheritable all empty
   if (none == nullptr) return jail_error(errno, "cap_init");
-  const int set = ::cap_set_proc(none);
+  const int set = libraries.cap_set_proc(none);
   const int error = errno;
-  ::cap_free(none);
+  libraries.cap_free(none);
   if (set != 0) return jail_error(error, "clear the capability sets");
   return {};
 }
 
 }  // namespace
 
-Result<void> enter_jail(const JailLimits& limits) {
+Result<void> enter_jail(const JailLimits& limits, const JailLibraries& libraries) {
   if (::unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS) != 0) {
     return jail_error(errno, "new mount, network, IPC and UTS namespaces");
   }
@@ -66,7 +65,7 @@ Result<void> enter_jail(const JailLimits& limits) {
   CROSVM_TRY(limit(RLIMIT_NOFILE, limits.max_fds, "RLIMIT_NOFILE"));
   CROSVM_TRY(limit(RLIMIT_CORE, 0, "RLIMIT_CORE"));
   CROSVM_TRY(limit(RLIMIT_MEMLOCK, 0, "RLIMIT_MEMLOCK"));
-  CROSVM_TRY(drop_capabilities());
+  CROSVM_TRY(drop_capabilities(libraries));
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return jail_error(errno, "PR_SET_NO_NEW_PRIVS");
   return {};
 }

@@ -13,6 +13,7 @@
 #pragma once
 
 #include "base/result.h"
+#include "sandbox/jail_libraries.h"
 
 namespace crosvm::sandbox {
 
@@ -20,6 +21,6 @@ struct JailLimits {
   unsigned max_fds = 64;  // RLIMIT_NOFILE: the device's fds, with room for its sessions
 };
 
-Result<void> enter_jail(const JailLimits& limits);
+Result<void> enter_jail(const JailLimits& limits, const JailLibraries& libraries);
 
 }  // namespace crosvm::sandbox

@@ -4,7 +4,6 @@
 #include <linux/fs.h>
 #include <linux/if_tun.h>
 #include <sched.h>
-#include <seccomp.h>
 #include <signal.h>
 #include <string.h>
 // Without the legacy ring layout's C helpers, which are not C++.
@@ -224,10 +223,10 @@ void on_blocked_syscall(int, siginfo_t* info, void* context) {
   static_cast<ucontext_t*>(context)->uc_mcontext.gregs[REG_RAX] = -ENOSYS;
 }
 
-Result<void> prepare_log_mode() {
+Result<void> prepare_log_mode(const JailLibraries& libraries) {
   static const char* names[kNamedSyscalls] = {};
   for (int number = 0; number < kNamedSyscalls; ++number) {
-    names[number] = ::seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, number);  // kept for the process's life
+    names[number] = libraries.seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, number);  // kept for the process's life
   }
   g_syscall_names = names;
   struct sigaction action{};
@@ -237,17 +236,17 @@ Result<void> prepare_log_mode() {
   return {};
 }
 
-using FilterContext = std::unique_ptr<void, decltype(&::seccomp_release)>;
+using FilterContext = std::unique_ptr<void, decltype(JailLibraries::seccomp_release)>;
 
-Result<void> add_rule(scmp_filter_ctx context, uint32_t action, const SyscallRule& rule) {
+Result<void> add_rule(const JailLibraries& libraries, scmp_filter_ctx context, uint32_t action, const SyscallRule& rule) {
   const std::string name(rule.name);
-  const int number = ::seccomp_syscall_resolve_name(name.c_str());
+  const int number = libraries.seccomp_syscall_resolve_name(name.c_str());
   if (number == __NR_SCMP_ERROR) return make_error(ErrorCode::kInternal, "seccomp: unknown syscall '{}'", name);
   std::vector<scmp_arg_cmp> comparisons;
   for (const ArgumentCheck& check : rule.checks) {
     comparisons.push_back(SCMP_CMP(check.index, SCMP_CMP_MASKED_EQ, check.mask, check.value));
   }
-  const int added = ::seccomp_rule_add_array(context, action, number, static_cast<unsigned>(comparisons.size()),
+  const int added = libraries.seccomp_rule_add_array(context, action, number, static_cast<unsigned>(comparisons.size()),
                                              comparisons.data());
   if (added != 0) return make_errno_error(ErrorCode::kInternal, -added, "seccomp: rule for {}", name);
   return {};
@@ -278,28 +277,28 @@ const Policy* device_policy(std::string_view kind) {
   return nullptr;
 }
 
-Result<void> load_filter(std::string_view kind, const FilterOptions& options) {
+Result<void> load_filter(std::string_view kind, const FilterOptions& options, const JailLibraries& libraries) {
   const Policy* own = device_policy(kind);
   if (own == nullptr) return make_error(ErrorCode::kInvalidArgument, "no seccomp policy for a device of kind '{}'", kind);
-  if (options.log_failures) CROSVM_TRY(prepare_log_mode());
-  FilterContext context(::seccomp_init(options.log_failures ? SCMP_ACT_TRAP : SCMP_ACT_KILL_PROCESS),
-                        &::seccomp_release);
+  if (options.log_failures) CROSVM_TRY(prepare_log_mode(libraries));
+  FilterContext context(libraries.seccomp_init(options.log_failures ? SCMP_ACT_TRAP : SCMP_ACT_KILL_PROCESS),
+                        libraries.seccomp_release);
   if (!context) return make_error(ErrorCode::kInternal, "seccomp_init failed");
-  if (int failed = ::seccomp_attr_set(context.get(), SCMP_FLTATR_CTL_TSYNC, 1); failed != 0) {
+  if (int failed = libraries.seccomp_attr_set(context.get(), SCMP_FLTATR_CTL_TSYNC, 1); failed != 0) {
     return make_errno_error(ErrorCode::kDevice, -failed, "seccomp: TSYNC");
   }
   for (const char* name : {"open", "openat", "readlink", "readlinkat"}) {
-    CROSVM_TRY(add_rule(context.get(), SCMP_ACT_ERRNO(ENOENT), SyscallRule{name, {}}));
+    CROSVM_TRY(add_rule(libraries, context.get(), SCMP_ACT_ERRNO(ENOENT), SyscallRule{name, {}}));
   }
-  CROSVM_TRY(add_rule(context.get(), SCMP_ACT_ERRNO(ENOSYS), SyscallRule{"clone3", {}}));
+  CROSVM_TRY(add_rule(libraries, context.get(), SCMP_ACT_ERRNO(ENOSYS), SyscallRule{"clone3", {}}));
   for (const Policy* policy : {&common_policy(), own}) {
     for (const SyscallRule& rule : policy->rules) {
       bool denied = false;
       for (const std::string& name : options.denied) denied = denied || name == rule.name;
-      if (!denied) CROSVM_TRY(add_rule(context.get(), SCMP_ACT_ALLOW, rule));
+      if (!denied) CROSVM_TRY(add_rule(libraries, context.get(), SCMP_ACT_ALLOW, rule));
     }
   }
-  if (int failed = ::seccomp_load(context.get()); failed != 0) {
+  if (int failed = libraries.seccomp_load(context.get()); failed != 0) {
     return make_errno_error(ErrorCode::kDevice, -failed, "seccomp: loading the filter");
   }
   return {};

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "sandbox/jail_libraries.h"
 
 namespace crosvm::sandbox {
 
@@ -55,6 +56,6 @@ struct FilterOptions {
 
 // Loads the common policy plus `kind`'s into this process, every thread of
 // it (TSYNC). Irrevocable.
-Result<void> load_filter(std::string_view kind, const FilterOptions& options);
+Result<void> load_filter(std::string_view kind, const FilterOptions& options, const JailLibraries& libraries);
 
 }  // namespace crosvm::sandbox

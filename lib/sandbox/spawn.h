@@ -16,6 +16,7 @@
 
 #include "base/result.h"
 #include "base/unique_fd.h"
+#include "sandbox/aborted_status.h"
 
 namespace crosvm::sandbox {
 
@@ -53,11 +54,6 @@ Result<std::optional<ExitStatus>> try_reap(int pidfd);
 // SIGKILL through the pidfd, then waits for it (bounded: the kernel ends a
 // killed process promptly) and reaps it.
 Result<ExitStatus> kill_and_reap(const Process& process);
-// A device process is its PID namespace's init, which the kernel spares
-// the signals it has no handler for, its own SIGABRT included: abort()
-// would end in a SIGSEGV, and a kill -ABRT from outside would do nothing.
-// crosvm-device handles SIGABRT by exiting with this status instead.
-inline constexpr int kAbortedStatus = 128 + 6;  // 6: SIGABRT
 // "exited with status 1", "killed by signal 31 (SIGSYS)", and for
 // kAbortedStatus "aborted (SIGABRT)".
 std::string describe(const ExitStatus& status);

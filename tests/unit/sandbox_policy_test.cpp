@@ -41,7 +41,7 @@ int run_filtered(const std::string& kind, const std::function<int()>& body) {
     // Catch's handlers for fatal signals are not the child's: a signal
     // must end it as it would a device process.
     for (int signal : {SIGABRT, SIGSEGV, SIGILL, SIGFPE, SIGBUS, SIGTERM, SIGINT}) ::signal(signal, SIG_DFL);
-    if (!crosvm::sandbox::load_filter(kind, {})) ::_exit(100);
+    if (!crosvm::sandbox::load_filter(kind, {}, crosvm::sandbox::linked_jail_libraries())) ::_exit(100);
     ::_exit(body());
   }
   int status = 0;
@@ -179,7 +179,7 @@ TEST_CASE("a denied syscall is taken out of the policy", "[sandbox]") {
   const pid_t child = ::fork();
   REQUIRE(child >= 0);
   if (child == 0) {
-    if (!crosvm::sandbox::load_filter("block", {.log_failures = false, .denied = {"fdatasync"}})) ::_exit(100);
+    if (!crosvm::sandbox::load_filter("block", {.log_failures = false, .denied = {"fdatasync"}}, crosvm::sandbox::linked_jail_libraries())) ::_exit(100);
     (void)::fdatasync(-1);
     ::_exit(0);
   }
@@ -195,7 +195,7 @@ TEST_CASE("in log mode a blocked syscall is named and fails instead of killing",
   REQUIRE(child >= 0);
   if (child == 0) {
     ::dup2(output[1], STDERR_FILENO);
-    if (!crosvm::sandbox::load_filter("rng", {.log_failures = true, .denied = {}})) ::_exit(100);
+    if (!crosvm::sandbox::load_filter("rng", {.log_failures = true, .denied = {}}, crosvm::sandbox::linked_jail_libraries())) ::_exit(100);
     const long result = ::syscall(SYS_ptrace, PTRACE_TRACEME, 0, 0, 0);
     ::_exit(result == -1 && errno == ENOSYS ? 0 : 1);
   }
@@ -212,7 +212,7 @@ TEST_CASE("in log mode a blocked syscall is named and fails instead of killing",
 }
 
 TEST_CASE("a policy for an unknown kind is an error", "[sandbox]") {
-  auto loaded = crosvm::sandbox::load_filter("no-such-device", {});
+  auto loaded = crosvm::sandbox::load_filter("no-such-device", {}, crosvm::sandbox::linked_jail_libraries());
   REQUIRE(!loaded);
   CHECK(loaded.error().message.find("no-such-device") != std::string::npos);
 }
