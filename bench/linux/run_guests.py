@@ -41,8 +41,10 @@ For each run, in an order that rotates between runs (each VMM first in turn):
           boot with a jailed rng, block with a jailed disk), beside ours
           with --disable-sandbox; and ours with every kind of device
           jailed and in use (the network guest, crosvm_bench.devices=1);
-          their memory adds the device processes' PSS (guest RAM left
-          out) to the VMM's overhead.
+          their memory adds the pages the device processes add to the
+          VMM's (resident, guest RAM left out, mapped by no page of the
+          VMM: /proc/PID/pagemap) to its overhead; their PSS is recorded
+          beside.
 Guest RAM shared with a device process is a memfd, which gets huge pages
 only as the host's shmem_enabled allows: where this script may set it (as
 root, in the nested machine) every VM runs with `advise`, as docs/c-api.md
@@ -57,6 +59,8 @@ import json
 import os
 import re
 import select
+import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -262,13 +266,10 @@ def device_processes(pid: int) -> list[int]:
     return children
 
 
-def device_kib(pid: int) -> int | None:
-    """A device process's share of memory: its proportional set size (each
-    page it maps divided by the processes that map it), guest RAM left out
-    (the VMM counts it). Summed over a VM's device processes, the pages
-    they share (libraries only they load) count once, as they cost once;
-    their private pages (USS) alone would count those pages nowhere as
-    soon as two devices map them."""
+def device_pss_kib(pid: int) -> int | None:
+    """A device process's proportional set size (each page it maps divided
+    by the processes that map it), guest RAM left out: reported beside
+    device_pages_kib, which the rows use."""
     total = 0
     guest_ram = False
     try:
@@ -283,6 +284,51 @@ def device_kib(pid: int) -> int | None:
         elif line.startswith("Pss:") and not guest_ram:
             total += int(line.split()[1])
     return total
+
+
+PAGE_PRESENT = 1 << 63
+PAGE_FRAME = (1 << 55) - 1
+
+
+def resident_frames(pid: int, skip_guest_ram: bool) -> set[int] | None:
+    """The physical page frames resident in pid's mappings
+    (/proc/PID/pagemap; root sees the frame numbers, others zeros), with
+    or without the guest RAM memfd; None if the process is gone."""
+    frames = set()
+    try:
+        with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/pagemap", "rb") as pagemap:
+            for line in maps:
+                fields = line.split()
+                if skip_guest_ram and len(fields) > 5 and fields[5].startswith("/memfd:crosvm_guest"):
+                    continue
+                start, end = (int(address, 16) for address in fields[0].split("-"))
+                if start >= 1 << 47:
+                    continue  # [vsyscall]: pagemap has nothing there
+                pagemap.seek(start // 4096 * 8)
+                for (entry,) in struct.iter_unpack("<Q", pagemap.read((end - start) // 4096 * 8)):
+                    if entry & PAGE_PRESENT:
+                        frames.add(entry & PAGE_FRAME)
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    if frames == {0}:
+        sys.exit("run_guests: /proc/PID/pagemap shows no page frames (it needs root)")
+    return frames
+
+
+def device_pages_kib(vmm_pid: int, device_pids: list[int]) -> tuple[int, int]:
+    """What a VM's device processes add to its VMM's memory: the resident
+    pages (guest RAM left out) mapped by any of them and not by the VMM,
+    each page once however many devices map it. The VMM's figure, an RSS,
+    already counts every page it maps in full (the library text, libc and
+    the loader a device shares with it); these are the pages that exist
+    only because the devices run apart. Returns (KiB, processes counted)."""
+    devices = [frames for frames in (resident_frames(pid, skip_guest_ram=True) for pid in device_pids)
+               if frames is not None]
+    if not devices:
+        return 0, 0
+    vmm = resident_frames(vmm_pid, skip_guest_ram=False) or set()
+    added = set().union(*devices) - vmm
+    return len(added) * 4, len(devices)
 
 
 def shmem_policy() -> str:
@@ -345,16 +391,20 @@ def boot_in(vmm: str, args, directory: str) -> dict:
             return {"failed": f"no marker (exit {guest.process.poll()}): {guest.tail()}"}
         if marker == DEVICES_READY and b"crosvm-bench: no " in guest.output:
             return {"failed": f"a device was missing: {guest.tail()}"}
+        # Held still while it is measured: a guest that goes on to power
+        # off would take its device processes with it halfway through.
+        os.kill(guest.process.pid, signal.SIGSTOP)
         peak = peak_rss_kib(guest.process.pid)
         guest_ram = guest_ram_rss_kib(guest.process.pid)
         # A child may end between the listing and the reading (a helper
         # the VMM runs once, not a device): only those still there count.
-        devices = [size for size in (device_kib(pid) for pid in device_processes(guest.process.pid))
-                   if size is not None]
-        devices_kib = sum(devices)
+        pids = device_processes(guest.process.pid)
+        pss = [size for size in (device_pss_kib(pid) for pid in pids) if size is not None]
+        devices_kib, counted = device_pages_kib(guest.process.pid, pids)
         return {"boot_s": seconds, "peak_rss_kib": peak, "guest_ram_kib": guest_ram,
-                "overhead_kib": peak - guest_ram, "device_processes": len(devices),
-                "device_kib": devices_kib, "total_overhead_kib": peak - guest_ram + devices_kib}
+                "overhead_kib": peak - guest_ram, "device_processes": counted,
+                "device_kib": devices_kib, "device_pss_kib": sum(pss),
+                "total_overhead_kib": peak - guest_ram + devices_kib}
     finally:
         guest.stop()
 
