@@ -6,7 +6,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <fstream>
 
 #include "kvm/kvm.h"
 
@@ -123,9 +122,15 @@ void GuestMemory::advise_huge_pages() const {
 }
 
 std::string shared_memory_huge_page_policy() {
-  std::ifstream policy("/sys/kernel/mm/transparent_hugepage/shmem_enabled");
-  std::string line;
-  if (!std::getline(policy, line)) return {};
+  // Read with a plain read(): <fstream> alone would link the C++ runtime's
+  // locale machinery into the library, ~300 KB of text.
+  const int fd = ::open("/sys/kernel/mm/transparent_hugepage/shmem_enabled", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return {};
+  char buffer[256];
+  const ssize_t length = ::read(fd, buffer, sizeof buffer - 1);
+  ::close(fd);
+  if (length <= 0) return {};
+  const std::string line(buffer, static_cast<size_t>(length));
   const size_t open = line.find('[');
   const size_t close = line.find(']', open);
   if (open == std::string::npos || close == std::string::npos) return {};
