@@ -181,7 +181,11 @@ def test_a_logfile_receives_the_output_as_it_arrives_and_what_is_sent():
     prints(vm, "before the log\n")
     both, received, sent, raw = io.StringIO(), io.StringIO(), io.StringIO(), io.BytesIO()
     serial.logfile = both
-    serial.logfile_read = received
+    deadline = time.monotonic() + HANG_GUARD
+    while "before the log" not in both.getvalue():  # the pump has copied it: logfile_read comes later
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    serial.logfile_read = received  # still gets what was printed before it
     serial.logfile_send = sent
     prints(vm, "caf\xc3".encode("latin-1") + b"")  # half a UTF-8 character...
     prints(vm, b"\xa9 \x1b[1mbold\x1b[0m\n")     # ...then the rest, and a colour

@@ -173,15 +173,22 @@ class Serial:
 
         def set_(self, stream):
             with self._log_lock:
-                self._logs[name] = _Log(stream) if stream is not None else None
+                log = _Log(stream) if stream is not None else None
+                # A log where there was none first gets what the other logs
+                # already had (the pump gives it the rest); one that
+                # replaces another takes over where that one stopped.
+                if log is not None and self._logs[name] is None and name != "logfile_send" and self._logged:
+                    log.write(self._buffer.contents(0)[:self._logged])
+                self._logs[name] = log
             if name != "logfile_send":
                 self._start_pump()
         return property(get, set_, doc=doc)
 
     logfile = _log_property("logfile", "A stream that receives everything the guest prints, as it arrives "
                             "(not only while expect() waits), and everything sent; text or binary. "
-                            "sys.stdout shows the console live. The first log set also gets what "
-                            "was printed before it.")
+                            "sys.stdout shows the console live. A log set where there was none also "
+                            "gets what was printed before it; one that replaces another goes on "
+                            "where that one stopped.")
     logfile_read = _log_property("logfile_read", "Like logfile, for what the guest prints only.")
     logfile_send = _log_property("logfile_send", "Like logfile, for what is sent only.")
     del _log_property
