@@ -133,6 +133,11 @@ Policy make_block() {
   allow("ftruncate");  // resize
   allow("ioctl", {equals(1, BLKGETSIZE64)});
   allow("fcntl", {equals(1, F_OFD_SETLK)});
+  // The worker's own thread, between batching requests and answering at
+  // once (devices/virtio/request_batching.h): no real-time policy.
+  for (uint64_t scheduler : {SCHED_OTHER, SCHED_BATCH}) {
+    allow("sched_setscheduler", {equals(0, 0), equals(1, scheduler)});
+  }
   return policy;
 }
 

@@ -300,7 +300,14 @@ QueueDevice::Turn Block::on_kick(ActiveQueue& queue) {
     if (!complete(queue, next.head, finish_block_request(memory(), request))) return Turn::kIdle;
     answered = true;
   }
-  if (disk_work.size() == 1 && turn == Turn::kIdle && io_.unfinished() == 0) {
+  const size_t in_flight = io_.unfinished();
+  if (batching_.after_turn(disk_work.size(), in_flight) && !batching_unavailable_) {
+    if (auto applied = set_thread_batching(batching_.batching()); !applied) {
+      batching_unavailable_ = true;  // answered at once, as without it
+      logger().info("{}: requests are not batched: {}", name(), applied.error().message);
+    }
+  }
+  if (disk_work.size() == 1 && turn == Turn::kIdle && in_flight == 0) {
     auto& [head, request] = disk_work.front();
     run_block_request(*disk_, request);
     if (!request.problem.empty()) report_problem(request.problem);

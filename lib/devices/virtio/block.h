@@ -11,7 +11,9 @@
 // starts only after every request the device took before it has finished,
 // so it covers whatever the guest had seen completed and more. A reset (or
 // a resize) waits for what is in flight, so no I/O touches guest memory
-// after the driver was told the device stopped.
+// after the driver was told the device stopped. While the guest keeps
+// several requests in flight, the worker lets it queue them before it
+// answers (request_batching.h).
 #pragma once
 
 #include <cstdint>
@@ -23,6 +25,7 @@
 #include "base/work_pool.h"
 
 #include "devices/virtio/queue_device.h"
+#include "devices/virtio/request_batching.h"
 #include "disk/disk_file.h"
 
 namespace crosvm::virtio {
@@ -148,6 +151,9 @@ class Block final : public QueueDevice {
   std::mutex completions_mutex_;
   std::vector<Completion> completions_;  // finished, not yet returned to the driver
   bool delivery_posted_ = false;         // a deliver_completions() is queued on the worker
+  // How the worker runs between kicks (request_batching.h); on the worker.
+  RequestBatching batching_;
+  bool batching_unavailable_ = false;  // the host refused the policy once
   // Last: it goes first, waiting for its work, while what that work uses lives.
   WorkPool io_;
 };

@@ -1,0 +1,32 @@
+#include "devices/virtio/request_batching.h"
+
+#include <sched.h>
+
+#include <cerrno>
+
+namespace crosvm::virtio {
+
+bool RequestBatching::after_turn(size_t taken, size_t in_flight) {
+  if (taken == 0) return false;  // a kick that found nothing new
+  const bool deep = taken > 1 || in_flight > 0;
+  if (batching_) {
+    if (deep) return false;
+    batching_ = false;
+    lone_turns_ = 0;
+    return true;
+  }
+  if (!deep && ++lone_turns_ < kProbeEvery) return false;
+  batching_ = true;
+  lone_turns_ = 0;
+  return true;
+}
+
+Result<void> set_thread_batching(bool batching) {
+  const sched_param param{};  // priority 0: the only one these policies have
+  if (::sched_setscheduler(0, batching ? SCHED_BATCH : SCHED_OTHER, &param) != 0) {
+    return make_errno_error(ErrorCode::kIo, errno, "cannot set the thread's scheduling policy");
+  }
+  return {};
+}
+
+}  // namespace crosvm::virtio
