@@ -3,8 +3,9 @@
 // VMM that spawned it. Not run by hand: the VMM
 // (lib/sandbox/device_process.cpp) execs the helper with every fd it needs
 // in place, and reads its log lines ("LEVEL<tab>message") from its stderr.
-// It jails itself (with the helper's libcap and libseccomp), builds the device from its
-// fds, loads the device's seccomp policy and serves until the VMM goes.
+// It jails itself (with the helper's libcap and libseccomp), builds the
+// device from its fds, loads the device's seccomp policy and serves until
+// the VMM goes.
 //
 // usage: crosvm-device KIND --socket-fd N [--control-fd N] [--file-fd N] [device arguments]
 //                      [--seccomp-log-failures] [--deny-syscall NAME]... [--debug]
@@ -15,12 +16,10 @@
 //   a registry kind (rng, net, ...): [--index N] [--option KEY=VALUE]... [--fd-NAME N]...
 //     (--fd-NAME: what the kind's open() opened in the VMM, e.g. --fd-tap)
 #include <malloc.h>
-#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <charconv>
-#include <cstdio>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -39,7 +38,6 @@
 #include "sandbox/device_main.h"
 #include "sandbox/jail.h"
 #include "sandbox/policy.h"
-#include "sandbox/spawn.h"
 #include "vhost_user/backend.h"
 #include "vm/host_output.h"
 #include "vm/serial_input.h"
