@@ -135,6 +135,7 @@ Policy make_block() {
   allow("fcntl", {equals(1, F_OFD_SETLK)});
   // The worker's own thread, between batching requests and answering at
   // once (devices/virtio/request_batching.h): no real-time policy.
+  allow("sched_getscheduler", {equals(0, 0)});
   for (uint64_t scheduler : {SCHED_OTHER, SCHED_BATCH}) {
     allow("sched_setscheduler", {equals(0, 0), equals(1, scheduler)});
   }

@@ -49,3 +49,13 @@ TEST_CASE("set_thread_batching switches the calling thread between SCHED_BATCH a
   }).join();
   CHECK(::sched_getscheduler(0) == SCHED_OTHER);  // another thread's policy is its own
 }
+
+TEST_CASE("set_thread_batching leaves a policy the embedder chose as it is", "[batching]") {
+  std::thread([] {
+    const sched_param param{};
+    REQUIRE(::sched_setscheduler(0, SCHED_IDLE, &param) == 0);
+    CHECK_FALSE(crosvm::virtio::set_thread_batching(true).ok());
+    CHECK_FALSE(crosvm::virtio::set_thread_batching(false).ok());
+    CHECK(::sched_getscheduler(0) == SCHED_IDLE);
+  }).join();
+}

@@ -22,8 +22,17 @@ bool RequestBatching::after_turn(size_t taken, size_t in_flight) {
 }
 
 Result<void> set_thread_batching(bool batching) {
+  // Only ever between the two: a thread the embedder made real-time or
+  // idle (the worker inherits its creator's policy) is left as it is.
+  const int current = ::sched_getscheduler(0);
+  if (current < 0) return make_errno_error(ErrorCode::kIo, errno, "cannot read the thread's scheduling policy");
+  const int keep = current & SCHED_RESET_ON_FORK;
+  if ((current & ~SCHED_RESET_ON_FORK) != (batching ? SCHED_OTHER : SCHED_BATCH)) {
+    return make_error(ErrorCode::kState, "the thread runs under scheduling policy {}, which is left as it is",
+                      current & ~SCHED_RESET_ON_FORK);
+  }
   const sched_param param{};  // priority 0: the only one these policies have
-  if (::sched_setscheduler(0, batching ? SCHED_BATCH : SCHED_OTHER, &param) != 0) {
+  if (::sched_setscheduler(0, (batching ? SCHED_BATCH : SCHED_OTHER) | keep, &param) != 0) {
     return make_errno_error(ErrorCode::kIo, errno, "cannot set the thread's scheduling policy");
   }
   return {};

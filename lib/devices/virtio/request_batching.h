@@ -43,7 +43,8 @@ class RequestBatching {
 };
 
 // The calling thread: SCHED_BATCH while `batching`, SCHED_OTHER otherwise
-// (its nice value kept either way).
+// (its nice value kept either way). An error, and nothing changed, when
+// the thread is under any other policy (one the embedder chose).
 Result<void> set_thread_batching(bool batching);
 
 }  // namespace crosvm::virtio
