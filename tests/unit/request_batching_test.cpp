@@ -59,3 +59,12 @@ TEST_CASE("set_thread_batching leaves a policy the embedder chose as it is", "[b
     CHECK(::sched_getscheduler(0) == SCHED_IDLE);
   }).join();
 }
+
+TEST_CASE("set_thread_batching leaves SCHED_RESET_ON_FORK as the embedder set it", "[batching]") {
+  std::thread([] {
+    const sched_param param{};
+    REQUIRE(::sched_setscheduler(0, SCHED_OTHER | SCHED_RESET_ON_FORK, &param) == 0);
+    CHECK_FALSE(crosvm::virtio::set_thread_batching(true).ok());
+    CHECK(::sched_getscheduler(0) == (SCHED_OTHER | SCHED_RESET_ON_FORK));
+  }).join();
+}

@@ -22,17 +22,18 @@ bool RequestBatching::after_turn(size_t taken, size_t in_flight) {
 }
 
 Result<void> set_thread_batching(bool batching) {
-  // Only ever between the two: a thread the embedder made real-time or
-  // idle (the worker inherits its creator's policy) is left as it is.
+  // Only ever between the two, and only from the one this sets: a thread
+  // the embedder made real-time or idle, or gave SCHED_RESET_ON_FORK (the
+  // worker inherits its creator's policy), is left as it is. (A jailed
+  // disk's seccomp policy allows exactly these two values.)
   const int current = ::sched_getscheduler(0);
   if (current < 0) return make_errno_error(ErrorCode::kIo, errno, "cannot read the thread's scheduling policy");
-  const int keep = current & SCHED_RESET_ON_FORK;
-  if ((current & ~SCHED_RESET_ON_FORK) != (batching ? SCHED_OTHER : SCHED_BATCH)) {
-    return make_error(ErrorCode::kState, "the thread runs under scheduling policy {}, which is left as it is",
-                      current & ~SCHED_RESET_ON_FORK);
+  if (current != (batching ? SCHED_OTHER : SCHED_BATCH)) {
+    return make_error(ErrorCode::kState, "the thread runs under scheduling policy {:#x}, which is left as it is",
+                      current);
   }
   const sched_param param{};  // priority 0: the only one these policies have
-  if (::sched_setscheduler(0, (batching ? SCHED_BATCH : SCHED_OTHER) | keep, &param) != 0) {
+  if (::sched_setscheduler(0, batching ? SCHED_BATCH : SCHED_OTHER, &param) != 0) {
     return make_errno_error(ErrorCode::kIo, errno, "cannot set the thread's scheduling policy");
   }
   return {};
