@@ -124,11 +124,10 @@ void GuestMemory::advise_huge_pages() const {
 std::string shared_memory_huge_page_policy() {
   // Read with a plain read(): <fstream> alone would link the C++ runtime's
   // locale machinery into the library, ~300 KB of text.
-  const int fd = ::open("/sys/kernel/mm/transparent_hugepage/shmem_enabled", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return {};
+  const UniqueFd fd(::open("/sys/kernel/mm/transparent_hugepage/shmem_enabled", O_RDONLY | O_CLOEXEC));
+  if (!fd) return {};
   char buffer[256];
-  const ssize_t length = ::read(fd, buffer, sizeof buffer - 1);
-  ::close(fd);
+  const ssize_t length = ::read(fd.get(), buffer, sizeof buffer);
   if (length <= 0) return {};
   const std::string line(buffer, static_cast<size_t>(length));
   const size_t open = line.find('[');
