@@ -80,6 +80,14 @@ def prints(vm, text, port=(False, 1)):
     vm._native.buffers[port].append(text.encode() if isinstance(text, str) else text)
 
 
+def wait_until(condition):
+    """Polls `condition` until it holds; fails after HANG_GUARD."""
+    deadline = time.monotonic() + HANG_GUARD
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
 def later(seconds, action):
     timer = threading.Timer(seconds, action)
     timer.start()
@@ -181,19 +189,13 @@ def test_a_logfile_receives_the_output_as_it_arrives_and_what_is_sent():
     prints(vm, "before the log\n")
     both, received, sent, raw = io.StringIO(), io.StringIO(), io.StringIO(), io.BytesIO()
     serial.logfile = both
-    deadline = time.monotonic() + HANG_GUARD
-    while "before the log" not in both.getvalue():  # the pump has copied it: logfile_read comes later
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_until(lambda: "before the log" in both.getvalue())  # the pump has copied it: logfile_read comes later
     serial.logfile_read = received  # still gets what was printed before it
     serial.logfile_send = sent
     prints(vm, "caf\xc3".encode("latin-1") + b"")  # half a UTF-8 character...
     prints(vm, b"\xa9 \x1b[1mbold\x1b[0m\n")     # ...then the rest, and a colour
     serial.sendline("typed")
-    deadline = time.monotonic() + HANG_GUARD
-    while "bold" not in received.getvalue():  # no expect() called: the log is live
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_until(lambda: "bold" in received.getvalue())  # no expect() called: the log is live
     assert received.getvalue() == "before the log\ncaf\u00e9 \x1b[1mbold\x1b[0m\n"
     assert sent.getvalue() == "typed\n"
     assert "typed\n" in both.getvalue() and "bold" in both.getvalue()
