@@ -22,7 +22,8 @@
  *     signal is only ever sent to the library's own vCPU threads.
  *   - Per running VM the library starts one thread per vCPU and one event
  *     loop thread (a Boost.Asio executor: virtqueues, host input, the
- *     control socket). By default callbacks run on these threads and must
+ *     control socket), except that crosvm_vm_run() serves the loop on its
+ *     caller's thread. By default callbacks run on these threads and must
  *     not call crosvm_vm_wait(), crosvm_vm_stop(), crosvm_vm_pause() or
  *     crosvm_vm_destroy() on their VM. With CROSVM_CALLBACKS_ON_DISPATCH
  *     they run on the embedder's thread instead, inside crosvm_vm_dispatch().
@@ -378,6 +379,28 @@ CROSVM_EXPORT const char *crosvm_vm_vsock_socket_path(const crosvm_vm *vm);
  * (`out_dispatched` may be NULL). Not re-entrant. */
 CROSVM_EXPORT int crosvm_vm_event_fd(int *out_fd, const crosvm_vm *vm);
 CROSVM_EXPORT int crosvm_vm_dispatch(size_t *out_dispatched, crosvm_vm *vm);
+
+/* The embedder's own descriptors on the VM's event loop: an embedder that
+ * serves the loop inside crosvm_vm_run() handles its signals (a signalfd),
+ * terminal or sockets there too, with no thread of its own for them.
+ * `callback` runs on the loop's thread (inside crosvm_vm_run(), the
+ * caller's; after crosvm_vm_start(), the library's loop thread) whatever
+ * the callback mode, each time one of the events it waits for is ready
+ * (an error or hang-up counts as ready: the callback's own read or write
+ * sees it). The library watches a duplicate of `fd`, which the caller may
+ * close at once; the callback is given that duplicate (read or write it,
+ * never close it) and the events that are ready, and returns the events
+ * to wait for next, or 0 to end the watch (the duplicate is closed then).
+ * Like every loop callback it must not wait for, stop
+ * (crosvm_vm_request_stop is fine), pause or destroy its VM, and it holds
+ * up the loop while it runs. Every watch ends when the VM stops. At most
+ * 16 at once; a regular file or directory (always ready) is refused;
+ * CROSVM_ERROR_STATE once the VM has stopped. */
+#define CROSVM_WATCH_READABLE 0x1u
+#define CROSVM_WATCH_WRITABLE 0x2u
+typedef uint32_t (*crosvm_watch_callback)(int fd, uint32_t ready, void *userdata);
+CROSVM_EXPORT int crosvm_vm_watch_fd(crosvm_vm *vm, int fd, uint32_t events,
+                                     crosvm_watch_callback callback, void *userdata);
 
 /* Why the VM stopped so far (CROSVM_EXIT_NONE while it runs). */
 CROSVM_EXPORT crosvm_exit_reason crosvm_vm_exit_reason(const crosvm_vm *vm);

@@ -593,6 +593,20 @@ int crosvm_vm_dispatch(size_t* out_dispatched, crosvm_vm* vm) {
   return result;
 }
 
+int crosvm_vm_watch_fd(crosvm_vm* vm, int fd, uint32_t events, crosvm_watch_callback callback,
+                       void* userdata) {
+  return guarded([&] {
+    if (vm == nullptr) return null_argument("vm");
+    if (callback == nullptr) return null_argument("callback");
+    static_assert(CROSVM_WATCH_READABLE == crosvm::FdWatches::kReadable &&
+                  CROSVM_WATCH_WRITABLE == crosvm::FdWatches::kWritable);
+    auto watched = vm->vm->watch_fd(fd, events, [callback, userdata](int watched_fd, uint32_t ready) {
+      return callback(watched_fd, ready, userdata);
+    });
+    return watched ? succeed() : fail(watched.error());
+  });
+}
+
 crosvm_exit_reason crosvm_vm_exit_reason(const crosvm_vm* vm) {
   if (vm == nullptr) return CROSVM_EXIT_NONE;
   return static_cast<crosvm_exit_reason>(vm->vm->exit_reason());

@@ -161,6 +161,7 @@ void Vm::vcpu_finished() {
 
 void Vm::finish_on_loop() {
   for (auto& input : serial_inputs_) input->shutdown();
+  fd_watches_.shutdown();
   for (auto& input : pipe_inputs_) input->stop();
   // Before anyone hears that the VM stopped: its last words are written
   // (a jailed console's, from its pipe, first).

@@ -36,6 +36,7 @@ Vm::~Vm() {
   join_threads();
   loop_.stop();
   for (auto& input : serial_inputs_) input->shutdown();
+  fd_watches_.shutdown();
 }
 
 Result<void> Vm::start() { return start_threads(true); }
@@ -291,6 +292,15 @@ std::string Vm::vsock_socket_path() const {
     if (device.kind() == "vsock") return device.text("socket").value_or("");
   }
   return "";
+}
+
+Result<void> Vm::watch_fd(int fd, uint32_t events, FdWatches::Callback callback) {
+  // Refused here once stopped; a stop between this check and add() is
+  // caught there (finish_on_loop() shuts the watches down first).
+  if (state() == VmState::kStopped) {
+    return make_error(ErrorCode::kState, "the VM has stopped: nothing is watched any more");
+  }
+  return fd_watches_.add(fd, events, std::move(callback));
 }
 
 std::string Vm::control_socket_path() const { return control_server_ ? control_server_->path() : ""; }

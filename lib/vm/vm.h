@@ -44,6 +44,7 @@
 #include "base/event_loop.h"
 #include "vm/host_output.h"
 #include "vm/exit_reason.h"
+#include "vm/fd_watch.h"
 #include "vm/irq_routing.h"
 #include "vm/serial_input.h"
 #include "vm/vm_config.h"
@@ -87,6 +88,9 @@ class Vm final : public PowerEvents {
   control::Status status() const;
   // The control socket's path ("" without one).
   std::string control_socket_path() const;
+  // Watches the embedder's `fd` on the event loop (fd_watch.h): `callback`
+  // runs there while the VM runs. kState once the VM has stopped.
+  Result<void> watch_fd(int fd, uint32_t events, FdWatches::Callback callback);
   // The first vsock device's CID; 0 without one.
   uint64_t vsock_cid() const;
   // The first vsock device's socket= (a userspace vsock); "" otherwise.
@@ -235,6 +239,7 @@ class Vm final : public PowerEvents {
   uint64_t next_bar_address_ = x86_64::kPciMmioStart;
 
   std::vector<std::unique_ptr<SerialInput>> serial_inputs_;
+  FdWatches fd_watches_{loop_};  // the embedder's, ended with the serial inputs
   // Stdout and file outputs of ports and consoles, flushed when the VM stops.
   std::vector<std::shared_ptr<HostOutput>> host_outputs_;
 

@@ -3,6 +3,7 @@
 // stop ends it; callbacks delivered on the embedder's own thread.
 #include <catch2/catch.hpp>
 #include <crosvm/crosvm.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -11,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <utility>
@@ -378,4 +380,74 @@ TEST_CASE("crosvm_vm_run returns the guest's own ending", "[guest][lifecycle]") 
   CHECK(reason == CROSVM_EXIT_POWEROFF);
   CHECK(vm.output().find("hello from a tiny guest") != std::string::npos);
   CHECK(crosvm_vm_run(&reason, vm.handle()) == CROSVM_ERROR_STATE);  // once only
+}
+
+namespace {
+
+// An embedder's pipe, watched on the VM's loop: each byte read is noted
+// with the thread that read it; an 's' asks the VM to stop.
+struct WatchedPipe {
+  crosvm_vm* vm = nullptr;
+  std::mutex mutex;
+  std::string read;
+  std::vector<std::thread::id> threads;
+};
+
+uint32_t on_watched_pipe(int fd, uint32_t ready, void* userdata) {
+  auto* pipe = static_cast<WatchedPipe*>(userdata);
+  char byte = 0;
+  if ((ready & CROSVM_WATCH_READABLE) == 0 || ::read(fd, &byte, 1) != 1) return 0;
+  {
+    std::lock_guard lock(pipe->mutex);
+    pipe->read.push_back(byte);
+    pipe->threads.push_back(std::this_thread::get_id());
+  }
+  if (byte == 's') crosvm_vm_request_stop(pipe->vm);  // allowed from a loop callback
+  return CROSVM_WATCH_READABLE;
+}
+
+}  // namespace
+
+TEST_CASE("an embedder's descriptor is served inside crosvm_vm_run, on the caller's thread",
+          "[guest][lifecycle]") {
+  GuestVm vm("ticker");
+  int fds[2];
+  REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
+  WatchedPipe watched;
+  watched.vm = vm.handle();
+  REQUIRE(crosvm_vm_watch_fd(vm.handle(), fds[0], CROSVM_WATCH_READABLE, on_watched_pipe, &watched) == CROSVM_OK);
+  ::close(fds[0]);  // the library watches, and hands the callback, its own copy
+  // Bad watches: each refused with its code, the VM unharmed.
+  CHECK(crosvm_vm_watch_fd(vm.handle(), fds[1], 0, on_watched_pipe, &watched) == CROSVM_ERROR_INVALID_ARGUMENT);
+  CHECK(crosvm_vm_watch_fd(vm.handle(), fds[1], CROSVM_WATCH_READABLE, nullptr, nullptr) ==
+        CROSVM_ERROR_INVALID_ARGUMENT);
+  CHECK(crosvm_vm_watch_fd(nullptr, fds[1], CROSVM_WATCH_READABLE, on_watched_pipe, &watched) ==
+        CROSVM_ERROR_INVALID_ARGUMENT);
+
+  std::promise<std::thread::id> runner_id;
+  auto ran = std::async(std::launch::async, [&] {
+    runner_id.set_value(std::this_thread::get_id());
+    crosvm_exit_reason reason = CROSVM_EXIT_NONE;
+    const int result = crosvm_vm_run(&reason, vm.handle());
+    return std::make_pair(result, reason);
+  });
+  const std::thread::id runner = runner_id.get_future().get();
+  REQUIRE(ticks_on(vm));
+  REQUIRE(::write(fds[1], "a", 1) == 1);
+  REQUIRE(ticks_on(vm));  // the guest goes on while the embedder's input is served
+  REQUIRE(::write(fds[1], "s", 1) == 1);
+  REQUIRE(ran.wait_for(std::chrono::milliseconds(kHangGuardMs)) == std::future_status::ready);
+  const auto [result, reason] = ran.get();
+  CHECK(result == CROSVM_OK);
+  CHECK(reason == CROSVM_EXIT_STOPPED);
+  {
+    std::lock_guard lock(watched.mutex);
+    CHECK(watched.read == "as");
+    CHECK(std::count(watched.threads.begin(), watched.threads.end(), runner) == 2);
+  }
+  // The watches ended with the VM: a new one is refused, and input
+  // written now reaches nobody.
+  CHECK(crosvm_vm_watch_fd(vm.handle(), fds[1], CROSVM_WATCH_WRITABLE, on_watched_pipe, &watched) ==
+        CROSVM_ERROR_STATE);
+  ::close(fds[1]);
 }
