@@ -82,6 +82,10 @@ class RawTerminal {
   RawTerminal(const RawTerminal&) = delete;
   RawTerminal& operator=(const RawTerminal&) = delete;
 
+  int fd() const { return fd_; }
+  // The settings to give back, or nullptr when nothing was changed.
+  const termios* saved() const { return active_ ? &saved_ : nullptr; }
+
  private:
   int fd_;
   termios saved_{};
@@ -273,9 +277,10 @@ void set_process_name(const std::string& name) {
 
 // SIGINT, SIGTERM and SIGHUP stop the VM in order. They are blocked before
 // any VM thread exists (threads inherit the mask) and read from a signalfd
-// by the main thread, which runs the VM as an embedder would: it watches the
-// VM's event fd beside the signalfd and dispatches the VM's callbacks (the
-// exit callback says when the VM has stopped). No thread of its own.
+// that the VM's event loop watches (crosvm_vm_watch_fd), as the terminal's
+// escapes: the main thread serves that loop inside crosvm_vm_run(), as an
+// embedder with nothing else to do would. No thread of the launcher's own,
+// and none of the library's for the loop.
 sigset_t stop_signals() {
   sigset_t set;
   sigemptyset(&set);
@@ -285,73 +290,127 @@ sigset_t stop_signals() {
   return set;
 }
 
-void note_stopped(crosvm_exit_reason /*reason*/, void* userdata) { *static_cast<bool*>(userdata) = true; }
+// What the launcher's watches share; used on the loop's thread only.
+struct RunState {
+  crosvm_vm* vm = nullptr;
+  ConsoleEscapes* escapes = nullptr;
+  std::optional<RawTerminal>* terminal = nullptr;
+  bool stop_asked = false;
+};
 
-// run_until_stopped() after a second stop signal: the process ends at once.
-constexpr int kGaveUp = -3;
+// What the second stop signal needs to leave: set before its handler is
+// installed, only read after.
+struct GiveUp {
+  int terminal_fd = -1;
+  termios terminal{};
+  bool restore_terminal = false;
+};
+GiveUp g_give_up;
+
+// The second stop signal's handler. The loop that reads the signalfd may
+// itself be what does not end (a final flush to a reader that never
+// reads), so this way out does not go through it: async-signal-safe calls
+// only, the terminal given back, one line, the process ended.
+void give_up_on_signal(int signal) {
+  if (g_give_up.restore_terminal) ::tcsetattr(g_give_up.terminal_fd, TCSANOW, &g_give_up.terminal);
+  const char* message = signal == SIGINT    ? "crosvm-launch: Interrupt again: exiting without waiting for the VM\n"
+                        : signal == SIGHUP ? "crosvm-launch: Hangup again: exiting without waiting for the VM\n"
+                                           : "crosvm-launch: Terminated again: exiting without waiting for the VM\n";
+  (void)!::write(STDERR_FILENO, message, std::strlen(message));
+  ::_exit(kExitError);
+}
+
+// From the first stop request on, a stop signal reaches the handler above
+// on this thread (the loop's, the main one) instead of the signalfd.
+void arm_give_up(const RunState& state) {
+  if (const RawTerminal* terminal = state.terminal->has_value() ? &**state.terminal : nullptr;
+      terminal != nullptr && terminal->saved() != nullptr) {
+    g_give_up.terminal_fd = terminal->fd();
+    g_give_up.terminal = *terminal->saved();
+    g_give_up.restore_terminal = true;
+  }
+  struct sigaction action {};
+  action.sa_handler = give_up_on_signal;
+  sigemptyset(&action.sa_mask);
+  const sigset_t set = stop_signals();
+  for (const int signal : {SIGINT, SIGTERM, SIGHUP}) ::sigaction(signal, &action, nullptr);
+  ::pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+}
+
+// A stop the user asked for (a signal, Ctrl-A x). A second one, while the
+// VM has not stopped (the watches end when it does), gives up waiting: a
+// stop that does not end (a device or an output that never returns) must
+// not leave only SIGKILL. The process ends without the VM's destructor,
+// which would wait for the stop again; the kernel reclaims the rest, and a
+// control socket left behind is stale (the next VMM given that path
+// replaces it).
+void ask_stop(RunState& state, const char* why) {
+  if (state.stop_asked) {
+    std::fprintf(stderr, "crosvm-launch: %s again: exiting without waiting for the VM\n", why);
+    state.terminal->reset();  // the user's terminal as it was
+    std::_Exit(kExitError);
+  }
+  std::fprintf(stderr, "crosvm-launch: %s: stopping the VM\n", why);
+  state.stop_asked = crosvm_vm_request_stop(state.vm) == 0;
+  if (state.stop_asked) arm_give_up(state);
+}
+
+uint32_t on_stop_signal(int fd, uint32_t /*ready*/, void* userdata) {
+  auto& state = *static_cast<RunState*>(userdata);
+  signalfd_siginfo info{};
+  if (::read(fd, &info, sizeof(info)) == sizeof(info)) {
+    ask_stop(state, ::strsignal(static_cast<int>(info.ssi_signo)));
+  }
+  return CROSVM_WATCH_READABLE;
+}
+
+// What the escapes wait for: the terminal's input, or room in the guest's
+// pipe for what waits to be sent; 0 once input has ended.
+uint32_t console_events(const pollfd& entry) {
+  if (entry.fd < 0) return 0;
+  return (entry.events & POLLOUT) != 0 ? CROSVM_WATCH_WRITABLE : CROSVM_WATCH_READABLE;
+}
+
+uint32_t on_console(int fd, uint32_t ready, void* userdata) {
+  auto& state = *static_cast<RunState*>(userdata);
+  const short revents = (ready & CROSVM_WATCH_WRITABLE) != 0 ? POLLOUT : POLLIN;
+  switch (state.escapes->ready(revents)) {
+    case ConsoleEscapes::Action::kQuit: ask_stop(state, "Ctrl-A x"); break;
+    case ConsoleEscapes::Action::kStatus:
+      std::fprintf(stderr, "\r\ncrosvm-launch: the VM is %s (Ctrl-A h: help)\r\n",
+                   state_name(crosvm_vm_get_state(state.vm)));
+      break;
+    case ConsoleEscapes::Action::kNone: break;
+  }
+  const pollfd next = state.escapes->poll_entry();
+  if (next.fd == fd || next.fd < 0) return console_events(next);
+  // From the terminal to the pipe or back: that descriptor's watch takes over.
+  if (crosvm_vm_watch_fd(state.vm, next.fd, console_events(next), on_console, userdata) != 0) {
+    std::fprintf(stderr, "crosvm-launch: the console's input stops: %s\n", crosvm_error_message());
+  }
+  return 0;
+}
 
 // Runs a created VM until it stops; a stop signal asks it to stop in order,
 // a second one gives up waiting.
-int run_until_stopped(crosvm_exit_reason* reason, crosvm_vm* vm, const bool& stopped,
-                      ConsoleEscapes* escapes) {
+int run_until_stopped(crosvm_exit_reason* reason, RunState& state) {
   const sigset_t set = stop_signals();
-  const int signals = ::signalfd(-1, &set, SFD_CLOEXEC);
+  const int signals = ::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
   if (signals < 0) {
     std::fprintf(stderr, "crosvm-launch: error: signalfd: %s\n", std::strerror(errno));
     return -2;
   }
-  int events = -1;
-  if (crosvm_vm_event_fd(&events, vm) != 0 || crosvm_vm_start(vm) != 0) {
-    ::close(signals);
-    return -1;
-  }
-  bool stop_asked = false;
-  // A stop the user asked for (a signal, Ctrl-A x); a second one gives up waiting.
-  auto ask_stop = [&](const char* why) {
-    if (stop_asked && !stopped) {
-      // The user asked twice: a stop that does not end (a device or an
-      // output that never returns) must not leave only SIGKILL.
-      std::fprintf(stderr, "crosvm-launch: %s again: exiting without waiting for the VM\n", why);
-      return true;
-    }
-    std::fprintf(stderr, "crosvm-launch: %s: stopping the VM\n", why);
-    stop_asked = crosvm_vm_request_stop(vm) == 0;
-    return false;
-  };
-  while (!stopped) {
-    pollfd fds[3] = {{events, POLLIN, 0}, {signals, POLLIN, 0}, {-1, 0, 0}};
-    if (escapes != nullptr) fds[2] = escapes->poll_entry();
-    if (::poll(fds, 3, -1) < 0) {
-      if (errno == EINTR) continue;
-      break;
-    }
-    if ((fds[0].revents & POLLIN) != 0 && crosvm_vm_dispatch(nullptr, vm) != 0) break;
-    signalfd_siginfo info{};
-    if ((fds[1].revents & POLLIN) != 0 && ::read(signals, &info, sizeof(info)) == sizeof(info)) {
-      if (ask_stop(::strsignal(static_cast<int>(info.ssi_signo)))) {
-        ::close(signals);
-        return kGaveUp;
-      }
-    }
-    if (escapes != nullptr) {
-      switch (escapes->ready(fds[2].revents)) {
-        case ConsoleEscapes::Action::kQuit:
-          if (ask_stop("Ctrl-A x")) {
-            ::close(signals);
-            return kGaveUp;
-          }
-          break;
-        case ConsoleEscapes::Action::kStatus:
-          std::fprintf(stderr, "\r\ncrosvm-launch: the VM is %s (Ctrl-A h: help)\r\n",
-                       state_name(crosvm_vm_get_state(vm)));
-          break;
-        case ConsoleEscapes::Action::kNone: break;
-      }
-    }
-  }
+  int watched = crosvm_vm_watch_fd(state.vm, signals, CROSVM_WATCH_READABLE, on_stop_signal, &state);
+  // The library watches its own copy.
   ::close(signals);
-  if (!stopped) crosvm_vm_request_stop(vm);  // the loop failed: end the VM rather than hang
-  return crosvm_vm_wait(reason, vm, -1);
+  if (watched == 0 && state.escapes != nullptr) {
+    const pollfd console = state.escapes->poll_entry();
+    if (console.fd >= 0) {
+      watched = crosvm_vm_watch_fd(state.vm, console.fd, console_events(console), on_console, &state);
+    }
+  }
+  if (watched != 0) return -1;
+  return crosvm_vm_run(reason, state.vm);
 }
 
 int run(const std::vector<std::string>& args, const launcher::GlobalOptions& globals) {
@@ -386,11 +445,6 @@ int run(const std::vector<std::string>& args, const launcher::GlobalOptions& glo
   if (const int configured = configure(config.config, options, log_level); configured != 0) {
     return error(crosvm_error_message(), configured == kExitInvalidArgs ? kExitInvalidArgs : kExitError);
   }
-  bool stopped = false;
-  if (crosvm_config_set_callback_mode(config.config, CROSVM_CALLBACKS_ON_DISPATCH) != 0 ||
-      crosvm_config_set_exit_callback(config.config, note_stopped, &stopped) != 0) {
-    return error(crosvm_error_message());
-  }
   // Before the VM takes stdin: on a terminal, the guest's input comes
   // through the escapes.
   std::optional<ConsoleEscapes> escapes =
@@ -403,12 +457,9 @@ int run(const std::vector<std::string>& args, const launcher::GlobalOptions& glo
   if (escapes) terminal.emplace(escapes->terminal());
 
   crosvm_exit_reason reason = CROSVM_EXIT_NONE;
-  const int ran = run_until_stopped(&reason, vm.vm, stopped, escapes ? &*escapes : nullptr);
+  RunState state{vm.vm, escapes ? &*escapes : nullptr, &terminal};
+  const int ran = run_until_stopped(&reason, state);
   terminal.reset();
-  // Without the VM's destructor, which would wait for the stop again; the
-  // kernel reclaims the rest, and a control socket left behind is stale
-  // (the next VMM given that path replaces it).
-  if (ran == kGaveUp) std::_Exit(kExitError);
   if (ran == -2) return kExitError;  // said already
   if (ran != 0) return error(crosvm_error_message());
   return exit_code(reason, globals.extended_status);
