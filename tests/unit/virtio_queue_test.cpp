@@ -256,6 +256,37 @@ TEST_CASE("an avail index more than the queue size ahead breaks the ring", "[vir
   CHECK_THAT(popped.error().message, Catch::Contains("ahead"));
 }
 
+TEST_CASE("a head offered again while the device still holds every chain breaks the ring",
+          "[virtio][hostile]") {
+  // A driver that never waits for its requests: it offers the same heads
+  // over and over. The device may hold at most `size` chains at once.
+  Fixture f;
+  f.ring.descriptor(0, kData, 16, kWrite);
+  SplitQueue queue = f.queue();
+  for (uint16_t i = 0; i < kSize; ++i) {
+    f.ring.offer(0);
+    REQUIRE(pop_one(queue).chain.has_value());
+  }
+  f.ring.offer(0);
+  auto popped = queue.pop();
+  REQUIRE_FALSE(popped.ok());
+  CHECK_THAT(popped.error().message, Catch::Contains("still with the device"));
+
+  // One chain used: there is room for exactly one more.
+  Fixture g;
+  g.ring.descriptor(0, kData, 16, kWrite);
+  SplitQueue second = g.queue();
+  for (uint16_t i = 0; i < kSize; ++i) {
+    g.ring.offer(0);
+    REQUIRE(pop_one(second).chain.has_value());
+  }
+  REQUIRE(second.push_used(0, 16).ok());
+  g.ring.offer(0);
+  CHECK(pop_one(second).chain.has_value());
+  g.ring.offer(0);
+  CHECK_FALSE(second.pop().ok());
+}
+
 TEST_CASE("the avail and used indices wrap at 65536 and the ring goes on", "[virtio]") {
   // Legitimate: a driver's indices are free-running 16-bit counters.
   Fixture f;

@@ -168,6 +168,15 @@ Result<std::optional<PoppedChain>> SplitQueue::pop() {
                       "the driver's avail index {} is {} entries ahead of the device's {} in a "
                       "queue of {}", available, pending, next_available_, size_);
   }
+  // Every chain with the device holds its head descriptor, so a driver
+  // cannot have more than `size` out at once: one more is a head offered
+  // again while still in use. Without this rule a driver that never waits
+  // could keep the device taking work, and queueing it, without end.
+  if (const uint16_t in_flight = static_cast<uint16_t>(next_available_ - next_used_); in_flight >= size_) {
+    return make_error(ErrorCode::kDevice,
+                      "the driver offered more chains while all {} of the queue's are still with the "
+                      "device (a head offered again before it was used)", size_);
+  }
   const uint64_t slot = available_ring_ + kAvailRingOffset + uint64_t{2} * (next_available_ % size_);
   const uint16_t head = CROSVM_TRY(load_u16(slot));
   if (head >= size_) {

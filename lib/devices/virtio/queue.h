@@ -3,7 +3,8 @@
 //
 //   - set-up: size a non-zero power of two no larger than the device allows;
 //     the descriptor table, avail and used rings aligned and inside RAM;
-//   - avail index: at most `size` entries ahead of what the device consumed;
+//   - avail index: at most `size` entries ahead of what the device consumed,
+//     and at most `size` chains with the device (popped, not yet used);
 //   - chains: every index below the table's size, at most `size` descriptors
 //     in all (so loops end), each buffer's [addr, addr + len) inside RAM and
 //     not wrapping, no readable buffer after a writable one, the total length
