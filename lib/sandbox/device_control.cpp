@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 namespace crosvm::sandbox {
@@ -23,13 +24,20 @@ struct ReplyMessage {
   char message[240];
 };
 
-// Reads exactly `length` bytes, waiting at most `timeout_ms` (-1: forever)
-// for each piece; 0 when the peer closed before the first byte.
+// Reads exactly `length` bytes within `timeout_ms` in all (-1: forever):
+// a device that answers a byte at a time gets no longer than one that
+// does not answer. 0 when the peer closed before the first byte.
 Result<size_t> read_exactly(int fd, void* data, size_t length, int timeout_ms) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(std::max(timeout_ms, 0));
   size_t done = 0;
   while (done < length) {
     pollfd entry{.fd = fd, .events = POLLIN, .revents = 0};
-    const int ready = ::poll(&entry, 1, timeout_ms);
+    int wait_ms = -1;
+    if (timeout_ms >= 0) {
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      wait_ms = static_cast<int>(std::max<int64_t>(left.count(), 0));
+    }
+    const int ready = ::poll(&entry, 1, wait_ms);
     if (ready < 0 && errno == EINTR) continue;
     if (ready < 0) return make_errno_error(ErrorCode::kIo, errno, "device control channel");
     if (ready == 0) return make_error(ErrorCode::kTimeout, "the device process did not answer");

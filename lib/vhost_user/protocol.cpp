@@ -4,7 +4,10 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <optional>
 
 #include "base/unix_socket.h"
 
@@ -100,16 +103,24 @@ bool served(Request request) {
   }
 }
 
-Result<void> wait_readable(int fd, int timeout_ms) {
-  if (timeout_ms < 0) return {};
-  pollfd entry{.fd = fd, .events = POLLIN, .revents = 0};
-  int ready;
-  do {
-    ready = ::poll(&entry, 1, timeout_ms);
-  } while (ready < 0 && errno == EINTR);
-  if (ready < 0) return make_errno_error(ErrorCode::kIo, errno, "vhost-user: poll");
-  if (ready == 0) return make_error(ErrorCode::kTimeout, "vhost-user: no answer within {} ms", timeout_ms);
-  return {};
+// When a wait of `timeout_ms` (< 0: none) that starts now must end.
+std::optional<std::chrono::steady_clock::time_point> deadline_after(int timeout_ms) {
+  if (timeout_ms < 0) return std::nullopt;
+  return std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+}
+
+// Waits until `fd` has `events` or `deadline` passes (kTimeout, with `what`).
+Result<void> wait_for(int fd, short events, std::optional<std::chrono::steady_clock::time_point> deadline,
+                      int timeout_ms, std::string_view what) {
+  if (!deadline) return {};
+  pollfd entry{.fd = fd, .events = events, .revents = 0};
+  for (;;) {
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline - std::chrono::steady_clock::now());
+    const int ready = ::poll(&entry, 1, static_cast<int>(std::max<int64_t>(left.count(), 0)));
+    if (ready > 0) return {};
+    if (ready == 0) return make_error(ErrorCode::kTimeout, "vhost-user: {} within {} ms", what, timeout_ms);
+    if (errno != EINTR) return make_errno_error(ErrorCode::kIo, errno, "vhost-user: poll");
+  }
 }
 
 }  // namespace
@@ -242,6 +253,7 @@ Result<void> Connection::send(const Message& message, std::span<const int> fds) 
   if (!message.body.empty()) std::memcpy(bytes.data() + kHeaderSize, message.body.data(), message.body.size());
 
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)] = {};
+  const auto deadline = deadline_after(kSendTimeoutMs);
   size_t sent = 0;
   bool first = true;
   while (sent < bytes.size()) {
@@ -258,9 +270,14 @@ Result<void> Connection::send(const Message& message, std::span<const int> fds) 
       entry->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
       std::memcpy(CMSG_DATA(entry), fds.data(), sizeof(int) * fds.size());
     }
-    const ssize_t done = ::sendmsg(socket_.get(), &header_out, MSG_NOSIGNAL);
+    const ssize_t done = ::sendmsg(socket_.get(), &header_out, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (done < 0) {
       if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        CROSVM_TRY(wait_for(socket_.get(), POLLOUT, deadline, kSendTimeoutMs,
+                            fmt::format("the other side read nothing of {}", request_name(header.request))));
+        continue;
+      }
       return make_errno_error(ErrorCode::kIo, errno, "vhost-user: cannot send {}", request_name(header.request));
     }
     sent += static_cast<size_t>(done);
@@ -276,8 +293,9 @@ Result<Message> Connection::receive(int timeout_ms) const {
   size_t wanted = kHeaderSize;
   uint8_t* target = header_bytes;
   bool in_body = false;
+  const auto deadline = deadline_after(timeout_ms);
   while (got < wanted) {
-    CROSVM_TRY(wait_readable(socket_.get(), timeout_ms));
+    CROSVM_TRY(wait_for(socket_.get(), POLLIN, deadline, timeout_ms, "no whole answer"));
     alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)] = {};
     iovec vector{.iov_base = target + got, .iov_len = wanted - got};
     msghdr header_in{};

@@ -173,10 +173,16 @@ class Connection {
   static Result<std::pair<Connection, Connection>> pair();
   static Result<Connection> connect(const std::string& path);
 
+  // Sends the whole message, waiting at most kSendTimeoutMs in all for the
+  // other side to make room (kTimeout then): a peer that stops reading
+  // cannot hold the sender, a vCPU or a device's watcher, for ever.
+  // Messages are small, so an honest peer never leaves that much unread.
+  static constexpr int kSendTimeoutMs = 5000;
   Result<void> send(const Message& message, std::span<const int> fds = {}) const;
-  // The next message, whole. `timeout_ms` < 0 waits for ever. End of file
-  // before a header is kIo with "closed"; a bad header, an oversized body,
-  // too many fds or a short message is kProtocol.
+  // The next message, whole, within `timeout_ms` in all (< 0: for ever; a
+  // peer that sends a byte at a time gets no longer). End of file before a
+  // header is kIo with "closed"; a bad header, an oversized body, too many
+  // fds or a short message is kProtocol.
   Result<Message> receive(int timeout_ms = -1) const;
 
   int fd() const { return socket_.get(); }

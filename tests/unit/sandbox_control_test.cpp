@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
 #include <thread>
 
@@ -92,6 +93,23 @@ TEST_CASE("a device that answers garbage, half a reply, nothing or closes is an 
   SECTION("no answer within the timeout") {
     Pair pair;
     auto answered = crosvm::sandbox::send_control_request(pair.vmm.get(), ControlRequest::kResize, 0, 50);
+    REQUIRE(!answered);
+    CHECK(answered.error().code == ErrorCode::kTimeout);
+  }
+  SECTION("an answer a byte at a time: the timeout is the whole reply's, not each byte's") {
+    Pair pair;
+    // A whole success reply, a byte every 30 ms: each byte comes within
+    // 200 ms, the reply would take 7 s.
+    std::thread trickle([fd = pair.device.get()] {
+      for (size_t i = 0; i < sizeof(Reply); ++i) {
+        const char byte = 0;
+        if (::send(fd, &byte, 1, MSG_NOSIGNAL) != 1) return;  // the VMM's end closed
+        std::this_thread::sleep_for(std::chrono::milliseconds(30));
+      }
+    });
+    auto answered = crosvm::sandbox::send_control_request(pair.vmm.get(), ControlRequest::kResize, 0, 200);
+    pair.vmm.reset();
+    trickle.join();
     REQUIRE(!answered);
     CHECK(answered.error().code == ErrorCode::kTimeout);
   }

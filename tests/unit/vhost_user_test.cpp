@@ -151,6 +151,39 @@ TEST_CASE("a vhost-user reader refuses oversized bodies, too many fds and torn m
   CHECK(open_fds() == fds_before);
 }
 
+TEST_CASE("a vhost-user peer that trickles a message or stops reading is cut off at one deadline",
+          "[vhost-user][hostile]") {
+  {
+    // A byte every 40 ms: each read comes well within 200 ms, the whole
+    // message never does. The deadline is the message's, not each read's.
+    auto [writer, reader] = Connection::pair().value();
+    std::thread trickle([fd = writer.fd()] {
+      Header header{static_cast<uint32_t>(Request::kSetFeatures), kVersion, 8};
+      const auto* bytes = reinterpret_cast<const uint8_t*>(&header);
+      for (size_t i = 0; i < sizeof(header); ++i) {
+        if (::send(fd, bytes + i, 1, MSG_NOSIGNAL) != 1) return;
+        std::this_thread::sleep_for(std::chrono::milliseconds(40));
+      }
+    });
+    auto received = reader.receive(200);
+    REQUIRE_FALSE(received.ok());
+    CHECK(received.error().code == ErrorCode::kTimeout);
+    ::shutdown(reader.fd(), SHUT_RDWR);
+    trickle.join();
+  }
+  {
+    // A peer that never reads: once its socket is full, a send gives up
+    // after kSendTimeoutMs instead of holding the sender for ever.
+    auto [writer, reader] = Connection::pair().value();
+    const Message message = Message::of(static_cast<uint32_t>(Request::kSetFeatures), uint64_t{0}, kVersion);
+    Result<void> sent = writer.send(message);
+    for (int i = 0; i < 1'000'000 && sent.ok(); ++i) sent = writer.send(message);
+    REQUIRE_FALSE(sent.ok());
+    CHECK(sent.error().code == ErrorCode::kTimeout);
+    CHECK(sent.error().message.find("read nothing") != std::string::npos);
+  }
+}
+
 TEST_CASE("a frontend message must have its request's size, version and fds", "[vhost-user][hostile]") {
   CHECK(check_frontend_message(request(Request::kGetFeatures)).ok());
   CHECK(check_frontend_message(request_of(Request::kSetFeatures, uint64_t{0})).ok());
