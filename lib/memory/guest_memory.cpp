@@ -58,8 +58,13 @@ Result<GuestMemory> GuestMemory::create(std::span<const GuestRegion> regions,
       return make_errno_error(ErrorCode::kMemory, errno, "cannot size guest memory to {} MiB",
                               total >> 20);
     }
-    // Growing or shrinking the file under a running guest would fault the VMM.
-    ::fcntl(memfd.get(), F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK);
+    // Growing or shrinking the file under a running guest would fault the
+    // VMM. F_SEAL_SEAL: every backend is handed this fd, and one that added
+    // a seal of its own (F_SEAL_FUTURE_WRITE) would make every later
+    // backend's read-write mapping of it fail.
+    if (::fcntl(memfd.get(), F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) != 0) {
+      return make_errno_error(ErrorCode::kMemory, errno, "cannot seal guest memory");
+    }
     mapping = MemoryMapping::map_shared(memfd.get(), total, 0, MAP_NORESERVE, kHugePageSize);
   } else {
     mapping = MemoryMapping::map_anonymous(total, MAP_NORESERVE, kHugePageSize);

@@ -1,5 +1,8 @@
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -115,4 +118,8 @@ TEST_CASE("shared guest RAM is a memfd another mapping sees the same bytes throu
   std::memcpy(&seen, other->data() + 0x1000, sizeof(seen));
   CHECK(seen == 0xc0ffee);
   CHECK(has_flag(vm_flags_of(memory.slice(0, 1)->data()), "sh"));
+  // Every device process gets this fd: none may resize it or seal it further.
+  CHECK(::fcntl(memory.fd(), F_GET_SEALS) == (F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL));
+  CHECK(::ftruncate(memory.fd(), 0) != 0);
+  CHECK(::fcntl(memory.fd(), F_ADD_SEALS, F_SEAL_FUTURE_WRITE) != 0);
 }
