@@ -4,8 +4,11 @@
 
 namespace crosvm {
 
-WorkPool::WorkPool(std::string name, unsigned max_threads, const Logger& logger)
-    : name_(std::move(name)), max_threads_(max_threads == 0 ? 1 : max_threads), logger_(logger) {}
+WorkPool::WorkPool(std::string name, unsigned max_threads, const Logger& logger, ThreadPrologue prologue)
+    : name_(std::move(name)),
+      max_threads_(max_threads == 0 ? 1 : max_threads),
+      logger_(logger),
+      prologue_(std::move(prologue)) {}
 
 WorkPool::~WorkPool() {
   drain();
@@ -20,7 +23,11 @@ WorkPool::~WorkPool() {
 void WorkPool::submit(std::function<void()> work, bool barrier) {
   std::unique_lock lock(mutex_);
   if (idle_ == 0 && threads_.size() < max_threads_) {
-    auto thread = Thread::start(name_, [this] { run(); },
+    std::function<void()> first = prologue_ ? prologue_() : std::function<void()>();
+    auto thread = Thread::start(name_, [this, first = std::move(first)] {
+                                  if (first) first();
+                                  run();
+                                },
                                 [this](std::string_view what) { logger_.error("{}: {}", name_, what); });
     if (thread) {
       threads_.push_back(std::move(thread).value());

@@ -26,8 +26,14 @@ namespace crosvm {
 
 class WorkPool {
  public:
+  // Called on the thread that submits work as it starts a pool thread for
+  // it; what it returns (if anything) runs first on the new thread. A new
+  // thread inherits its starter's scheduling policy: a disk's worker that
+  // batches (request_batching.h) gives its pool threads SCHED_OTHER back.
+  using ThreadPrologue = std::function<std::function<void()>()>;
+
   // Threads are named `name` ("crosvm_blk0io", 15 characters shown).
-  WorkPool(std::string name, unsigned max_threads, const Logger& logger);
+  WorkPool(std::string name, unsigned max_threads, const Logger& logger, ThreadPrologue prologue = {});
   // Waits for what was submitted, then ends the threads.
   ~WorkPool();
   WorkPool(const WorkPool&) = delete;
@@ -56,6 +62,7 @@ class WorkPool {
   std::string name_;
   unsigned max_threads_;
   Logger logger_;
+  ThreadPrologue prologue_;
   mutable std::mutex mutex_;
   std::condition_variable work_ready_;
   std::condition_variable work_done_;

@@ -6,6 +6,8 @@
 // disk is served.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+
 #include <pthread.h>
 #include <sched.h>
 #include <sys/eventfd.h>
@@ -322,6 +324,19 @@ int policy_of_thread(const std::string& name) {
   return -1;
 }
 
+// The policies of every thread named `name`.
+std::vector<int> policies_of_threads(const std::string& name) {
+  std::vector<int> policies;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string line;
+    if (std::getline(comm, line) && line == name) {
+      policies.push_back(::sched_getscheduler(static_cast<pid_t>(std::stol(task.path().filename().string()))));
+    }
+  }
+  return policies;
+}
+
 }  // namespace
 
 TEST_CASE("the worker batches while several requests come at once, and answers a lone one at once",
@@ -336,6 +351,12 @@ TEST_CASE("the worker batches while several requests come at once, and answers a
   f.kicks[0].signal();
   REQUIRE(eventually([&] { return f.ring.used_index() == 3; }));
   CHECK(policy_of_thread("crosvm_blk0") == SCHED_BATCH);
+  // The I/O threads the batching worker started for those two do not keep
+  // its policy: batching is the worker's state, not theirs.
+  const std::vector<int> io_policies = policies_of_threads("crosvm_blk_io");
+  CHECK_FALSE(io_policies.empty());
+  CHECK(std::count(io_policies.begin(), io_policies.end(), SCHED_OTHER) ==
+        static_cast<std::ptrdiff_t>(io_policies.size()));
   // A lone request: answered on the worker, which stops batching. (An I/O
   // thread may not have counted the last pair finished yet when the first
   // comes: then that one still counts as several.)

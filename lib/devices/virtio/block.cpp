@@ -218,7 +218,12 @@ Block::Block(std::unique_ptr<disk::DiskFile> disk, BlockOptions options, std::st
       block_size_(options.block_size),
       num_queues_(std::clamp<uint16_t>(options.num_queues, 1, kMaxBlockQueues)),
       capacity_sectors_(disk_->size() / kSectorSize),
-      io_("crosvm_blk_io", kIoThreads, logger) {
+      io_("crosvm_blk_io", kIoThreads, logger, [this]() -> std::function<void()> {
+        // Started by the worker: under SCHED_BATCH only if the worker batches
+        // now, which is the worker's state, not one for the I/O to keep.
+        if (!batching_.batching()) return {};
+        return [] { (void)set_thread_batching(false); };
+      }) {
   limits_.may_unmap = options.sparse;
 }
 
