@@ -8,6 +8,9 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
 #include <vector>
 
 #include "base/unique_fd.h"
@@ -19,6 +22,8 @@ namespace {
 
 class RawDisk final : public DiskFile {
  public:
+  static constexpr size_t kFirstBlock = 4096;
+
   RawDisk(UniqueFd fd, std::string path, uint64_t size, bool read_only, bool regular_file, UniqueFd direct)
       : fd_(std::move(fd)), direct_(std::move(direct)), path_(std::move(path)), size_(size), read_only_(read_only),
         regular_file_(regular_file) {}
@@ -33,20 +38,37 @@ class RawDisk final : public DiskFile {
 
   Result<void> write_at(uint64_t offset, std::span<const iovec> buffers) override {
     CROSVM_TRY(writable());
-    if (offset == 0) {
-      // The format is read from the first bytes: a guest that wrote another
-      // format's header there would have the next open read its disk as
-      // that format (a qcow2 header could name a host file as its backing
-      // file). Refused, as QEMU refuses it for a probed raw image.
-      uint8_t start[72] = {};
-      IovecCursor(buffers).copy_to(start, sizeof start);
-      if (const std::string_view format = image_signature(start); !format.empty()) {
-        return make_error(ErrorCode::kIo,
-                          "refusing a write of a {} header to the first sector of raw image '{}' (it would be "
-                          "read as {} when next opened)", format, path_, format);
-      }
-    }
+    if (offset == 0) return write_first_block(buffers);
     return transfer_at(data_fd(fd_.get(), direct_, offset, buffers), offset, buffers, true, path_);
+  }
+
+  // The format is read from the first bytes: a guest that wrote another
+  // format's header there would have the next open read its disk as that
+  // format (a qcow2 header could name a host file as its backing file).
+  // Refused, as QEMU refuses it for a probed raw image. The first block is
+  // checked and written from one copy of the guest's bytes: from guest
+  // memory, another vCPU could change them between the check and the write.
+  Result<void> write_first_block(std::span<const iovec> buffers) {
+    uint64_t total = 0;
+    for (const iovec& buffer : buffers) total += buffer.iov_len;
+    const size_t head = static_cast<size_t>(std::min<uint64_t>(total, kFirstBlock));
+    // Aligned, so that an O_DIRECT write stays one.
+    std::unique_ptr<uint8_t, decltype(&std::free)> first(
+        static_cast<uint8_t*>(std::aligned_alloc(kFirstBlock, kFirstBlock)), &std::free);
+    if (!first) return make_error(ErrorCode::kIo, "no memory for the first block of '{}'", path_);
+    std::memset(first.get(), 0, kFirstBlock);
+    IovecCursor cursor(buffers);
+    cursor.copy_to(first.get(), head);
+    if (const std::string_view format = image_signature(std::span<const uint8_t>(first.get(), kFirstBlock));
+        !format.empty()) {
+      return make_error(ErrorCode::kIo,
+                        "refusing a write of a {} header to the first sector of raw image '{}' (it would be "
+                        "read as {} when next opened)", format, path_, format);
+    }
+    std::vector<iovec> pieces{{first.get(), head}};
+    const std::vector<iovec> rest = cursor.take(total - head);
+    pieces.insert(pieces.end(), rest.begin(), rest.end());
+    return transfer_at(data_fd(fd_.get(), direct_, 0, pieces), 0, pieces, true, path_);
   }
 
   Result<void> flush() override {

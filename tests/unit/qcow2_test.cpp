@@ -21,6 +21,7 @@
 #include <chrono>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "disk/disk_file.h"
@@ -643,6 +644,47 @@ TEST_CASE("qcow2: other formats are refused by name, and raw images cannot becom
   // Elsewhere, or other bytes at the start, are the guest's business.
   CHECK(write(*disk, 512, header).ok());
   CHECK(write(*disk, 0, pattern(512, 21)).ok());
+}
+
+TEST_CASE("qcow2: a raw image's first block is written as it was checked, even while the guest changes it",
+          "[qcow2][hostile]") {
+  TempDir dir("crosvm-qcow2");
+  const std::string raw = dir.file("disk.img");
+  qemu_img(fmt::format("create -q -f raw '{}' 1M", raw));
+  auto disk = open_image(raw);
+
+  // Pieces of odd sizes across the first block: the write lands whole.
+  const std::vector<uint8_t> whole = pattern(8192, 5);
+  std::vector<iovec> pieces{{const_cast<uint8_t*>(whole.data()), 100},
+                            {const_cast<uint8_t*>(whole.data()) + 100, 5000},
+                            {const_cast<uint8_t*>(whole.data()) + 5100, 3092}};
+  REQUIRE(disk->write_at(0, pieces).ok());
+  std::vector<uint8_t> back(8192);
+  const iovec into{back.data(), back.size()};
+  REQUIRE(disk->read_at(0, std::span(&into, 1)).ok());
+  CHECK(back == whole);
+
+  // Another vCPU flips the buffer between harmless bytes and a qcow2 header
+  // while this one writes it to sector 0 again and again: what reaches the
+  // image is what was checked, so the header never does.
+  std::vector<uint8_t> buffer(512, 0);
+  std::atomic<bool> done{false};
+  std::thread flipper([&] {
+    auto* magic = reinterpret_cast<volatile uint8_t*>(buffer.data());
+    while (!done.load(std::memory_order_relaxed)) {
+      magic[0] = 'Q'; magic[1] = 'F'; magic[2] = 'I'; magic[3] = 0xfb;
+      magic[0] = 0; magic[1] = 0; magic[2] = 0; magic[3] = 0;
+    }
+  });
+  bool header_landed = false;
+  for (int i = 0; i < 2000 && !header_landed; ++i) {
+    const iovec from{buffer.data(), buffer.size()};
+    (void)disk->write_at(0, std::span(&from, 1));  // refused or not, by what it saw
+    header_landed = read_be(raw, 0, 4) == 0x514649fb;
+  }
+  done = true;
+  flipper.join();
+  CHECK_FALSE(header_landed);
 }
 
 TEST_CASE("qcow2: a writer killed at any moment leaves no corruption", "[qcow2]") {
