@@ -385,7 +385,14 @@ void Frontend::watch() {
         continue;
       }
       if (request->needs_reply()) {
-        (void)channel_->send(Message::of(request->header.request, uint64_t{0}, kVersion | kFlagReply));
+        // A backend that asks for replies and does not read them is broken:
+        // the send gives up at its deadline, and so does this channel.
+        if (auto replied = channel_->send(Message::of(request->header.request, uint64_t{0}, kVersion | kFlagReply));
+            !replied) {
+          fail("backend channel: " + replied.error().message);
+          entries[channel_entry].fd = -1;
+          continue;
+        }
       }
       Result<void> refreshed;
       {
