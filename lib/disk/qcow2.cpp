@@ -20,8 +20,6 @@
 #include <linux/falloc.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
-#include <zstd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -31,6 +29,7 @@
 #include <set>
 #include <vector>
 
+#include "disk/decompress.h"
 #include "disk/disk_io.h"
 
 namespace crosvm::disk {
@@ -697,32 +696,8 @@ class Qcow2Disk final : public DiskFile {
     CROSVM_TRY(read_bytes(offset, input.data(), input.size()));
     inflated_.assign(cluster_size_, 0);
     inflated_entry_ = 0;
-    bool whole = false;
-    if (header_.zstd) {
-      ZSTD_DCtx* context = ZSTD_createDCtx();
-      if (context == nullptr) return make_error(ErrorCode::kIo, "qcow2 image '{}': no memory for zstd", path_);
-      ZSTD_inBuffer in{input.data(), input.size(), 0};
-      ZSTD_outBuffer out{inflated_.data(), inflated_.size(), 0};
-      // Each round consumes input or produces output, or the loop ends.
-      while (out.pos < out.size) {
-        const size_t before = in.pos + out.pos;
-        if (ZSTD_isError(ZSTD_decompressStream(context, &out, &in)) || in.pos + out.pos == before) break;
-      }
-      whole = out.pos == out.size;
-      ZSTD_freeDCtx(context);
-    } else {
-      z_stream stream{};
-      if (inflateInit2(&stream, -15) != Z_OK) {
-        return make_error(ErrorCode::kIo, "qcow2 image '{}': cannot start inflating", path_);
-      }
-      stream.next_in = input.data();
-      stream.avail_in = static_cast<uInt>(input.size());
-      stream.next_out = inflated_.data();
-      stream.avail_out = static_cast<uInt>(inflated_.size());
-      const int result = inflate(&stream, Z_FINISH);
-      whole = (result == Z_STREAM_END || result == Z_BUF_ERROR || result == Z_OK) && stream.avail_out == 0;
-      inflateEnd(&stream);
-    }
+    const bool whole = CROSVM_TRY(decompress_cluster(header_.zstd ? Compression::kZstd : Compression::kDeflate,
+                                                     input, inflated_));
     if (!whole) {
       inflated_.clear();
       return corrupt(path_, fmt::format("the compressed cluster at byte {} does not decompress to a cluster", offset));

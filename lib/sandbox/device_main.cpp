@@ -33,6 +33,7 @@
 #include "devices/virtio/block.h"
 #include "devices/virtio/console.h"
 #include "devices/virtio/vsock/user_vsock.h"
+#include "disk/decompress.h"
 #include "disk/disk_file.h"
 #include "sandbox/device_control.h"
 #include "sandbox/device_main.h"
@@ -255,9 +256,23 @@ Result<void> answer_requests(int fd, const std::shared_ptr<virtio::Block>& block
   });
 }
 
+// A qcow2 image may hold compressed clusters, whose libraries are loaded
+// when first needed (disk/decompress.h): here, before the jail, which has
+// no file system to load them from. A raw disk's process never maps them.
+void preload_for_image(const Arguments& arguments, const Logger& logger) {
+  if (arguments.kind != "block" || arguments.file_fd < 0) return;
+  uint8_t start[72] = {};
+  const ssize_t got = ::pread(arguments.file_fd, start, sizeof start, 0);
+  if (got <= 0 || disk::image_signature(std::span(start, static_cast<size_t>(got))) != "qcow2") return;
+  if (auto loaded = disk::preload_decompressors(); !loaded) {
+    logger.warn("{}: compressed clusters cannot be read: {}", arguments.path, loaded.error().message);
+  }
+}
+
 Result<void> run(int argc, char** argv, const sandbox::JailLibraries& libraries, Logger& logger) {
   Arguments arguments = CROSVM_TRY(parse(argc, argv));
   if (arguments.debug) logger = Logger(write_line, LogLevel::kDebug);
+  preload_for_image(arguments, logger);
   CROSVM_TRY(sandbox::enter_jail(jail_limits(arguments), libraries));
   Device device = CROSVM_TRY(build_device(arguments, logger));
   CROSVM_TRY(sandbox::load_filter(policy_kind(arguments), arguments.filter, libraries));

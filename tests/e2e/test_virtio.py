@@ -81,17 +81,26 @@ def test_the_guest_reads_and_writes_an_ext4_disk_that_stays_clean_and_reads_its_
     assert fsck.returncode == 0, fsck.stdout + fsck.stderr
 
 
-def test_a_read_only_disk_refuses_writes(boot, tmp_path):
+def test_a_read_only_disk_refuses_writes_and_compressed_qcow2_disks_read_back(boot, tmp_path):
     writable = make_ext4(tmp_path / "rw.img", {})
     read_only = make_ext4(tmp_path / "ro.img", {"host.txt": HOST_TEXT})
     before = digest(read_only)
-    guest = boot("--rwdisk", str(writable), "--disk", str(read_only))
+    # The same file system compressed by qemu-img, deflate and zstd: each
+    # disk's (jailed) process loads its decompressor before its jail.
+    compressed = []
+    for kind in ("zlib", "zstd"):
+        image = tmp_path / f"{kind}.qcow2"
+        subprocess.run(["qemu-img", "convert", "-q", "-c", "-f", "raw", "-O", "qcow2", "-o",
+                        f"compression_type={kind}", str(read_only), str(image)], check=True)
+        compressed += ["--disk", str(image)]
+    guest = boot("--rwdisk", str(writable), "--disk", str(read_only), *compressed)
     assert guest.run("cat /sys/block/vdb/ro").strip() == "1"
     failed = guest.run("dd if=/dev/zero of=/dev/vdb bs=512 count=1 oflag=direct 2>&1; echo status=$?")
     assert "status=0" not in failed, failed
-    guest.run("mount -t ext4 -o ro /dev/vdb /mnt")
-    assert guest.run("cat /mnt/host.txt") == HOST_TEXT
-    guest.run("umount /mnt")
+    for disk in ("vdb", "vdc", "vdd"):
+        guest.run(f"mount -t ext4 -o ro /dev/{disk} /mnt")
+        assert guest.run("cat /mnt/host.txt") == HOST_TEXT, disk
+        guest.run("umount /mnt")
     guest.send("poweroff -f\n")
     assert guest.wait() == 0
     assert digest(read_only) == before
