@@ -333,6 +333,20 @@ std::vector<std::string> thread_names() {
   return names;
 }
 
+// crosvm_vm_run() on a thread of the test's: its result and reason when
+// it returns, and the thread's id (the one the VM's loop then runs on).
+std::pair<std::future<std::pair<int, crosvm_exit_reason>>, std::thread::id> run_on_a_thread(GuestVm& vm) {
+  std::promise<std::thread::id> runner_id;
+  auto ran = std::async(std::launch::async, [&vm, &runner_id] {
+    runner_id.set_value(std::this_thread::get_id());
+    crosvm_exit_reason reason = CROSVM_EXIT_NONE;
+    const int result = crosvm_vm_run(&reason, vm.handle());
+    return std::make_pair(result, reason);
+  });
+  const std::thread::id runner = runner_id.get_future().get();
+  return {std::move(ran), runner};
+}
+
 }  // namespace
 
 TEST_CASE("crosvm_vm_run serves the VM's loop on the calling thread", "[guest][lifecycle][control]") {
@@ -343,14 +357,7 @@ TEST_CASE("crosvm_vm_run serves the VM's loop on the calling thread", "[guest][l
     REQUIRE(crosvm_config_set_exit_callback(config, &on_dispatched_exit, &events) == CROSVM_OK);
   });
   const std::string socket = crosvm_vm_control_socket_path(vm.handle());
-  std::promise<std::thread::id> runner_id;
-  auto ran = std::async(std::launch::async, [&] {
-    runner_id.set_value(std::this_thread::get_id());
-    crosvm_exit_reason reason = CROSVM_EXIT_NONE;
-    const int result = crosvm_vm_run(&reason, vm.handle());
-    return std::make_pair(result, reason);
-  });
-  const std::thread::id runner = runner_id.get_future().get();
+  auto [ran, runner] = run_on_a_thread(vm);
   REQUIRE(ticks_on(vm));
   // The control socket is answered by the loop, which no thread of the
   // library's runs: the caller of crosvm_vm_run does.
@@ -424,14 +431,7 @@ TEST_CASE("an embedder's descriptor is served inside crosvm_vm_run, on the calle
   CHECK(crosvm_vm_watch_fd(nullptr, fds[1], CROSVM_WATCH_READABLE, on_watched_pipe, &watched) ==
         CROSVM_ERROR_INVALID_ARGUMENT);
 
-  std::promise<std::thread::id> runner_id;
-  auto ran = std::async(std::launch::async, [&] {
-    runner_id.set_value(std::this_thread::get_id());
-    crosvm_exit_reason reason = CROSVM_EXIT_NONE;
-    const int result = crosvm_vm_run(&reason, vm.handle());
-    return std::make_pair(result, reason);
-  });
-  const std::thread::id runner = runner_id.get_future().get();
+  auto [ran, runner] = run_on_a_thread(vm);
   REQUIRE(ticks_on(vm));
   REQUIRE(::write(fds[1], "a", 1) == 1);
   REQUIRE(ticks_on(vm));  // the guest goes on while the embedder's input is served

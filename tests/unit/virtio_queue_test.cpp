@@ -46,6 +46,16 @@ std::string pop_bad(SplitQueue& queue, DriverRing& ring) {
   return popped.problem;
 }
 
+// The device takes `size` chains and returns none: the most a driver
+// can have out at once (each holds its head, descriptor 0 here).
+void hold_every_chain(Fixture& f, SplitQueue& queue) {
+  f.ring.descriptor(0, kData, 16, kWrite);
+  for (uint16_t i = 0; i < kSize; ++i) {
+    f.ring.offer(0);
+    REQUIRE(pop_one(queue).chain.has_value());
+  }
+}
+
 }  // namespace
 
 TEST_CASE("a well-formed chain yields its readable then writable buffers", "[virtio]") {
@@ -261,12 +271,8 @@ TEST_CASE("a head offered again while the device still holds every chain breaks 
   // A driver that never waits for its requests: it offers the same heads
   // over and over. The device may hold at most `size` chains at once.
   Fixture f;
-  f.ring.descriptor(0, kData, 16, kWrite);
   SplitQueue queue = f.queue();
-  for (uint16_t i = 0; i < kSize; ++i) {
-    f.ring.offer(0);
-    REQUIRE(pop_one(queue).chain.has_value());
-  }
+  hold_every_chain(f, queue);
   f.ring.offer(0);
   auto popped = queue.pop();
   REQUIRE_FALSE(popped.ok());
@@ -274,12 +280,8 @@ TEST_CASE("a head offered again while the device still holds every chain breaks 
 
   // One chain used: there is room for exactly one more.
   Fixture g;
-  g.ring.descriptor(0, kData, 16, kWrite);
   SplitQueue second = g.queue();
-  for (uint16_t i = 0; i < kSize; ++i) {
-    g.ring.offer(0);
-    REQUIRE(pop_one(second).chain.has_value());
-  }
+  hold_every_chain(g, second);
   REQUIRE(second.push_used(0, 16).ok());
   g.ring.offer(0);
   CHECK(pop_one(second).chain.has_value());
