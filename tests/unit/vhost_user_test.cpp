@@ -154,13 +154,17 @@ TEST_CASE("a vhost-user reader refuses oversized bodies, too many fds and torn m
 TEST_CASE("a vhost-user peer that trickles a message or stops reading is cut off at one deadline",
           "[vhost-user][hostile]") {
   {
-    // A byte every 40 ms: each read comes well within 200 ms, the whole
-    // message never does. The deadline is the message's, not each read's.
+    // A whole, valid message a byte every 40 ms: each read comes well
+    // within 200 ms, the message (20 bytes) never does. The deadline is
+    // the message's, not each read's.
     auto [writer, reader] = Connection::pair().value();
     std::thread trickle([fd = writer.fd()] {
-      Header header{static_cast<uint32_t>(Request::kSetFeatures), kVersion, 8};
-      const auto* bytes = reinterpret_cast<const uint8_t*>(&header);
-      for (size_t i = 0; i < sizeof(header); ++i) {
+      struct {
+        Header header{static_cast<uint32_t>(Request::kSetFeatures), kVersion, 8};
+        uint64_t features = 0;
+      } message;
+      const auto* bytes = reinterpret_cast<const uint8_t*>(&message);
+      for (size_t i = 0; i < sizeof(message); ++i) {
         if (::send(fd, bytes + i, 1, MSG_NOSIGNAL) != 1) return;
         std::this_thread::sleep_for(std::chrono::milliseconds(40));
       }
