@@ -88,4 +88,10 @@ Result<std::unique_ptr<DiskFile>> open_raw_disk(UniqueFd fd, std::string path, b
 // file's first bytes) carries, or an empty view.
 std::string_view image_signature(std::span<const uint8_t> start);
 
+enum class Format { kRaw, kQcow2 };
+
+// The format of the image open on `fd`, from its first bytes: an error
+// names any other format (and how to convert it) or a qcow version 1.
+Result<Format> detect_format(int fd, const std::string& path);
+
 }  // namespace crosvm::disk

@@ -50,7 +50,7 @@ Result<void> lock_image(int fd, bool read_only, const std::string& path, bool lo
   return {};
 }
 
-enum class Format { kRaw, kQcow2 };
+}  // namespace
 
 Result<Format> detect_format(int fd, const std::string& path) {
   uint8_t start[72] = {};
@@ -70,6 +70,8 @@ Result<Format> detect_format(int fd, const std::string& path) {
   return make_error(ErrorCode::kIo, "disk image '{}' is a {} image, which this VMM does not read; "
                     "`qemu-img convert -O qcow2 '{}' NEW.qcow2` converts it", path, format, path);
 }
+
+namespace {
 
 std::string backing_name(const OpenOptions& options, size_t depth) {
   return depth == 0 ? options.path : fmt::format("{} (backing file {})", options.path, depth);

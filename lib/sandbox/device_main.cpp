@@ -261,9 +261,8 @@ Result<void> answer_requests(int fd, const std::shared_ptr<virtio::Block>& block
 // no file system to load them from. A raw disk's process never maps them.
 void preload_for_image(const Arguments& arguments, const Logger& logger) {
   if (arguments.kind != "block" || arguments.file_fd < 0) return;
-  uint8_t start[72] = {};
-  const ssize_t got = ::pread(arguments.file_fd, start, sizeof start, 0);
-  if (got <= 0 || disk::image_signature(std::span(start, static_cast<size_t>(got))) != "qcow2") return;
+  const Result<disk::Format> format = disk::detect_format(arguments.file_fd, arguments.path);
+  if (!format || *format != disk::Format::kQcow2) return;
   if (auto loaded = disk::preload_decompressors(); !loaded) {
     logger.warn("{}: compressed clusters cannot be read: {}", arguments.path, loaded.error().message);
   }
