@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "base/file_io.h"
@@ -32,6 +33,21 @@ Result<void> ImageSource::read(uint64_t offset, std::span<uint8_t> out) const {
     std::memcpy(out.data(), bytes_.data() + offset, out.size());
     return {};
   }
+  if (offset + out.size() <= kHeadSize) {
+    if (head_.empty()) {
+      std::vector<uint8_t> head(static_cast<size_t>(std::min<uint64_t>(size_, kHeadSize)));
+      CROSVM_TRY(read_file(0, head));
+      head_ = std::move(head);
+    }
+    if (offset + out.size() <= head_.size()) {
+      std::memcpy(out.data(), head_.data() + offset, out.size());
+      return {};
+    }
+  }
+  return read_file(offset, out);
+}
+
+Result<void> ImageSource::read_file(uint64_t offset, std::span<uint8_t> out) const {
   size_t done = 0;
   while (done < out.size()) {
     const ssize_t got = ::pread(fd_.get(), out.data() + done, out.size() - done,

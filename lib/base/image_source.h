@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "base/result.h"
 #include "base/unique_fd.h"
@@ -26,14 +27,22 @@ class ImageSource {
 
   // Fills `out` with the image's bytes from `offset`. Fails when the image
   // holds fewer (a file that shrank since it was opened) or a read fails.
+  // A file's first kHeadSize bytes are read once and kept: the loaders look
+  // at a kernel's headers several times (its format, then its setup header
+  // or ELF headers), and each look then sees the same bytes.
   Result<void> read(uint64_t offset, std::span<uint8_t> out) const;
+
+  static constexpr size_t kHeadSize = 4096;
 
  private:
   ImageSource(UniqueFd fd, uint64_t size, std::string description)
       : fd_(std::move(fd)), size_(size), description_(std::move(description)) {}
 
+  Result<void> read_file(uint64_t offset, std::span<uint8_t> out) const;
+
   UniqueFd fd_;
   std::span<const uint8_t> bytes_;
+  mutable std::vector<uint8_t> head_;  // a file's first bytes, once read
   uint64_t size_ = 0;
   std::string description_;  // "kernel 'PATH'"
 };

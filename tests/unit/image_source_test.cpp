@@ -1,6 +1,9 @@
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
 #include <unistd.h>
+
+#include <algorithm>
 
 #include <numeric>
 #include <vector>
@@ -33,6 +36,33 @@ TEST_CASE("a file image reads any range it holds", "[image]") {
   std::vector<uint8_t> middle(300);
   REQUIRE(image->read(5000, middle));
   CHECK(std::equal(middle.begin(), middle.end(), contents.begin() + 5000));
+}
+
+TEST_CASE("a file image's first block is read once, so every look at its headers agrees", "[image]") {
+  const std::vector<uint8_t> contents = counting_bytes(3 * ImageSource::kHeadSize);
+  TempFile file("image", contents);
+  auto image = ImageSource::open(file.path(), "kernel");
+  REQUIRE(image);
+  std::vector<uint8_t> first(64);
+  REQUIRE(image->read(0, first));
+
+  // The file changes under the VMM between the format check and the load.
+  const std::vector<uint8_t> changed(ImageSource::kHeadSize + 64, 0xee);
+  {
+    const UniqueFd fd(::open(file.path().c_str(), O_WRONLY | O_CLOEXEC));
+    REQUIRE(fd);
+    REQUIRE(::pwrite(fd.get(), changed.data(), changed.size(), 0) == static_cast<ssize_t>(changed.size()));
+  }
+  std::vector<uint8_t> again(64);
+  REQUIRE(image->read(0, again));
+  CHECK(again == first);
+  std::vector<uint8_t> header(0x100);
+  REQUIRE(image->read(0x1f1, header));
+  CHECK(std::equal(header.begin(), header.end(), contents.begin() + 0x1f1));
+  // Beyond the first block every read goes to the file.
+  std::vector<uint8_t> beyond(32);
+  REQUIRE(image->read(ImageSource::kHeadSize, beyond));
+  CHECK(std::all_of(beyond.begin(), beyond.end(), [](uint8_t byte) { return byte == 0xee; }));
 }
 
 TEST_CASE("a read past the end of an image is refused", "[image]") {
