@@ -106,6 +106,23 @@ TEST_CASE("guest RAM starts on a 2 MiB boundary, so KVM can map huge pages", "[m
   }
 }
 
+TEST_CASE("a device process maps shared guest RAM so its huge pages stay huge there too", "[memory]") {
+  const GuestRegion layout[] = {{0, 4ull << 20}, {8ull << 20, 4ull << 20}};
+  GuestMemory vmm = std::move(GuestMemory::create(layout, {.shared = true})).value();
+  // As a vhost-user memory table hands it over: the regions at their
+  // offsets in the one file.
+  const SharedRegion table[] = {{8ull << 20, 4ull << 20, vmm.fd(), 4ull << 20}, {0, 4ull << 20, vmm.fd(), 0}};
+  GuestMemory device = std::move(GuestMemory::map_shared_regions(table)).value();
+  for (const SharedRegion& region : table) {
+    // A huge page of the file can be mapped with one entry only where the
+    // address and the file offset agree modulo 2 MiB.
+    const auto host = reinterpret_cast<uintptr_t>(device.slice(region.guest_address, 1)->data());
+    CHECK((host - region.offset) % (2 << 20) == 0);
+  }
+  REQUIRE(vmm.write_object<uint32_t>((8ull << 20) + 0x10, 0xfeed).ok());
+  CHECK(*device.read_object<uint32_t>((8ull << 20) + 0x10) == 0xfeed);
+}
+
 TEST_CASE("shared guest RAM is a memfd another mapping sees the same bytes through", "[memory]") {
   const GuestRegion region{0, 1ull << 20};
   GuestMemory memory =
