@@ -39,7 +39,8 @@ For each run, in an order that rotates between runs (each VMM first in turn):
           userspace vsock (its Unix socket, in the VMM and jailed);
   sandbox ours again with the devices jailed (crosvm-launch's default:
           boot with a jailed rng, block with a jailed disk), beside ours
-          with --disable-sandbox; and ours with every kind of device
+          with --disable-sandbox (for the boot: with the same rng, in the
+          VMM, crosvm-rng); and ours with every kind of device
           jailed and in use (the network guest, crosvm_bench.devices=1);
           their memory adds the pages the device processes add to the
           VMM's (resident, guest RAM left out, mapped by no page of the
@@ -83,7 +84,7 @@ QEMU10_PREFIX = os.environ.get("CROSVM_NESTED_QEMU_PREFIX", "/opt/crosvm-nested-
 # QEMU microvm (current); then ours jailed (an rng), with Debian's default
 # shmem policy, and with every kind of device jailed and in use.
 BOOT_VMMS = ["crosvm", "crosvm-quiet", "floor", "floor-quiet", "qemu", "qemu-quiet", "qemu10", "qemu10-quiet",
-             "crosvm-sandboxed"]
+             "crosvm-rng", "crosvm-sandboxed"]
 MEMORY_MIB = 256
 BLOCK_MIB = 64
 RANDOM_READS = 2000
@@ -116,10 +117,13 @@ VSOCK_VMMS = ["crosvm-vhost-vsock", "qemu-vhost-vsock", "crosvm-user-vsock", "cr
 
 
 def crosvm_command(launcher: str, kernel: str, initramfs: str, params: str, disk: str | None,
-                   sandbox: bool = False) -> list[str]:
+                   sandbox: bool = False, rng: bool | None = None) -> list[str]:
     # In-process unless `sandbox`: then the devices run jailed (the disk, and
     # an rng, so that a boot without a disk has one device process too).
-    devices = ["--sandbox"] if sandbox else ["--disable-sandbox", "--no-rng"]
+    # `rng` (by default: when sandboxed) adds the virtio-rng either way.
+    devices = ["--sandbox"] if sandbox else ["--disable-sandbox"]
+    if not (sandbox if rng is None else rng):
+        devices.append("--no-rng")
     command = [launcher, "run", *devices,
                "-m", str(MEMORY_MIB), "-i", initramfs, "-p", params]
     if disk:
@@ -372,8 +376,10 @@ def boot_command(vmm: str, args, directory: str) -> tuple[list[str], bytes]:
         command[-1:-1] = ["--net", "passt", "--vsock", f"socket={os.path.join(directory, 'vm.vsock')}",
                           "--serial", "type=sink,hardware=virtio-console,num=1"]
         return in_namespace(PASST_NAMESPACE, command), DEVICES_READY
+    # crosvm-rng: the sandboxed boot's own device (an rng) in the VMM, so that
+    # the sandbox's row compares one machine jailed and not.
     return crosvm_command(args.launcher, args.kernel, args.initramfs, params, None,
-                          sandbox=base != "crosvm"), MARKER
+                          sandbox=base not in ("crosvm", "crosvm-rng"), rng=base != "crosvm"), MARKER
 
 
 def boot_once(vmm: str, args) -> dict:
